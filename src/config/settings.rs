@@ -1,0 +1,166 @@
+//! The validated configuration the gateway serves from. One [`Runtime`] is one
+//! snapshot: a reload builds a new one and swaps it in whole.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use crate::route::RouteTable;
+use crate::token::TokenSettings;
+
+/// Everything one config file says, validated.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config_path: PathBuf,
+    pub server: ServerSettings,
+    pub admin: Option<AdminSettings>,
+    pub log: LogSettings,
+    pub tokens: TokenSettings,
+    pub cookies: CookieSettings,
+    pub csrf: CsrfSettings,
+    pub sessions: SessionSettings,
+    pub store: StoreSettings,
+    pub forward: ForwardSettings,
+    pub errors: ErrorSettings,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub watch_config: bool,
+    pub allow_semicolon: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive, validated at load.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub access: String,
+    pub refresh: String,
+    pub csrf_access: String,
+    pub csrf_refresh: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+    /// None = host-only.
+    pub domain: Option<String>,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsrfSettings {
+    pub enabled: bool,
+    pub header: HeaderName,
+    pub check_origin: bool,
+    /// Origins as `scheme://host[:port]`, lower-cased.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResponse {
+    Tokens,
+    Upstream,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub identity_header: HeaderName,
+    pub login_response: LoginResponse,
+    pub implicit_refresh: bool,
+    pub refresh_ahead: Duration,
+    pub rotate_refresh: bool,
+    pub reuse_grace: Duration,
+    pub max_session: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    Embedded,
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub path: PathBuf,
+    pub url: Option<String>,
+    pub timeout: Duration,
+    pub max_staleness: Duration,
+}
+
+/// `keep` or `strip` for `[forward] token` and `refresh_cookie`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Keep,
+    Strip,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    /// Lower-cased, `_` folded to `-`, so they compare against folded header names.
+    pub strip_prefixes: Vec<String>,
+    /// claim name → header, in config order.
+    pub claims: Vec<(String, HeaderName)>,
+    pub claims_json_header: Option<HeaderName>,
+    pub token: Keep,
+    pub refresh_cookie: Keep,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorSettings {
+    pub login_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `http://` or `https://` authority-only URLs (a path is a config error).
+    pub urls: Vec<http::Uri>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub tls_ca: Option<PathBuf>,
+}

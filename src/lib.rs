@@ -1,0 +1,31 @@
+//! # jwtgate
+//!
+//! A reverse-proxy authentication gateway. Every request is matched against the
+//! route policy, its JWT verified, and the verified claims forwarded upstream.
+//!
+//! ```text
+//! accept → (tls) → http/1.1 or h2 parse
+//!  → snapshot   take the current Arc<Runtime>        (server.rs)
+//!  → canonical  canonicalize the request target      (route::canonical)
+//!  → route      most specific matching route         (route::table)
+//!  → extract    credentials from header/cookie/query (pipeline::extract)
+//!  → verify     signature, claims, revocation        (token::verify, store)
+//!  → csrf       double submit + Origin               (sessions, next issue)
+//!  → refresh    implicit refresh                     (sessions, next issue)
+//!  → decide     policy × credential state            (pipeline)
+//!  → rewrite    strip spoofable headers, add claims  (forward::headers)
+//!  → forward    pooled upstream client, streaming    (forward::client)
+//!  → respond    hop-by-hop cleanup, Set-Cookie       (pipeline)
+//!  → log        one access-log event per request     (pipeline)
+//! ```
+//!
+//! Modules: [`config`] (raw + validated config), [`route`] (paths and routes),
+//! [`token`] (claims, keys, verify, mint), [`store`] (revocation state),
+//! [`error`] (every refusal → problem+json), [`clock`] (injectable time).
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod route;
+pub mod store;
+pub mod token;
