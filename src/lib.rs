@@ -29,3 +29,19 @@ pub mod error;
 pub mod route;
 pub mod store;
 pub mod token;
+pub mod forward;
+pub mod gateway;
+pub mod pipeline;
+pub mod server;
+
+pub use gateway::Gateway;
+
+/// Serves `listener` with `gateway` until `shutdown` resolves (DESIGN.md §11:
+/// stop accepting, drain in-flight requests up to `shutdown_grace`).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    gateway: std::sync::Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    server::serve(listener, gateway, shutdown).await
+}

@@ -42,6 +42,13 @@ pub struct Route {
     pub strip_prefix: Option<String>,
 }
 
+impl Route {
+    pub fn upstream_path(&self, canonical_path: &str) -> String {
+        let _ = canonical_path;
+        todo!("route helper")
+    }
+}
+
 /// Why no route answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteMiss {
@@ -56,6 +63,10 @@ pub struct RouteTable {}
 impl RouteTable {
     pub fn build(raw: &[RawRoute], upstreams: &[String], errs: &mut ConfigErrors) -> Option<RouteTable> {
         let _ = (raw, upstreams, errs);
+        todo!("route helper")
+    }
+
+    pub fn routes(&self) -> &[Route] {
         todo!("route helper")
     }
 

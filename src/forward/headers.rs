@@ -1,0 +1,263 @@
+//! Header hygiene (DESIGN.md §8): what is stripped from every request before
+//! jwtgate adds its own headers, X-Forwarded-*, and response cleanup. Pure
+//! functions over a `HeaderMap`; the pipeline decides when each one runs.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION};
+use http::HeaderMap;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers some frameworks read as the "real" URL or method: an attacker could
+/// use them to reach a route under another route's policy.
+const REWRITE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+];
+
+/// Client-address headers that only a trusted proxy may set.
+const UNTRUSTED_ADDRESS_HEADERS: &[&str] = &[
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "true-client-ip",
+    "x-client-ip",
+];
+
+/// Lower-cases and reads `_` as `-`, the way many app servers (CGI, WSGI,
+/// some Node frameworks) merge `X_Auth_Subject` into `X-Auth-Subject`.
+pub fn fold_name(name: &str) -> String {
+    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+}
+
+/// The names jwtgate removes from every request, folded.
+#[derive(Debug, Clone, Default)]
+pub struct StripRules {
+    /// Folded prefixes (`x-auth-`).
+    pub prefixes: Vec<String>,
+    /// Folded exact names: claim headers, claims_json_header, identity_header.
+    pub names: Vec<String>,
+}
+
+impl StripRules {
+    fn strips(&self, folded: &str, connection_listed: &[String]) -> bool {
+        HOP_BY_HOP.contains(&folded)
+            || REWRITE_HEADERS.contains(&folded)
+            || self.names.iter().any(|n| n == folded)
+            || self.prefixes.iter().any(|p| folded.starts_with(p.as_str()))
+            || connection_listed.iter().any(|n| n == folded)
+    }
+}
+
+/// Names listed in `Connection` (folded): they are hop-by-hop for this request.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| fold_name(s.trim()))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Removes every spoofable or hop-by-hop header from a client request.
+/// Runs BEFORE jwtgate adds claim headers, so nothing a client sent survives.
+pub fn strip_request(headers: &mut HeaderMap, rules: &StripRules) {
+    let listed = connection_listed(headers);
+    let doomed: Vec<HeaderName> =
+        headers.keys().filter(|name| rules.strips(&fold_name(name.as_str()), &listed)).cloned().collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Removes hop-by-hop headers (and those `Connection` names) plus `identity`
+/// from an upstream response; the identity header never reaches a client.
+pub fn strip_response(headers: &mut HeaderMap, identity: &HeaderName) {
+    let listed = connection_listed(headers);
+    let identity = fold_name(identity.as_str());
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let folded = fold_name(name.as_str());
+            HOP_BY_HOP.contains(&folded.as_str()) || listed.contains(&folded) || folded == identity
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// What the gateway knows about the hop it terminates.
+#[derive(Debug, Clone)]
+pub struct Hop<'a> {
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+    /// `http` or `https`, as jwtgate was reached.
+    pub proto: &'static str,
+    /// The request's Host (or `:authority`) as sent.
+    pub host: &'a str,
+}
+
+/// X-Forwarded-For/-Proto/-Host and `Forwarded` (RFC 7239). From an untrusted
+/// peer every client-supplied address header is replaced or removed; from a
+/// trusted proxy they are kept and extended.
+pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let fwd = HeaderName::from_static("forwarded");
+    let peer = hop.peer.to_string();
+    let node = match hop.peer {
+        IpAddr::V4(_) => peer.clone(),
+        IpAddr::V6(_) => format!("\"[{peer}]\""),
+    };
+    let element = format!("for={node};proto={}", hop.proto);
+    if hop.peer_trusted {
+        let joined_xff = join_values(headers, &xff).map_or(peer.clone(), |prev| format!("{prev}, {peer}"));
+        let joined_fwd = join_values(headers, &fwd).map_or(element.clone(), |prev| format!("{prev}, {element}"));
+        set(headers, xff, &joined_xff);
+        set(headers, fwd, &joined_fwd);
+        if !headers.contains_key(&xfp) {
+            set(headers, xfp, hop.proto);
+        }
+        if !headers.contains_key(&xfh) {
+            set(headers, xfh, hop.host);
+        }
+        return;
+    }
+    for name in UNTRUSTED_ADDRESS_HEADERS {
+        headers.remove(*name);
+    }
+    set(headers, xff, &peer);
+    set(headers, xfp, hop.proto);
+    set(headers, xfh, hop.host);
+    let host_part = if is_token(hop.host) { hop.host.to_string() } else { format!("\"{}\"", hop.host) };
+    set(headers, fwd, &format!("{element};host={host_part}"));
+}
+
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> StripRules {
+        StripRules { prefixes: vec!["x-auth-".into()], names: vec!["x-jwtgate-identity".into(), "x-user".into()] }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn strips_prefixed_claim_headers_and_underscore_variants() {
+        let mut h = map(&[
+            ("X-Auth-Subject", "admin"),
+            ("X_Auth_Subject", "admin"),
+            ("x_user", "root"),
+            ("X-Jwtgate-Identity", "{}"),
+            ("accept", "*/*"),
+        ]);
+        strip_request(&mut h, &rules());
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn strips_names_smuggled_through_connection() {
+        let mut h = map(&[("connection", "close, X-Custom, x_other"), ("x-custom", "1"), ("x-other", "2"), ("x-keep", "3")]);
+        strip_request(&mut h, &StripRules::default());
+        assert!(!h.contains_key("connection"));
+        assert!(!h.contains_key("x-custom"));
+        assert!(!h.contains_key("x-other"));
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn strips_url_and_method_override_headers() {
+        let mut h = map(&[("x-original-url", "/admin"), ("X-HTTP-Method-Override", "DELETE"), ("x_rewrite_url", "/a")]);
+        strip_request(&mut h, &StripRules::default());
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn untrusted_peer_gets_its_address_headers_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("x-real-ip", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
+        let hop = Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: false, proto: "http", host: "app.test" };
+        apply_forwarded(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http;host=app.test");
+        assert!(!h.contains_key("x-real-ip") && !h.contains_key("true-client-ip"));
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended() {
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("x-real-ip", "1.2.3.4")]);
+        let hop = Hop { peer: "::1".parse().unwrap(), peer_trusted: true, proto: "http", host: "app.test" };
+        apply_forwarded(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn response_loses_hop_by_hop_and_identity() {
+        let mut h = map(&[("connection", "x-secret"), ("x-secret", "1"), ("x-jwtgate-identity", "{}"), ("keep-alive", "5"), ("etag", "1")]);
+        strip_response(&mut h, &HeaderName::from_static("x-jwtgate-identity"));
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("etag"));
+    }
+}

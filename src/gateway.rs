@@ -1,0 +1,62 @@
+//! Process-wide state: the current config snapshot (swapped whole on reload),
+//! the state store and the clock.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::clock::Clock;
+use crate::config::Runtime;
+use crate::forward::client::Upstreams;
+use crate::forward::headers::{fold_name, StripRules};
+use crate::store::Store;
+
+/// One config generation and everything built from it. A request holds its
+/// snapshot from start to end, so a reload never changes the rules mid-request.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub runtime: Runtime,
+    pub upstreams: Upstreams,
+    pub strip: StripRules,
+}
+
+impl Snapshot {
+    pub fn new(runtime: Runtime) -> Snapshot {
+        let upstreams = Upstreams::new(&runtime.upstreams, runtime.server.idle_timeout);
+        let forward = &runtime.forward;
+        let mut names: Vec<String> = forward.claims.iter().map(|(_, h)| fold_name(h.as_str())).collect();
+        names.extend(forward.claims_json_header.iter().map(|h| fold_name(h.as_str())));
+        names.push(fold_name(runtime.sessions.identity_header.as_str()));
+        let strip = StripRules { prefixes: forward.strip_prefixes.clone(), names };
+        Snapshot { runtime, upstreams, strip }
+    }
+}
+
+/// What every connection shares.
+pub struct Gateway {
+    current: ArcSwap<Snapshot>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Gateway {
+    pub fn new(runtime: Runtime, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Gateway> {
+        Arc::new(Gateway { current: ArcSwap::from_pointee(Snapshot::new(runtime)), store, clock })
+    }
+
+    /// The snapshot a new request runs on.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Installs a validated config; in-flight requests finish on their own snapshot.
+    pub fn swap(&self, runtime: Runtime) {
+        self.current.store(Arc::new(Snapshot::new(runtime)));
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}

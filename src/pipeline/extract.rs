@@ -1,0 +1,196 @@
+//! The extract phase's parsing: the Cookie header as raw byte pairs, the
+//! Bearer credential, and the query token (DESIGN.md §5, §7 "Cookies").
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use crate::error::GatewayError;
+
+/// Where a credential came from; decides CSRF and what `token = "strip"` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Header,
+    Cookie,
+    Query,
+}
+
+/// A presented token. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub token: String,
+    pub source: Source,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("source", &self.source).field("token", &"<redacted>").finish()
+    }
+}
+
+/// The request's cookies in order, names and values as raw bytes. HTTP/2
+/// `cookie` crumbs are joined first; pairs split on `;` plus one optional SP.
+#[derive(Debug, Default, Clone)]
+pub struct CookieJar {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CookieJar {
+    pub fn parse(headers: &HeaderMap) -> CookieJar {
+        let mut pairs = Vec::new();
+        for value in headers.get_all(COOKIE) {
+            for piece in value.as_bytes().split(|&b| b == b';') {
+                let piece = piece.strip_prefix(b" ").unwrap_or(piece);
+                if piece.is_empty() {
+                    continue;
+                }
+                let (name, val) = match piece.iter().position(|&b| b == b'=') {
+                    Some(i) => (&piece[..i], &piece[i + 1..]),
+                    None => (piece, &b""[..]),
+                };
+                pairs.push((name.to_vec(), val.to_vec()));
+            }
+        }
+        CookieJar { pairs }
+    }
+
+    /// The value of `name` (compared as raw bytes, no trimming or decoding).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v.as_slice())
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.pairs.iter().filter(|(n, _)| n == name.as_bytes()).count()
+    }
+
+    /// One of jwtgate's own cookie names twice → 400: which copy an app would
+    /// read is not defined, so neither is trusted.
+    pub fn reject_duplicates(&self, names: &[&str]) -> Result<(), GatewayError> {
+        if names.iter().any(|n| self.count(n) > 1) {
+            return Err(GatewayError::BadRequest("an authentication cookie appears more than once"));
+        }
+        Ok(())
+    }
+
+    /// The Cookie header to forward, without the named cookies; None if empty.
+    pub fn render_without(&self, drop: &[&str]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for (name, value) in &self.pairs {
+            if drop.iter().any(|d| d.as_bytes() == name.as_slice()) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(name);
+            out.push(b'=');
+            out.extend_from_slice(value);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Replaces (or adds) `name`'s value, for forwarding a refreshed token.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.pairs.iter_mut().find(|(n, _)| n == name.as_bytes()) {
+            Some(pair) => pair.1 = value.as_bytes().to_vec(),
+            None => self.pairs.push((name.as_bytes().to_vec(), value.as_bytes().to_vec())),
+        }
+    }
+}
+
+/// The Bearer token of the single Authorization header, if it is one.
+/// Two Authorization headers → 400 (an app might read the other one).
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Authorization header"));
+    }
+    let Ok(text) = first.to_str() else { return Ok(None) };
+    let Some((scheme, token)) = text.split_once(' ') else { return Ok(None) };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim_matches(' ');
+    Ok((!token.is_empty()).then_some(token))
+}
+
+/// The value of `param` in a raw query string (first occurrence).
+pub fn query_token<'q>(query: &'q str, param: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == param && !value.is_empty()).then_some(value)
+    })
+}
+
+/// The query with every `param=…` pair removed, verbatim otherwise.
+pub fn query_without(query: &str, param: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(n, _)| n) != param)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn joins_crumbs_and_splits_on_semicolon_and_one_space() {
+        let jar = CookieJar::parse(&headers(&["a=1; b=2", "c=3;d=4"]));
+        assert_eq!(jar.get("a"), Some(&b"1"[..]));
+        assert_eq!(jar.get("d"), Some(&b"4"[..]));
+        let jar = CookieJar::parse(&headers(&["a=1;  b=2"]));
+        assert_eq!(jar.get("b"), None, "two spaces: the name keeps one");
+        assert_eq!(jar.get(" b"), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn names_compare_as_raw_bytes() {
+        let jar = CookieJar::parse(&headers(&["%5F%5FHost-x=1"]));
+        assert_eq!(jar.get("__Host-x"), None);
+    }
+
+    #[test]
+    fn duplicate_auth_cookie_is_refused_other_duplicates_pass() {
+        let jar = CookieJar::parse(&headers(&["access=1; theme=a; theme=b"]));
+        assert!(jar.reject_duplicates(&["access"]).is_ok());
+        let jar = CookieJar::parse(&headers(&["access=1", "access=2"]));
+        assert!(jar.reject_duplicates(&["access"]).is_err());
+    }
+
+    #[test]
+    fn rendering_drops_named_cookies() {
+        let jar = CookieJar::parse(&headers(&["a=1; refresh=x; b=2"]));
+        assert_eq!(jar.render_without(&["refresh"]).unwrap(), b"a=1; b=2");
+        assert_eq!(CookieJar::parse(&headers(&["refresh=x"])).render_without(&["refresh"]), None);
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        assert_eq!(bearer(&h).unwrap(), Some("abc"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h).unwrap(), None);
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(bearer(&h).is_err());
+    }
+
+    #[test]
+    fn query_token_found_and_removed() {
+        assert_eq!(query_token("a=1&token=xyz&b=2", "token"), Some("xyz"));
+        assert_eq!(query_token("tokens=1", "token"), None);
+        assert_eq!(query_without("a=1&token=xyz&b=2", "token"), "a=1&b=2");
+        assert_eq!(query_without("token=xyz", "token"), "");
+    }
+}

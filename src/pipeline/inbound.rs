@@ -1,0 +1,133 @@
+//! Phases that judge the request line and headers before any credential is
+//! looked at: limits, host, canonical target, route.
+
+use http::header::{HOST, TRANSFER_ENCODING};
+use http::{Method, Request, Version};
+
+use super::{Flow, RequestCtx};
+use crate::error::GatewayError;
+use crate::route::{PathError, RouteMiss};
+
+/// `max_header_bytes` / `max_headers` (431), counted here because hyper's
+/// buffer limit does not bound the header block; Transfer-Encoding other than
+/// exactly `chunked` → 501 (a coding we don't implement) or 400 (malformed).
+pub fn limits<B>(ctx: &RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
+    let server = &ctx.snap.runtime.server;
+    let headers = req.headers();
+    if headers.len() > server.max_headers {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if bytes > server.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    transfer_encoding(req)
+}
+
+fn transfer_encoding<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    let mut codings = Vec::new();
+    for value in req.headers().get_all(TRANSFER_ENCODING) {
+        let text = value.to_str().map_err(|_| GatewayError::BadRequest("malformed Transfer-Encoding"))?;
+        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()));
+    }
+    match codings.as_slice() {
+        [] => Ok(()),
+        [only] if only == "chunked" => Ok(()),
+        list if list.iter().any(|c| c.is_empty() || !c.bytes().all(is_tchar)) => {
+            Err(GatewayError::BadRequest("malformed Transfer-Encoding"))
+        }
+        list if list.iter().filter(|c| *c == "chunked").count() > 1 => {
+            Err(GatewayError::BadRequest("chunked applied more than once"))
+        }
+        _ => Err(GatewayError::NotImplemented),
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// HTTP/1.1: exactly one Host and an origin-form target. HTTP/2: the host is
+/// `:authority`, and a `host` field, if present, must equal it.
+pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
+    if req.method() == Method::CONNECT {
+        return Err(GatewayError::MethodNotAllowed { allow: Vec::new() });
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    let host = if req.version() == Version::HTTP_2 {
+        let authority = req.uri().authority().ok_or(GatewayError::BadRequest("missing :authority"))?.as_str();
+        if second.is_some() || first.is_some_and(|h| h.as_bytes() != authority.as_bytes()) {
+            return Err(GatewayError::BadRequest("host header differs from :authority"));
+        }
+        authority.to_owned()
+    } else {
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            return Err(GatewayError::BadRequest("absolute-form request targets are not accepted"));
+        }
+        let (Some(h), None) = (first, second) else {
+            return Err(GatewayError::BadRequest("exactly one Host header is required"));
+        };
+        h.to_str().map_err(|_| GatewayError::BadRequest("malformed Host header"))?.to_owned()
+    };
+    ctx.match_host = match_host(&host).ok_or(GatewayError::BadRequest("malformed Host header"))?;
+    ctx.host = host;
+    Ok(())
+}
+
+/// Lower-cased, port dropped; None when the value is not a plausible host.
+fn match_host(host: &str) -> Option<String> {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let end = rest.find(']')?;
+        &host[..end + 2]
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { "" })
+    };
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'));
+    ok.then(|| name.to_ascii_lowercase())
+}
+
+/// DESIGN.md §4 rules 2–5; `*` targets and other non-origin forms → 400.
+pub fn canonical<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let allow_semicolon = ctx.snap.runtime.server.allow_semicolon;
+    let canonical = crate::route::canonicalize(target, allow_semicolon).map_err(|e| match e {
+        PathError::TooLong => GatewayError::UriTooLong,
+        PathError::Ambiguous(why) => GatewayError::BadRequest(why),
+    })?;
+    ctx.canonical = Some(canonical);
+    Ok(())
+}
+
+/// Most specific route; no route → 404 / 405 with Allow; case conflict → 400.
+pub fn route(ctx: &mut RequestCtx) -> Result<Flow, GatewayError> {
+    let path = ctx.canonical.as_ref().map_or("/", |c| c.path.as_str());
+    let table = &ctx.snap.runtime.routes;
+    match table.lookup(&ctx.match_host, &ctx.method, path) {
+        Ok(route) => {
+            ctx.set_route(route.index);
+            Ok(Flow::Continue)
+        }
+        Err(RouteMiss::NotFound) => Err(GatewayError::NoRoute),
+        Err(RouteMiss::MethodNotAllowed { allow }) => Err(GatewayError::MethodNotAllowed { allow }),
+        Err(RouteMiss::CaseConflict) => {
+            Err(GatewayError::BadRequest("the path matches different routes when case is folded"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_host;
+
+    #[test]
+    fn hosts_are_lower_cased_without_port() {
+        assert_eq!(match_host("App.Example.com:8080").unwrap(), "app.example.com");
+        assert_eq!(match_host("[::1]:80").unwrap(), "[::1]");
+        assert_eq!(match_host("127.0.0.1").unwrap(), "127.0.0.1");
+        assert!(match_host("a b").is_none());
+        assert!(match_host("").is_none());
+        assert!(match_host("host:port").is_none());
+    }
+}

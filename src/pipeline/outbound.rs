@@ -1,0 +1,185 @@
+//! Phases that talk to the upstream and shape the response: rewrite, forward,
+//! the final response touches, error responses and the access log.
+
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::extract::{query_without, CookieJar, Source};
+use super::{full, Body, RequestCtx};
+use crate::config::Keep;
+use crate::error::GatewayError;
+use crate::forward::{claims, headers};
+
+/// Strips spoofable headers, then adds jwtgate's own: X-Forwarded-*, claim
+/// headers, the (possibly swapped) token; points the request at the canonical path.
+pub fn rewrite(ctx: &mut RequestCtx, req: &mut Request<Incoming>, jar: &CookieJar) -> Result<(), GatewayError> {
+    let rt = &ctx.snap.runtime;
+    let route = ctx.route().ok_or(GatewayError::Internal)?;
+    let hdrs = req.headers_mut();
+    headers::strip_request(hdrs, &ctx.snap.strip);
+    rewrite_credentials(ctx, hdrs, jar);
+    let peer = ctx.conn.peer.ip();
+    let trusted = rt.server.trusted_proxies.iter().any(|net| net.contains(&peer));
+    let proto = if ctx.conn.tls { "https" } else { "http" };
+    headers::apply_forwarded(hdrs, &headers::Hop { peer, peer_trusted: trusted, proto, host: &ctx.host });
+    if let Some(claims) = &ctx.claims {
+        claims::inject(hdrs, claims, &rt.forward, ctx.now)?;
+    }
+    // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs it as Host.
+    if !hdrs.contains_key(HOST) {
+        let host = HeaderValue::from_str(&ctx.host).map_err(|_| GatewayError::BadRequest("malformed host"))?;
+        hdrs.insert(HOST, host);
+    }
+    let canonical = ctx.canonical.as_ref().ok_or(GatewayError::Internal)?;
+    let mut target = route.upstream_path(&canonical.path);
+    if let Some(query) = forwarded_query(ctx) {
+        target.push('?');
+        target.push_str(&query);
+    }
+    let pq = PathAndQuery::try_from(target).map_err(|_| GatewayError::Internal)?;
+    *req.uri_mut() = Uri::from(pq);
+    *req.version_mut() = Version::HTTP_11;
+    Ok(())
+}
+
+/// The query as forwarded: verbatim, minus a token that was taken from it.
+fn forwarded_query(ctx: &RequestCtx) -> Option<String> {
+    let query = ctx.canonical.as_ref()?.query.as_deref()?;
+    let from_query = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Query);
+    if from_query {
+        Some(query_without(query, &ctx.snap.runtime.tokens.query_param))
+    } else {
+        Some(query.to_owned())
+    }
+}
+
+/// Cookie crumbs joined into one header (HTTP/1.1 allows only one); `token` /
+/// `refresh_cookie = "strip"` remove the credentials the upstream should not see.
+fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &CookieJar) {
+    let fwd = &ctx.snap.runtime.forward;
+    let cookies = &ctx.snap.runtime.cookies;
+    let mut drop: Vec<&str> = Vec::new();
+    if fwd.token == Keep::Strip {
+        drop.push(&cookies.access);
+        let bearer_is_token = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
+        if bearer_is_token {
+            hdrs.remove(AUTHORIZATION);
+        }
+    }
+    if fwd.refresh_cookie == Keep::Strip {
+        drop.push(&cookies.refresh);
+    }
+    hdrs.remove(COOKIE);
+    if let Some(value) = jar.render_without(&drop).and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+        hdrs.insert(COOKIE, value);
+    }
+}
+
+/// Sends to the route's upstream over the pooled client; bodies stream both ways.
+pub async fn forward(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let route = ctx.route().ok_or(GatewayError::Internal)?;
+    let name = route.upstream.as_deref().ok_or(GatewayError::Internal)?;
+    let upstream = ctx.snap.upstreams.get(name).ok_or(GatewayError::Internal)?.clone();
+    let sent = std::time::Instant::now();
+    let result = upstream.send(req).await;
+    ctx.upstream_time = Some(sent.elapsed());
+    let mut resp = result?;
+    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
+    Ok(resp.map(|b: Incoming| b.boxed()))
+}
+
+/// Touches every response gets, errors included: pending Set-Cookie values.
+pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
+    for cookie in ctx.set_cookies.drain(..) {
+        resp.headers_mut().append(SET_COOKIE, cookie);
+    }
+}
+
+/// The problem+json response for `err`, or a 303 to `errors.login_url` for a
+/// browser page load that would get a 401.
+pub fn error_response(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
+    if err.status() == StatusCode::UNAUTHORIZED && ctx.browser_navigation {
+        if let Some(resp) = login_redirect(ctx) {
+            return resp;
+        }
+    }
+    err.to_response().map(|b| b.map_err(|never| match never {}).boxed())
+}
+
+fn login_redirect(ctx: &RequestCtx) -> Option<Response<Body>> {
+    let login = ctx.snap.runtime.errors.login_url.as_deref()?;
+    let canonical = ctx.canonical.as_ref()?;
+    let mut next = canonical.path.clone();
+    if let Some(q) = forwarded_query(ctx).filter(|q| !q.is_empty()) {
+        next.push('?');
+        next.push_str(&q);
+    }
+    let sep = if login.contains('?') { '&' } else { '?' };
+    let location = format!("{login}{sep}next={}", percent_encode(&next));
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    resp.headers_mut().insert(LOCATION, HeaderValue::from_str(&location).ok()?);
+    Some(resp)
+}
+
+/// Everything but unreserved characters, so `next` is one opaque query value.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Is this a browser navigation (a page load, not XHR / fetch)?
+pub fn is_browser_navigation<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    let html = h.get_all(ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")));
+    let xhr = h.get("x-requested-with").is_some();
+    let mode_ok = h.get("sec-fetch-mode").is_none_or(|m| m == "navigate");
+    safe && html && !xhr && mode_ok
+}
+
+/// One structured event per request; never a token, never the query.
+pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
+    if !ctx.snap.runtime.log.access_log {
+        return;
+    }
+    let route = ctx.route();
+    tracing::info!(
+        target: "jwtgate::access",
+        method = %ctx.method,
+        path = ctx.canonical.as_ref().map_or("-", |c| c.path.as_str()),
+        host = %ctx.match_host,
+        route = route.map_or("-", |r| r.pattern.as_str()),
+        policy = route.map_or("-", |r| policy_name(r)),
+        decision = ctx.decision,
+        status = resp.status().as_u16(),
+        latency_us = ctx.started.elapsed().as_micros() as u64,
+        upstream_us = ctx.upstream_time.map(|d| d.as_micros() as u64),
+        sub = ctx.claims.as_ref().map(|c| c.sub.as_str()),
+        peer = %ctx.conn.peer.ip(),
+    );
+}
+
+fn policy_name(route: &crate::route::Route) -> &'static str {
+    use crate::route::{Handler, Policy};
+    match (route.handler, route.policy) {
+        (Some(Handler::Login), _) => "handler:login",
+        (Some(Handler::Refresh), _) => "handler:refresh",
+        (Some(Handler::Logout), _) => "handler:logout",
+        (Some(Handler::Jwks), _) => "handler:jwks",
+        (None, Policy::Public) => "public",
+        (None, Policy::Access) => "access",
+        (None, Policy::Fresh) => "fresh",
+        (None, Policy::Refresh) => "refresh",
+    }
+}

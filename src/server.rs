@@ -1,0 +1,134 @@
+//! Accepting connections: the connection cap, the protocol sniff (bounded by
+//! `header_read_timeout`, which hyper's own timer does not cover), HTTP/1.1 and
+//! HTTP/2 with their limits, and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::ServerSettings;
+use crate::gateway::Gateway;
+use crate::pipeline::{self, ConnInfo};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish for up to `shutdown_grace`.
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let settings = gw.snapshot().runtime.server.clone();
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Over the cap: close at once rather than queue (the client retries elsewhere).
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let settings = gw.snapshot().runtime.server.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = ConnInfo { peer, tls: false };
+            if let Err(e) = serve_connection(stream, conn, gw, &settings, stop).await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every live connection holds a permit: all permits back = all drained.
+    let grace = settings.shutdown_grace;
+    let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(?grace, "shutdown grace elapsed; closing the rest"),
+    }
+    Ok(())
+}
+
+/// Waits (bounded) for enough bytes to tell HTTP/2's preface from HTTP/1.
+async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within header_read_timeout"))??;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // A partial preface: wait a little for the rest instead of spinning.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: ConnInfo,
+    gw: Arc<Gateway>,
+    settings: &ServerSettings,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let is_h2 = sniff_h2(&stream, settings.header_read_timeout).await?;
+    let service = service_fn(move |req| pipeline::handle(gw.clone(), conn, req));
+    let io = TokioIo::new(stream);
+    if is_h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(100)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(100)
+            .max_header_list_size(u32::try_from(settings.max_header_bytes * 2).unwrap_or(u32::MAX))
+            .keep_alive_interval(settings.idle_timeout)
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => return Ok(res?),
+            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await?;
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout.min(settings.idle_timeout))
+            .max_headers(settings.max_headers.saturating_mul(2).max(100))
+            .max_buf_size((settings.max_header_bytes * 2).max(16 * 1024));
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => return Ok(res?),
+            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        }
+        conn.await?;
+    }
+    Ok(())
+}

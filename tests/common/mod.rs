@@ -1,0 +1,98 @@
+//! Shared integration-test harness: a real upstream that records what it
+//! received, the real gateway on port 0 in front of it, and clients.
+#![allow(dead_code)]
+
+pub mod raw;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use jwtgate::clock::{Clock, ManualClock, SystemClock};
+use jwtgate::store::{MemoryStore, Store};
+use jwtgate::Gateway;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use raw::{send_raw, RawResponse};
+pub use upstream::{Recorded, Upstream, UpstreamBehavior};
+
+/// A 32-byte HS256 secret shared by the tests (and the Python fixtures).
+pub const SECRET: &str = "jwtgate-test-secret-0123456789abcdef";
+
+/// A running gateway; dropping it shuts it down.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub store: Arc<MemoryStore>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the gateway from config text; `{upstream}` in the text is replaced by
+/// the upstream's address. Uses the wall clock unless `clock` is given.
+pub async fn start_gateway(config: &str, upstream: SocketAddr, clock: Option<Arc<ManualClock>>) -> TestGateway {
+    let text = config.replace("{upstream}", &upstream.to_string());
+    let runtime = jwtgate::config::parse(&text, Path::new(".")).unwrap_or_else(|e| panic!("config:\n{e}"));
+    let store = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = match clock {
+        Some(c) => c,
+        None => Arc::new(SystemClock),
+    };
+    let gateway = Gateway::new(runtime, store.clone() as Arc<dyn Store>, clock);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let gw = gateway.clone();
+    tokio::spawn(async move {
+        jwtgate::run(listener, gw, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestGateway { addr, gateway, store, stop: Some(tx) }
+}
+
+/// The `[tokens]` + upstream + listen boilerplate most tests share.
+pub fn base_config(extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+header_read_timeout = "2s"
+
+[log]
+access_log = false
+
+[tokens]
+secret = "{SECRET}"
+locations = ["headers", "cookies", "query"]
+
+[store]
+backend = "memory"
+
+[[upstreams]]
+name = "app"
+urls = ["http://{{upstream}}"]
+connect_timeout = "500ms"
+timeout = "2s"
+
+{extra}
+"#
+    )
+}
