@@ -45,3 +45,4 @@ pub async fn run(
 ) -> std::io::Result<()> {
     server::serve(listener, gateway, shutdown).await
 }
+pub mod commands;

@@ -1,1 +1,90 @@
-fn main() {}
+//! The `jwtgate` binary: parse the command line, set up logging, load the
+//! config and hand over to the library (DESIGN.md §2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jwtgate::commands;
+
+#[derive(Parser)]
+#[command(name = "jwtgate", version, about = "Reverse-proxy authentication gateway for JWT sessions")]
+struct Cli {
+    /// Config file.
+    #[arg(short = 'c', long = "config", global = true, default_value = "gateway.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (what a bare `jwtgate` does).
+    Run,
+    /// Validate the config and print the route table; exit 1 listing every error.
+    Check,
+    /// Show which route a request would match, its policy and canonical path.
+    Explain {
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// An origin-form target (`/p?q`) or an absolute URL (its host is matched).
+        url: String,
+    },
+    /// Mint or inspect tokens with the configured keys.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Write a new signing key.
+    Keygen {
+        /// ES256 | RS256 | EdDSA | HS256 (also ES384, RS384/512, PS*, HS384/512).
+        #[arg(long)]
+        alg: String,
+        /// Directory to write into; without it the key is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Gateway plus a built-in demo app, to see login, silent refresh and step-up.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint a token with the configured signing key.
+    Mint {
+        #[arg(long)]
+        sub: String,
+        /// Mark the access token fresh (as a credential login would).
+        #[arg(long)]
+        fresh: bool,
+        #[arg(long = "type", default_value = "access")]
+        token_type: String,
+        /// Extra claim `k=v`; v is JSON if it parses, else a string. Repeatable.
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+    /// Decode and verify a token; exit 1 if it is invalid.
+    Inspect { token: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => commands::run(&cli.config),
+        Command::Check => commands::check(&cli.config),
+        Command::Explain { method, url } => commands::explain(&cli.config, &method, &url),
+        Command::Token { command: TokenCommand::Mint { sub, fresh, token_type, claims } } => {
+            commands::mint(&cli.config, &sub, fresh, &token_type, &claims)
+        }
+        Command::Token { command: TokenCommand::Inspect { token } } => commands::inspect(&cli.config, &token),
+        Command::Keygen { alg, out } => commands::keygen(&alg, out.as_deref()),
+        Command::Demo => commands::demo(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jwtgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -66,6 +66,10 @@ impl RouteTable {
         todo!("route helper")
     }
 
+    pub fn describe(&self) -> String {
+        todo!("route helper")
+    }
+
     pub fn routes(&self) -> &[Route] {
         todo!("route helper")
     }

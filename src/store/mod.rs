@@ -1,12 +1,24 @@
-//! Session state (DESIGN.md §10). Outside rotation the gateway only asks
-//! "revoked?"; family records and atomic rotation arrive with the sessions work.
+//! Session state (DESIGN.md §10): one small async trait, implemented by every
+//! backend and checked by one conformance suite (`tests/store_conformance.rs`).
+//! Time always comes from the caller (`now`, Unix seconds), so tests move it.
+//!
+//! Outside rotation the gateway only asks [`Store::is_revoked`]. Rotation is one
+//! atomic compare-and-rotate ([`Store::rotate`]) whose decision is the pure
+//! [`family::decide`], so the backends cannot disagree on the rules.
 
+mod embedded;
+pub mod family;
 mod memory;
 
+pub use embedded::EmbeddedStore;
+pub use family::{Family, RotateOutcome, RotateRequest, TokenPair};
 pub use memory::MemoryStore;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{StoreBackend, StoreSettings};
 
 /// A store that could not answer; the gateway fails closed with 503.
 #[derive(Debug, thiserror::Error)]
@@ -15,19 +27,42 @@ pub struct StoreError {
     pub reason: String,
 }
 
+impl StoreError {
+    pub fn new(reason: impl std::fmt::Display) -> StoreError {
+        StoreError { reason: reason.to_string() }
+    }
+}
+
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// The revocation half of the state store.
+/// Families, revocations, and the atomic rotation step.
 pub trait Store: Send + Sync + 'static {
-    /// Is this `jti` revoked, or this family (`fid`) revoked?
-    fn is_revoked<'a>(
-        &'a self,
-        jti: Option<&'a str>,
-        fid: Option<&'a str>,
-        now: i64,
-    ) -> StoreFuture<'a, bool>;
-    /// Revoke one token id until its `exp` (after which the record may be dropped).
+    /// Records a new family (a login). Overwrites nothing: fids are fresh uuids.
+    fn start_family<'a>(&'a self, family: &'a Family) -> StoreFuture<'a, ()>;
+    /// The atomic step of DESIGN.md §7: decide with [`family::decide`] and
+    /// persist, all-or-nothing. Unknown family → [`RotateOutcome::Dead`].
+    fn rotate<'a>(&'a self, req: &'a RotateRequest, now: i64) -> StoreFuture<'a, RotateOutcome>;
+    /// Revokes a family (logout, reuse). An unknown fid is remembered as
+    /// revoked until `until`, so its tokens stop working too.
+    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;
+    /// Revokes one token id until its `exp`.
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> StoreFuture<'a, ()>;
-    /// Revoke a whole session family.
-    fn revoke_family<'a>(&'a self, fid: &'a str, now: i64) -> StoreFuture<'a, ()>;
+    /// Is this jti revoked, or this family? An unknown family is not revoked.
+    fn is_revoked<'a>(&'a self, jti: Option<&'a str>, fid: Option<&'a str>, now: i64) -> StoreFuture<'a, bool>;
+    /// The family record, for inspection and tests.
+    fn family<'a>(&'a self, fid: &'a str) -> StoreFuture<'a, Option<Family>>;
+    /// Drops records nothing can use any more (expired revocations, families
+    /// past `expires_at`) and `prev_result`s older than `reuse_grace`.
+    fn purge<'a>(&'a self, now: i64, reuse_grace: i64) -> StoreFuture<'a, usize>;
+    /// Is the store reachable? (`/readyz`)
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Opens the configured backend.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    match settings.backend {
+        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Embedded => Ok(Arc::new(EmbeddedStore::open(&settings.path)?)),
+        StoreBackend::Redis => Err(StoreError::new("the redis backend is not built yet; use embedded or memory")),
+    }
 }

@@ -1,0 +1,229 @@
+//! What each `jwtgate` subcommand does (DESIGN.md §2). `main.rs` only parses
+//! the command line and calls these.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, ConfigErrors, LogFormat, LogSettings, Runtime};
+use crate::gateway::Gateway;
+use crate::route::{canonicalize, PathError, RouteMiss};
+use crate::store::{MemoryStore, Store};
+use crate::token::{MintSpec, TokenType};
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{path}: the config has errors:\n{errors}")]
+    Config { path: String, errors: ConfigErrors },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("could not mint: {0}")]
+    Mint(#[from] crate::token::TokenError),
+}
+
+fn load(path: &Path) -> Result<Runtime, CommandError> {
+    config::load(path).map_err(|errors| CommandError::Config { path: path.display().to_string(), errors })
+}
+
+/// `jwtgate check`: every error with its key path, or the route table.
+pub fn check(path: &Path) -> Result<ExitCode, CommandError> {
+    match config::load(path) {
+        Ok(rt) => {
+            println!("{}: ok", path.display());
+            println!("{}", rt.routes.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            for e in errors.iter() {
+                eprintln!("  {e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `jwtgate explain METHOD URL`.
+pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, CommandError> {
+    let rt = load(path)?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| CommandError::Usage(format!("{method:?} is not an HTTP method")))?;
+    let (host, target) = split_url(url)?;
+    let canonical = match canonicalize(&target, rt.server.allow_semicolon) {
+        Ok(c) => c,
+        Err(PathError::TooLong) => return explained("rejected: 414 (request target longer than 8 KiB)"),
+        Err(PathError::Ambiguous(why)) => return explained(&format!("rejected: 400 bad_request ({why})")),
+    };
+    println!("canonical path: {}", canonical.path);
+    match rt.routes.lookup(&host, &method, &canonical.path) {
+        Ok(route) => {
+            println!("route:          routes[{}] {}", route.index, route.pattern);
+            match route.handler {
+                Some(h) => println!("handler:        {h:?}"),
+                None => println!("policy:         {:?}", route.policy),
+            }
+            if let Some(up) = &route.upstream {
+                println!("upstream:       {up} {}", route.upstream_path(&canonical.path));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(RouteMiss::NotFound) => explained("no route: 404 no_route"),
+        Err(RouteMiss::MethodNotAllowed { allow }) => {
+            let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+            explained(&format!("method not allowed: 405 (Allow: {})", allow.join(", ")))
+        }
+        Err(RouteMiss::CaseConflict) => explained("rejected: 400 (case-folded path matches a route with other rules)"),
+    }
+}
+
+fn explained(line: &str) -> Result<ExitCode, CommandError> {
+    println!("{line}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// An origin-form target (no host) or an absolute URL (host lower-cased, port dropped).
+fn split_url(url: &str) -> Result<(String, String), CommandError> {
+    if url.starts_with('/') {
+        return Ok((String::new(), url.to_owned()));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| CommandError::Usage(format!("{url:?}: give /path?query or http(s)://host/path")))?;
+    let (authority, target) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_ascii_lowercase();
+    Ok((host, target.to_owned()))
+}
+
+/// `jwtgate token mint`.
+pub fn mint(path: &Path, sub: &str, fresh: bool, token_type: &str, claims: &[String]) -> Result<ExitCode, CommandError> {
+    let rt = load(path)?;
+    let token_type = match token_type {
+        "access" => TokenType::Access,
+        "refresh" => TokenType::Refresh,
+        other => return Err(CommandError::Usage(format!("--type {other:?}: use access or refresh"))),
+    };
+    let mut extra = serde_json::Map::new();
+    for pair in claims {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| CommandError::Usage(format!("--claim {pair:?}: write k=v")))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+        extra.insert(k.to_owned(), value);
+    }
+    let spec = MintSpec { sub, token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra: &extra };
+    let minted = rt.tokens.minter.mint(&spec, SystemClock.now())?;
+    println!("{}", minted.token);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jwtgate run`: serve until SIGTERM/SIGINT; SIGHUP reloads.
+pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
+    let rt = load(path)?;
+    init_tracing(&rt.log);
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(serve(rt, path))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
+    let listen = rt.server.listen.clone();
+    if rt.store.backend != config::StoreBackend::Memory {
+        tracing::warn!(backend = ?rt.store.backend, "this build keeps session state in memory only");
+    }
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let gw = Gateway::new(rt, store, Arc::new(SystemClock));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for addr in listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        let (gw, mut stop) = (gw.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            crate::run(listener, gw, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+        }));
+    }
+    signals(&gw, path).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT; reloads on SIGHUP (validate, then swap; an invalid
+/// file keeps the old config and logs every error).
+#[cfg(unix)]
+async fn signals(gw: &Gateway, path: &Path) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(gw, path),
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(not(unix))]
+async fn signals(_gw: &Gateway, _path: &Path) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Loads and validates `path`, swapping it in only when it is valid.
+pub fn reload(gw: &Gateway, path: &Path) {
+    match config::load(path) {
+        Ok(rt) => {
+            gw.swap(rt);
+            tracing::info!(config = %path.display(), "config reloaded");
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                tracing::error!(key = %e.key, "{}", e.message);
+            }
+            tracing::error!("config reload failed; keeping the previous config");
+        }
+    }
+}
+
+fn init_tracing(log: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// `jwtgate token inspect`.
+pub fn inspect(path: &Path, token: &str) -> Result<ExitCode, CommandError> {
+    let _ = (load(path)?, token);
+    Err(CommandError::Usage("token inspect: pending the token module".into()))
+}
+
+/// `jwtgate keygen`.
+pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
+    let _ = (alg, out);
+    Err(CommandError::Usage("keygen: pending the token module".into()))
+}
+
+/// `jwtgate demo`.
+pub fn demo() -> Result<ExitCode, CommandError> {
+    Err(CommandError::Usage("demo arrives with the sessions work".into()))
+}

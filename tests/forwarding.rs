@@ -1,0 +1,168 @@
+//! DESIGN.md §8: what the upstream receives. Spoofed identity never arrives;
+//! jwtgate's own headers always do.
+
+mod common;
+
+use common::raw::{get, request};
+use common::*;
+use jwtgate::token::{MintSpec, TokenType};
+use serde_json::Map;
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/public/**"
+policy = "public"
+upstream = "app"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#;
+
+async fn env(extra: &str) -> (Upstream, TestGateway) {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(&format!("{extra}\n{ROUTES}")), up.addr, None).await;
+    (up, gw)
+}
+
+fn token(gw: &TestGateway) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let extra = Map::new();
+    let spec = MintSpec {
+        sub: "alice",
+        token_type: TokenType::Access,
+        fresh: false,
+        csrf: None,
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &extra,
+    };
+    gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now).unwrap().token
+}
+
+const SPOOFS: &[(&str, &str)] = &[
+    ("X-Auth-Subject", "admin"),
+    ("X_Auth_Subject", "admin"),
+    ("x-auth-fresh", "true"),
+    ("X-Auth-Roles", "admin"),
+    ("X-Jwtgate-Identity", r#"{"sub":"admin"}"#),
+    ("X-Original-URL", "/admin"),
+    ("X-Rewrite-URL", "/admin"),
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-Real-IP", "1.2.3.4"),
+    ("True-Client-IP", "1.2.3.4"),
+    ("X-Forwarded-For", "1.2.3.4"),
+    ("X-Forwarded-Host", "evil.test"),
+    ("Forwarded", "for=1.2.3.4"),
+];
+
+fn assert_clean(seen: &Recorded, subject: Option<&str>) {
+    assert_eq!(seen.header("x-auth-subject"), subject, "{:?}", seen.headers);
+    assert!(seen.headers.get("x_auth_subject").is_none());
+    assert!(seen.headers.get("x-auth-roles").is_none());
+    assert!(seen.headers.get("x-jwtgate-identity").is_none());
+    assert!(seen.headers.get("x-original-url").is_none());
+    assert!(seen.headers.get("x-rewrite-url").is_none());
+    assert!(seen.headers.get("x-http-method-override").is_none());
+    assert!(seen.headers.get("x-real-ip").is_none());
+    assert!(seen.headers.get("true-client-ip").is_none());
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("app.test"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("forwarded"), Some("for=127.0.0.1;proto=http;host=app.test"));
+    assert_eq!(seen.header("host"), Some("app.test"), "the client's Host reaches the upstream unchanged");
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_stripped_on_public_routes() {
+    let (up, gw) = env("").await;
+    let resp = get(gw.addr, "/public/x", SPOOFS).await;
+    assert_eq!(resp.status, 200);
+    let seen = up.last();
+    assert_clean(&seen, None);
+    assert!(seen.headers.get("x-auth-fresh").is_none());
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_replaced_on_protected_routes() {
+    let (up, gw) = env("").await;
+    let auth = format!("Bearer {}", token(&gw));
+    let mut headers = SPOOFS.to_vec();
+    headers.push(("Authorization", &auth));
+    let resp = get(gw.addr, "/api/x", &headers).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    assert_clean(&seen, Some("alice"));
+    assert_eq!(seen.header("x-auth-fresh"), Some("false"));
+    assert_eq!(seen.headers.get_all("x-auth-subject").iter().count(), 1);
+    assert_eq!(seen.header("authorization"), Some(auth.as_str()), "token = keep forwards the bearer");
+}
+
+#[tokio::test]
+async fn headers_named_in_connection_are_dropped() {
+    let (up, gw) = env("").await;
+    let resp = get(gw.addr, "/public/x", &[("Connection", "close, X-Secret"), ("X-Secret", "1"), ("X-Kept", "2")]).await;
+    assert_eq!(resp.status, 200);
+    let seen = up.last();
+    assert!(seen.headers.get("x-secret").is_none());
+    assert_eq!(seen.header("x-kept"), Some("2"));
+}
+
+#[tokio::test]
+async fn trusted_proxy_chain_is_kept_and_extended() {
+    let (up, gw) = env("").await;
+    drop(gw);
+    let cfg = base_config(ROUTES).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let resp = get(gw.addr, "/public/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]).await;
+    assert_eq!(resp.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(seen.header("x-real-ip"), Some("203.0.113.9"));
+}
+
+#[tokio::test]
+async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_default() {
+    let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
+    let t = token(&gw);
+    let cookie = format!("a=1; access_token_cookie={t}; refresh_token_cookie=r; b=2");
+    let resp = get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {t}")), ("Cookie", &cookie)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    assert!(seen.headers.get("authorization").is_none());
+    assert_eq!(seen.header("cookie"), Some("a=1; b=2"));
+}
+
+#[tokio::test]
+async fn claims_json_header_carries_every_claim() {
+    let (up, gw) = env("[forward]\nclaims_json_header = \"X-Auth-Claims\"").await;
+    let resp = get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {}", token(&gw)))]).await;
+    assert_eq!(resp.status, 200);
+    use base64::Engine;
+    let raw = up.last().header("x-auth-claims").unwrap().to_string();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["type"], "access");
+}
+
+#[tokio::test]
+async fn request_and_response_bodies_pass_through_whole() {
+    let (up, gw) = env("").await;
+    let body = "x".repeat(1 << 20);
+    let resp = request(gw.addr, "POST", "/public/upload", &[("Content-Type", "text/plain")], &body).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().body.len(), body.len());
+    assert_eq!(up.last().method, "POST");
+}
+
+#[tokio::test]
+async fn identity_header_from_the_upstream_never_reaches_the_client() {
+    let (up, gw) = env("").await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"x"}"#.into()));
+    let resp = get(gw.addr, "/public/x", &[]).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("x-jwtgate-identity").is_none());
+}

@@ -1,0 +1,196 @@
+//! Attacks and failures: forged token headers, oversized input, slow clients,
+//! broken upstreams, HTTP/2 clients in front of HTTP/1.1 upstreams.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::raw::get;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/public/**"
+policy = "public"
+upstream = "app"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#;
+
+async fn env() -> (Upstream, TestGateway) {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
+    (up, gw)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn claims_json() -> String {
+    let n = now();
+    format!(r#"{{"sub":"alice","type":"access","fresh":true,"jti":"j1","iat":{n},"exp":{}}}"#, n + 300)
+}
+
+/// A token with an arbitrary header, HMAC-signed with the test secret.
+fn hs256_with_header(header: &str, payload: &str) -> String {
+    let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let sig = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", B64.encode(sig.as_ref()))
+}
+
+async fn bearer(gw: &TestGateway, token: &str) -> RawResponse {
+    get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {token}"))]).await
+}
+
+#[tokio::test]
+async fn a_correctly_signed_handmade_token_is_accepted() {
+    // Guards the tests below: they fail for the header, not for the signature.
+    let (_up, gw) = env().await;
+    let resp = bearer(&gw, &hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims_json())).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+#[tokio::test]
+async fn alg_none_in_any_case_is_refused() {
+    let (up, gw) = env().await;
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = format!("{}.{}.", B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)), B64.encode(claims_json()));
+        bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+        let signed = hs256_with_header(&format!(r#"{{"alg":"{alg}"}}"#), &claims_json());
+        bearer(&gw, &signed).await.assert_problem(401, "invalid_token");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn forbidden_header_parameters_are_refused_even_when_signed() {
+    let (up, gw) = env().await;
+    for param in [
+        r#""crit":["exp"]"#,
+        r#""jku":"http://evil.test/jwks""#,
+        r#""jwk":{"kty":"oct","k":"AAAA"}"#,
+        r#""x5u":"http://evil.test/c""#,
+        r#""x5c":["MII"]"#,
+        r#""b64":false"#,
+        r#""zip":"DEF""#,
+        r#""enc":"A128GCM""#,
+        r#""cty":"JWT""#,
+    ] {
+        let token = hs256_with_header(&format!(r#"{{"alg":"HS256",{param}}}"#), &claims_json());
+        bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+    }
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn unknown_kid_and_duplicate_claims_are_refused() {
+    let (_up, gw) = env().await;
+    let token = hs256_with_header(r#"{"alg":"HS256","kid":"nope"}"#, &claims_json());
+    bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+    let dup = claims_json().replacen(r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#, 1);
+    let token = hs256_with_header(r#"{"alg":"HS256"}"#, &dup);
+    bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn oversized_token_is_refused() {
+    let (_up, gw) = env().await;
+    let big = claims_json().replacen('{', &format!(r#"{{"pad":"{}","#, "p".repeat(9000)), 1);
+    let token = hs256_with_header(r#"{"alg":"HS256"}"#, &big);
+    bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn claims_unfit_for_a_header_refuse_the_request() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(ROUTES).replace("[tokens]\n", "[forward]\nclaims = { sub = \"X-Auth-Subject\", team = \"X-Auth-Team\" }\n\n[tokens]\n");
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let payload = claims_json().replacen('{', r#"{"team":"a\r\nX-Admin: 1","#, 1);
+    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload)).await.assert_problem(401, "invalid_token");
+    let payload = claims_json().replacen('{', r#"{"team":["a,b"],"#, 1);
+    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload)).await.assert_problem(401, "invalid_token");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_431() {
+    let (up, gw) = env().await;
+    let many: Vec<(String, String)> = (0..150).map(|i| (format!("X-H{i}"), "v".to_string())).collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(get(gw.addr, "/public/x", &refs).await.status, 431);
+    let big = "v".repeat(70_000);
+    assert_eq!(get(gw.addr, "/public/x", &[("X-Big", &big)]).await.status, 431);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn unknown_transfer_coding_is_501_and_malformed_is_400() {
+    let (up, gw) = env().await;
+    let req = "POST /public/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
+    send_raw(gw.addr, req).await.assert_problem(501, "not_implemented");
+    let req = "POST /public/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
+    assert_eq!(send_raw(gw.addr, req).await.status, 400);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_closed_after_header_read_timeout() {
+    let (_up, gw) = env().await;
+    for partial in ["", "GET /public/x HTTP/1.1\r\nHost: app"] {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(partial.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        // header_read_timeout is 2s in the test config: closed well before 8s.
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "connection with {partial:?} still open after 8s");
+    }
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_hung_is_504() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let gw = start_gateway(&base_config(ROUTES), dead_addr, None).await;
+    get(gw.addr, "/public/x", &[]).await.assert_problem(502, "upstream_unavailable");
+
+    let hung = Upstream::start(UpstreamBehavior::Hang).await;
+    let gw = start_gateway(&base_config(ROUTES), hung.addr, None).await;
+    let started = std::time::Instant::now();
+    get(gw.addr, "/public/x", &[]).await.assert_problem(504, "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(6), "timeout is 2s in the test config");
+}
+
+#[tokio::test]
+async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
+    use http_body_util::{BodyExt, Empty};
+    let (up, gw) = env().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://app.test:8443/public/h2?x=1")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"upstream ok");
+    let seen = up.last();
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.target, "/public/h2?x=1");
+    assert_eq!(seen.header("host"), Some("app.test:8443"));
+    assert_eq!(seen.header("cookie"), Some("a=1; b=2"), "HTTP/2 cookie crumbs are joined");
+}

@@ -1,0 +1,174 @@
+//! One conformance suite for every store backend (DESIGN.md §10). Each backend
+//! module below runs the same scenarios; time is passed in, never slept.
+
+use std::sync::Arc;
+
+use jwtgate::store::{Family, RotateOutcome, RotateRequest, Store, TokenPair};
+
+const GRACE: i64 = 30;
+const IDLE: i64 = 7 * 86400;
+const MAX_SESSION: i64 = 30 * 86400;
+const T0: i64 = 1_800_000_000;
+
+fn pair(jti: &str) -> TokenPair {
+    TokenPair {
+        access_token: format!("access-{jti}"),
+        access_exp: T0 + 900,
+        refresh_token: format!("refresh-{jti}"),
+        refresh_jti: jti.into(),
+        refresh_exp: T0 + MAX_SESSION,
+    }
+}
+
+fn req(fid: &str, presented: &str, candidate: &str) -> RotateRequest {
+    RotateRequest {
+        fid: fid.into(),
+        presented_jti: presented.into(),
+        candidate: pair(candidate),
+        reuse_grace: GRACE,
+        idle_timeout: IDLE,
+    }
+}
+
+async fn login(store: &dyn Store, fid: &str) {
+    store.start_family(&Family::new(fid, "alice", "r0", T0, MAX_SESSION)).await.unwrap();
+}
+
+pub async fn rotation_rules(store: Arc<dyn Store>) {
+    login(&*store, "f1").await;
+    assert_eq!(store.family("f1").await.unwrap().unwrap().sub, "alice");
+    assert_eq!(store.rotate(&req("f1", "r0", "r1"), T0 + 10).await.unwrap(), RotateOutcome::Rotated(pair("r1")));
+    assert_eq!(store.rotate(&req("f1", "r0", "rX"), T0 + 20).await.unwrap(), RotateOutcome::Replayed(pair("r1")));
+    assert_eq!(store.family("f1").await.unwrap().unwrap().current_jti, "r1", "a replay never forks");
+    assert!(!store.is_revoked(None, Some("f1"), T0 + 20).await.unwrap());
+    assert_eq!(store.rotate(&req("f1", "r0", "rY"), T0 + 10 + GRACE).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert!(store.is_revoked(None, Some("f1"), T0 + 41).await.unwrap(), "reuse revokes the family");
+    assert_eq!(store.rotate(&req("f1", "r1", "r2"), T0 + 42).await.unwrap(), RotateOutcome::Dead);
+}
+
+pub async fn older_jti_and_unknown_family(store: Arc<dyn Store>) {
+    login(&*store, "f2").await;
+    store.rotate(&req("f2", "r0", "r1"), T0 + 1).await.unwrap();
+    store.rotate(&req("f2", "r1", "r2"), T0 + 2).await.unwrap();
+    // r0 was rotated away 1 s before r1: still inside the grace → current pair.
+    assert_eq!(store.rotate(&req("f2", "r0", "rZ"), T0 + 3).await.unwrap(), RotateOutcome::Replayed(pair("r2")));
+    assert_eq!(store.rotate(&req("f2", "bogus", "rZ"), T0 + 4).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert_eq!(store.rotate(&req("nope", "r0", "r1"), T0).await.unwrap(), RotateOutcome::Dead);
+}
+
+pub async fn family_limits(store: Arc<dyn Store>) {
+    login(&*store, "idle").await;
+    assert_eq!(store.rotate(&req("idle", "r0", "r1"), T0 + IDLE + 1).await.unwrap(), RotateOutcome::Dead);
+    login(&*store, "old").await;
+    assert_eq!(store.rotate(&req("old", "r0", "r1"), T0 + MAX_SESSION).await.unwrap(), RotateOutcome::Dead);
+    assert_eq!(store.family("old").await.unwrap().unwrap().current_jti, "r0", "a dead family is not rotated");
+}
+
+pub async fn revocations(store: Arc<dyn Store>) {
+    store.revoke_jti("j1", T0 + 100, T0).await.unwrap();
+    assert!(store.is_revoked(Some("j1"), None, T0 + 50).await.unwrap());
+    assert!(!store.is_revoked(Some("j2"), None, T0 + 50).await.unwrap());
+    assert!(!store.is_revoked(None, Some("unknown"), T0).await.unwrap(), "unknown family is not revoked");
+    store.revoke_family("never-seen", T0 + 500, T0).await.unwrap();
+    assert!(store.is_revoked(None, Some("never-seen"), T0 + 1).await.unwrap());
+    login(&*store, "f3").await;
+    store.revoke_family("f3", T0 + 500, T0).await.unwrap();
+    assert!(store.is_revoked(Some("other"), Some("f3"), T0 + 1).await.unwrap());
+    assert_eq!(store.rotate(&req("f3", "r0", "r1"), T0 + 2).await.unwrap(), RotateOutcome::Dead);
+}
+
+pub async fn purge(store: Arc<dyn Store>) {
+    store.revoke_jti("short", T0 + 10, T0).await.unwrap();
+    login(&*store, "p1").await;
+    store.rotate(&req("p1", "r0", "r1"), T0 + 1).await.unwrap();
+    let dropped = store.purge(T0 + 1 + GRACE, GRACE).await.unwrap();
+    assert_eq!(dropped, 1, "the expired jti revocation is dropped, the live family kept");
+    let fam = store.family("p1").await.unwrap().unwrap();
+    assert!(fam.prev_result.is_none(), "prev_result erased after the grace");
+    assert!(!store.is_revoked(Some("short"), None, T0 + 11).await.unwrap());
+    let dropped = store.purge(T0 + MAX_SESSION + 1, GRACE).await.unwrap();
+    assert_eq!(dropped, 1, "the family past max_session is dropped");
+    assert!(store.family("p1").await.unwrap().is_none());
+}
+
+/// 50 racing refreshes of the same token: exactly one rotation, and all 50
+/// answers carry the same pair.
+pub async fn concurrent_rotation_is_single(store: Arc<dyn Store>) {
+    login(&*store, "race").await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.rotate(&req("race", "r0", &format!("c{i}")), T0 + 5).await.unwrap() }));
+    }
+    let mut rotated = 0;
+    let mut pairs = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            RotateOutcome::Rotated(p) => {
+                rotated += 1;
+                pairs.push(p)
+            }
+            RotateOutcome::Replayed(p) => pairs.push(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(pairs.windows(2).all(|w| w[0] == w[1]), "every racer got the same pair");
+    assert_eq!(store.family("race").await.unwrap().unwrap().current_jti, pairs[0].refresh_jti);
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rotation_rules() {
+                super::rotation_rules($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn older_jti_and_unknown_family() {
+                super::older_jti_and_unknown_family($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn family_limits() {
+                super::family_limits($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revocations() {
+                super::revocations($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn purge() {
+                super::purge($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_rotation_is_single() {
+                super::concurrent_rotation_is_single($make).await
+            }
+        }
+    };
+}
+
+fn embedded() -> Arc<dyn Store> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Arc::new(jwtgate::store::EmbeddedStore::open(&dir.join("s.redb")).unwrap())
+}
+
+conformance!(memory, Arc::new(jwtgate::store::MemoryStore::new()));
+conformance!(embedded, embedded());
+
+#[tokio::test]
+async fn embedded_state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let store = jwtgate::store::EmbeddedStore::open(&path).unwrap();
+        login(&store, "durable").await;
+        store.rotate(&req("durable", "r0", "r1"), T0 + 1).await.unwrap();
+        store.revoke_jti("gone", T0 + 100, T0).await.unwrap();
+    }
+    let store = jwtgate::store::EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.family("durable").await.unwrap().unwrap().current_jti, "r1");
+    assert!(store.is_revoked(Some("gone"), None, T0 + 2).await.unwrap());
+    assert_eq!(store.rotate(&req("durable", "r0", "x"), T0 + 60).await.unwrap(), RotateOutcome::ReuseDetected);
+}
