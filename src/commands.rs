@@ -223,7 +223,11 @@ pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
     Err(CommandError::Usage("keygen: pending the token module".into()))
 }
 
-/// `jwtgate demo`.
+/// `jwtgate demo`: the gateway plus a built-in app on http://127.0.0.1:8080
+/// (another free port when 8080 is taken).
 pub fn demo() -> Result<ExitCode, CommandError> {
-    Err(CommandError::Usage("demo arrives with the sessions work".into()))
+    init_tracing(&LogSettings { format: LogFormat::Pretty, level: "info".into(), access_log: true });
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(crate::demo::run(([127, 0, 0, 1], 8080).into()))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod route;
 pub mod store;
@@ -33,6 +34,7 @@ pub mod forward;
 pub mod gateway;
 pub mod pipeline;
 pub mod server;
+pub mod session;
 
 pub use gateway::Gateway;
 

@@ -4,7 +4,7 @@
 use http::header::{HOST, TRANSFER_ENCODING};
 use http::{Method, Request, Version};
 
-use super::{Flow, RequestCtx};
+use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::route::{PathError, RouteMiss};
 
@@ -101,13 +101,13 @@ pub fn canonical<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), Gatewa
 }
 
 /// Most specific route; no route → 404 / 405 with Allow; case conflict → 400.
-pub fn route(ctx: &mut RequestCtx) -> Result<Flow, GatewayError> {
+pub fn route(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     let path = ctx.canonical.as_ref().map_or("/", |c| c.path.as_str());
     let table = &ctx.snap.runtime.routes;
     match table.lookup(&ctx.match_host, &ctx.method, path) {
         Ok(route) => {
             ctx.set_route(route.index);
-            Ok(Flow::Continue)
+            Ok(())
         }
         Err(RouteMiss::NotFound) => Err(GatewayError::NoRoute),
         Err(RouteMiss::MethodNotAllowed { allow }) => Err(GatewayError::MethodNotAllowed { allow }),

@@ -5,7 +5,7 @@
 mod auth;
 pub mod extract;
 mod inbound;
-mod outbound;
+pub(crate) mod outbound;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,8 +21,24 @@ use hyper::body::Incoming;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
 use crate::route::{Canonical, Route};
+use crate::session::csrf::FetchMeta;
+use crate::store::TokenPair;
 use crate::token::Claims;
 use extract::Credential;
+
+pub use auth::check_revoked;
+
+/// The access credential after the verify phase.
+#[derive(Debug, Default)]
+pub enum TokenState {
+    /// Nothing presented (or a public route, where nothing is looked at).
+    #[default]
+    Absent,
+    /// Verified, right type, not revoked.
+    Valid(Claims),
+    /// Signature and claims fine but expired: CSRF may still read it, refresh may replace it.
+    Expired(Claims),
+}
 
 /// Every response body jwtgate sends: a streamed upstream body or a local one.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -30,12 +46,6 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// A local, fully known body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
-}
-
-/// What a phase tells the driver.
-pub enum Flow {
-    Continue,
-    Respond(Response<Body>),
 }
 
 /// How the connection reached jwtgate.
@@ -60,9 +70,11 @@ pub struct RequestCtx {
     pub canonical: Option<Canonical>,
     route: Option<usize>,
     pub credential: Option<Credential>,
-    pub claims: Option<Claims>,
-    /// The CSRF header's value when it was sent exactly once.
-    pub csrf_header: Option<String>,
+    pub token: TokenState,
+    /// Origin, Sec-Fetch-*, CSRF header: what the csrf phase judges.
+    pub fetch: FetchMeta,
+    /// The pair an implicit refresh minted; rewrite forwards its access token.
+    pub refreshed: Option<TokenPair>,
     /// Set-Cookie values for whatever response this request gets, errors included.
     pub set_cookies: Vec<HeaderValue>,
     /// A browser page load: with `errors.login_url`, its 401 becomes a 303.
@@ -88,8 +100,9 @@ impl RequestCtx {
             canonical: None,
             route: None,
             credential: None,
-            claims: None,
-            csrf_header: None,
+            token: TokenState::Absent,
+            fetch: FetchMeta::default(),
+            refreshed: None,
             set_cookies: Vec::new(),
             browser_navigation: false,
             upstream_time: None,
@@ -99,6 +112,20 @@ impl RequestCtx {
 
     fn set_route(&mut self, index: usize) {
         self.route = Some(index);
+    }
+
+    /// The verified (or freshly refreshed) access claims.
+    pub fn claims(&self) -> Option<&Claims> {
+        match &self.token {
+            TokenState::Valid(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Is the connection's peer one of `trusted_proxies`?
+    pub fn peer_trusted(&self) -> bool {
+        let peer = self.conn.peer.ip();
+        self.snap.runtime.server.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 
     /// The matched route, once the route phase ran.
@@ -129,15 +156,16 @@ async fn drive(ctx: &mut RequestCtx, mut req: Request<Incoming>) -> Result<Respo
     inbound::limits(ctx, &req)?;
     inbound::host(ctx, &req)?;
     inbound::canonical(ctx, &req)?;
-    if let Flow::Respond(resp) = inbound::route(ctx)? {
-        return Ok(resp);
-    }
+    inbound::route(ctx)?;
     let jar = extract::CookieJar::parse(req.headers());
+    ctx.fetch = FetchMeta::capture(req.headers(), &ctx.snap.runtime, ctx.peer_trusted());
     auth::extract(ctx, &req, &jar)?;
+    if let Some(handler) = ctx.route().and_then(|r| r.handler) {
+        return crate::session::handlers::serve(ctx, handler, req, &jar).await;
+    }
     auth::verify(ctx).await?;
-    // csrf and implicit refresh run here (sessions); until then a cookie
-    // credential on an unsafe method is refused rather than trusted.
-    auth::csrf(ctx)?;
+    crate::session::implicit::csrf_phase(ctx, &jar)?;
+    crate::session::implicit::refresh_phase(ctx, &jar).await?;
     auth::decide(ctx)?;
     outbound::rewrite(ctx, &mut req, &jar)?;
     outbound::forward(ctx, req).await

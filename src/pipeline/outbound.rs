@@ -22,10 +22,10 @@ pub fn rewrite(ctx: &mut RequestCtx, req: &mut Request<Incoming>, jar: &CookieJa
     headers::strip_request(hdrs, &ctx.snap.strip);
     rewrite_credentials(ctx, hdrs, jar);
     let peer = ctx.conn.peer.ip();
-    let trusted = rt.server.trusted_proxies.iter().any(|net| net.contains(&peer));
+    let trusted = ctx.peer_trusted();
     let proto = if ctx.conn.tls { "https" } else { "http" };
     headers::apply_forwarded(hdrs, &headers::Hop { peer, peer_trusted: trusted, proto, host: &ctx.host });
-    if let Some(claims) = &ctx.claims {
+    if let Some(claims) = ctx.claims() {
         claims::inject(hdrs, claims, &rt.forward, ctx.now)?;
     }
     // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs it as Host.
@@ -61,6 +61,19 @@ fn forwarded_query(ctx: &RequestCtx) -> Option<String> {
 fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &CookieJar) {
     let fwd = &ctx.snap.runtime.forward;
     let cookies = &ctx.snap.runtime.cookies;
+    // After an implicit refresh the upstream sees the new tokens, as the
+    // browser will from now on.
+    let swapped;
+    let jar = match &ctx.refreshed {
+        Some(pair) => {
+            let mut j = jar.clone();
+            j.set(&cookies.access, &pair.access_token);
+            j.set(&cookies.refresh, &pair.refresh_token);
+            swapped = j;
+            &swapped
+        }
+        None => jar,
+    };
     let mut drop: Vec<&str> = Vec::new();
     if fwd.token == Keep::Strip {
         drop.push(&cookies.access);
@@ -80,15 +93,21 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
 
 /// Sends to the route's upstream over the pooled client; bodies stream both ways.
 pub async fn forward(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    let mut resp = send(ctx, req).await?;
+    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
+    Ok(resp.map(|b: Incoming| b.boxed()))
+}
+
+/// The upstream exchange itself, response untouched (the login handler reads
+/// the identity header before it is stripped).
+pub async fn send(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
     let route = ctx.route().ok_or(GatewayError::Internal)?;
     let name = route.upstream.as_deref().ok_or(GatewayError::Internal)?;
     let upstream = ctx.snap.upstreams.get(name).ok_or(GatewayError::Internal)?.clone();
     let sent = std::time::Instant::now();
     let result = upstream.send(req).await;
     ctx.upstream_time = Some(sent.elapsed());
-    let mut resp = result?;
-    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
-    Ok(resp.map(|b: Incoming| b.boxed()))
+    result
 }
 
 /// Touches every response gets, errors included: pending Set-Cookie values.
@@ -165,7 +184,7 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
         status = resp.status().as_u16(),
         latency_us = ctx.started.elapsed().as_micros() as u64,
         upstream_us = ctx.upstream_time.map(|d| d.as_micros() as u64),
-        sub = ctx.claims.as_ref().map(|c| c.sub.as_str()),
+        sub = ctx.claims().map(|c| c.sub.as_str()),
         peer = %ctx.conn.peer.ip(),
     );
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod session;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -46,14 +47,25 @@ impl Drop for TestGateway {
 /// Starts the gateway from config text; `{upstream}` in the text is replaced by
 /// the upstream's address. Uses the wall clock unless `clock` is given.
 pub async fn start_gateway(config: &str, upstream: SocketAddr, clock: Option<Arc<ManualClock>>) -> TestGateway {
+    let store = Arc::new(MemoryStore::new());
+    start_gateway_with(config, upstream, clock, store.clone(), store).await
+}
+
+/// [`start_gateway`] with a chosen store (e.g. one that fails on purpose).
+pub async fn start_gateway_with(
+    config: &str,
+    upstream: SocketAddr,
+    clock: Option<Arc<ManualClock>>,
+    memory: Arc<MemoryStore>,
+    store: Arc<dyn Store>,
+) -> TestGateway {
     let text = config.replace("{upstream}", &upstream.to_string());
     let runtime = jwtgate::config::parse(&text, Path::new(".")).unwrap_or_else(|e| panic!("config:\n{e}"));
-    let store = Arc::new(MemoryStore::new());
     let clock: Arc<dyn Clock> = match clock {
         Some(c) => c,
         None => Arc::new(SystemClock),
     };
-    let gateway = Gateway::new(runtime, store.clone() as Arc<dyn Store>, clock);
+    let gateway = Gateway::new(runtime, store, clock);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -65,7 +77,7 @@ pub async fn start_gateway(config: &str, upstream: SocketAddr, clock: Option<Arc
         .await
         .unwrap();
     });
-    TestGateway { addr, gateway, store, stop: Some(tx) }
+    TestGateway { addr, gateway, store: memory, stop: Some(tx) }
 }
 
 /// The `[tokens]` + upstream + listen boilerplate most tests share.

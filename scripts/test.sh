@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command (README "Testing"). Installs what the suites need on a
+# fresh Debian machine, then runs every test. A missing dependency fails the
+# run with a message saying what to install; nothing is skipped silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root_apt() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if [ ! -f /var/lib/apt/lists/.jwtgate-updated ]; then
+      apt-get update -qq && touch /var/lib/apt/lists/.jwtgate-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "test.sh: please install: $*" >&2
+    exit 1
+  fi
+}
+
+# Python: AuthX and flask-jwt-extended mint and check real tokens in the
+# compatibility suites.
+command -v python3 >/dev/null || need_root_apt python3 python3-venv
+JWTGATE_PYTHON="$(bash scripts/python-env.sh | tail -n 1)"
+export JWTGATE_PYTHON
+
+cargo test --all-targets --locked

@@ -1,0 +1,109 @@
+//! The four session cookies (DESIGN.md §7 "Cookies"): tokens HttpOnly, CSRF
+//! values readable by JavaScript, attributes from `[cookies]`, Max-Age = the
+//! refresh lifetime so an expired access token still arrives to be refreshed.
+
+use http::HeaderValue;
+
+use crate::config::{CookieSettings, SameSite};
+use crate::store::TokenPair;
+
+/// Whether JavaScript may read the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Hidden,
+    Readable,
+}
+
+fn cookie(settings: &CookieSettings, name: &str, value: &str, max_age: i64, script: Script) -> Option<HeaderValue> {
+    let mut s = format!("{name}={value}; Path={}; Max-Age={}", settings.path, max_age.max(0));
+    if let Some(domain) = &settings.domain {
+        s.push_str("; Domain=");
+        s.push_str(domain);
+    }
+    if settings.secure {
+        s.push_str("; Secure");
+    }
+    if script == Script::Hidden {
+        s.push_str("; HttpOnly");
+    }
+    s.push_str(match settings.same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    HeaderValue::from_str(&s).ok()
+}
+
+/// Set-Cookie values for a new or rotated session.
+pub fn session(settings: &CookieSettings, pair: &TokenPair, csrf: Option<&str>, now: i64) -> Vec<HeaderValue> {
+    let max_age = pair.refresh_exp - now;
+    let mut out = vec![
+        cookie(settings, &settings.access, &pair.access_token, max_age, Script::Hidden),
+        cookie(settings, &settings.refresh, &pair.refresh_token, max_age, Script::Hidden),
+    ];
+    if let Some(csrf) = csrf {
+        out.push(cookie(settings, &settings.csrf_access, csrf, max_age, Script::Readable));
+        out.push(cookie(settings, &settings.csrf_refresh, csrf, max_age, Script::Readable));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Set-Cookie values that delete all four cookies (Max-Age=0).
+pub fn cleared(settings: &CookieSettings) -> Vec<HeaderValue> {
+    [
+        (&settings.access, Script::Hidden),
+        (&settings.refresh, Script::Hidden),
+        (&settings.csrf_access, Script::Readable),
+        (&settings.csrf_refresh, Script::Readable),
+    ]
+    .into_iter()
+    .filter_map(|(name, script)| cookie(settings, name, "", 0, script))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CookieSettings {
+        CookieSettings {
+            access: "access_token_cookie".into(),
+            refresh: "refresh_token_cookie".into(),
+            csrf_access: "csrf_access_token".into(),
+            csrf_refresh: "csrf_refresh_token".into(),
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            path: "/".into(),
+        }
+    }
+
+    #[test]
+    fn tokens_are_http_only_and_csrf_is_readable() {
+        let pair = TokenPair {
+            access_token: "a.b.c".into(),
+            access_exp: 1100,
+            refresh_token: "d.e.f".into(),
+            refresh_jti: "j".into(),
+            refresh_exp: 4600,
+        };
+        let cookies: Vec<String> =
+            session(&settings(), &pair, Some("x"), 1000).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(cookies[0], "access_token_cookie=a.b.c; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax");
+        assert!(cookies[1].starts_with("refresh_token_cookie=d.e.f;") && cookies[1].contains("HttpOnly"));
+        assert_eq!(cookies[2], "csrf_access_token=x; Path=/; Max-Age=3600; Secure; SameSite=Lax");
+        assert!(!cookies[3].contains("HttpOnly"));
+    }
+
+    #[test]
+    fn clearing_sets_max_age_zero_for_all_four() {
+        let mut s = settings();
+        s.domain = Some("example.com".into());
+        let cleared = cleared(&s);
+        assert_eq!(cleared.len(), 4);
+        for c in cleared {
+            let c = c.to_str().unwrap();
+            assert!(c.contains("=; Path=/; Max-Age=0; Domain=example.com"), "{c}");
+        }
+    }
+}

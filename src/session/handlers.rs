@@ -1,0 +1,249 @@
+//! Built-in handlers (DESIGN.md §6): login handoff, explicit refresh, logout,
+//! JWKS. Each answers the request itself; the login handler forwards first.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+
+use super::csrf::{check_double_submit, check_origin, is_safe};
+use super::{cookie_mode, cookies, mint_pair, rotate, with_timeout, SessionSeed};
+use crate::error::GatewayError;
+use crate::pipeline::extract::{bearer, CookieJar};
+use crate::pipeline::{check_revoked, full, outbound, Body, RequestCtx};
+use crate::route::Handler;
+use crate::store::{Family, TokenPair};
+use crate::token::{Claims, TokenError, TokenType};
+
+/// Identity headers larger than this are refused (502 bad_identity).
+const MAX_IDENTITY_BYTES: usize = 4096;
+/// Explicit refresh reads at most this much JSON body.
+const MAX_REFRESH_BODY: usize = 16 * 1024;
+
+/// Dispatches to the route's handler.
+pub async fn serve(
+    ctx: &mut RequestCtx,
+    handler: Handler,
+    req: Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<Response<Body>, GatewayError> {
+    match handler {
+        Handler::Login => login(ctx, req, jar).await,
+        Handler::Refresh => refresh(ctx, req, jar).await,
+        Handler::Logout => logout(ctx, req, jar).await,
+        Handler::Jwks => Ok(json_response(StatusCode::OK, &ctx.snap.runtime.tokens.verifier.jwks())),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn tokens_body(pair: &TokenPair, now: i64) -> Value {
+    json!({
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "bearer",
+        "expires_in": (pair.access_exp - now).max(0),
+    })
+}
+
+/// Login handoff: the app checks the credentials and names the user in the
+/// identity header; jwtgate starts a family and mints a FRESH pair.
+async fn login(ctx: &mut RequestCtx, mut req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+    // Login CSRF: a cross-site form must not log the victim into our session.
+    check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+    outbound::rewrite(ctx, &mut req, jar)?;
+    let mut resp = outbound::send(ctx, req).await?;
+    let rt = &ctx.snap.runtime;
+    let identity = identity(resp.headers(), &rt.sessions.identity_header);
+    crate::forward::headers::strip_response(resp.headers_mut(), &rt.sessions.identity_header);
+    let ok_status = resp.status().is_success() || resp.status().is_redirection();
+    let Some(identity) = identity.filter(|_| ok_status) else {
+        return Ok(resp.map(|b| b.boxed()));
+    };
+    let (sub, extra) = identity?;
+    let fid = uuid::Uuid::new_v4().to_string();
+    let csrf = cookie_mode(rt).then(|| uuid::Uuid::new_v4().to_string());
+    let seed = SessionSeed { sub: &sub, fid: &fid, csrf: csrf.as_deref(), auth_time: ctx.now, extra: &extra };
+    let pair = mint_pair(rt, &seed, true, ctx.now)?;
+    let family = Family::new(&fid, &sub, &pair.refresh_jti, ctx.now, rt.sessions.max_session.as_secs() as i64);
+    with_timeout(rt, ctx.gw.store.start_family(&family)).await?;
+    if cookie_mode(rt) {
+        ctx.set_cookies = cookies::session(&rt.cookies, &pair, csrf.as_deref(), ctx.now);
+    }
+    ctx.decision = "login";
+    match rt.sessions.login_response {
+        crate::config::LoginResponse::Tokens => Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now))),
+        crate::config::LoginResponse::Upstream => Ok(resp.map(|b| b.boxed())),
+    }
+}
+
+type Identity = Result<(String, Map<String, Value>), GatewayError>;
+
+/// The identity header: once, ≤ 4 KiB of UTF-8 JSON, an object with a
+/// non-empty string `sub`; reserved claim names are ignored. None = absent.
+fn identity(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<Identity> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    Some((|| {
+        if values.next().is_some() {
+            return Err(GatewayError::BadIdentity("the identity header appears more than once"));
+        }
+        if first.len() > MAX_IDENTITY_BYTES {
+            return Err(GatewayError::BadIdentity("the identity header is larger than 4 KiB"));
+        }
+        let text = std::str::from_utf8(first.as_bytes()).map_err(|_| GatewayError::BadIdentity("not UTF-8"))?;
+        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
+            return Err(GatewayError::BadIdentity("not a JSON object"));
+        };
+        let sub = match map.remove("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            _ => return Err(GatewayError::BadIdentity("sub must be a non-empty string")),
+        };
+        map.retain(|k, _| !crate::token::claims::is_reserved(k));
+        Ok((sub, map))
+    })())
+}
+
+/// Where the explicit refresh token came from.
+#[derive(Debug, PartialEq, Eq)]
+enum From {
+    Header,
+    Body,
+    Cookie,
+}
+
+/// Explicit refresh: Authorization header, JSON body `{"refresh_token"}`, or
+/// (unsafe methods only, CSRF applies) the refresh cookie; GET: header only.
+async fn refresh(ctx: &mut RequestCtx, req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+    let (token, from) = refresh_credential(ctx, req, jar).await?;
+    let claims = match ctx.snap.runtime.tokens.verifier.verify(&token, ctx.now) {
+        Ok(c) => c,
+        Err(TokenError::Expired(_)) => return Err(GatewayError::TokenExpired),
+        Err(e) => return Err(e.into()),
+    };
+    if claims.token_type != TokenType::Refresh {
+        return Err(GatewayError::WrongTokenType("this endpoint needs a refresh token"));
+    }
+    if from == From::Cookie {
+        check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+        if ctx.snap.runtime.csrf.enabled {
+            check_double_submit(&ctx.fetch, claims.csrf.as_deref())?;
+        }
+    }
+    check_revoked(ctx, &claims).await?;
+    let pair = if ctx.snap.runtime.sessions.rotate_refresh {
+        rotate(ctx, &claims).await?
+    } else {
+        access_only(ctx, &claims, &token).await?
+    };
+    ctx.decision = "refreshed";
+    Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now)))
+}
+
+async fn refresh_credential(
+    ctx: &RequestCtx,
+    req: Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<(String, From), GatewayError> {
+    if let Some(t) = bearer(req.headers())? {
+        return Ok((t.to_owned(), From::Header));
+    }
+    if is_safe(&ctx.method) {
+        return Err(GatewayError::MissingToken);
+    }
+    let body = Limited::new(req.into_body(), MAX_REFRESH_BODY)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::BadRequest("refresh body unreadable or larger than 16 KiB"))?
+        .to_bytes();
+    if let Some(token) = body_token(&body) {
+        return Ok((token, From::Body));
+    }
+    let cookie = jar.get(&ctx.snap.runtime.cookies.refresh).filter(|v| !v.is_empty());
+    match cookie.and_then(|v| std::str::from_utf8(v).ok()) {
+        Some(t) if cookie_mode(&ctx.snap.runtime) => Ok((t.to_owned(), From::Cookie)),
+        _ => Err(GatewayError::MissingToken),
+    }
+}
+
+fn body_token(body: &Bytes) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("refresh_token")?.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `rotate_refresh = false`: a new access token, the same refresh token; the
+/// family must still be alive.
+async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Result<TokenPair, GatewayError> {
+    const NO_FAMILY: GatewayError = GatewayError::InvalidToken("no usable session family");
+    let rt = &ctx.snap.runtime;
+    let fid = claims.fid.as_deref().ok_or(NO_FAMILY)?;
+    let family = with_timeout(rt, ctx.gw.store.family(fid)).await?.ok_or(NO_FAMILY)?;
+    if family.is_dead(ctx.now, rt.sessions.idle_timeout.as_secs() as i64) {
+        return Err(NO_FAMILY);
+    }
+    let extra = claims.extra();
+    let seed = SessionSeed::from_refresh(claims, &extra).ok_or(NO_FAMILY)?;
+    let mut pair = mint_pair(rt, &seed, false, ctx.now)?;
+    pair.refresh_token = token.to_owned();
+    pair.refresh_jti = claims.jti.clone().unwrap_or_default();
+    pair.refresh_exp = claims.exp.map_or(pair.refresh_exp, |e| e as i64);
+    if cookie_mode(rt) {
+        ctx.set_cookies = cookies::session(&rt.cookies, &pair, seed.csrf, ctx.now);
+    }
+    Ok(pair)
+}
+
+/// Logout: revoke the presented session family (expired tokens count if the
+/// signature is valid), clear all four cookies, 204.
+async fn logout(ctx: &mut RequestCtx, _req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+    let rt = &ctx.snap.runtime;
+    let header = ctx.credential.as_ref().filter(|c| c.source == crate::pipeline::extract::Source::Header);
+    let token = match header {
+        Some(c) => Some(c.token.clone()),
+        None if !is_safe(&ctx.method) => [&rt.cookies.access, &rt.cookies.refresh]
+            .into_iter()
+            .find_map(|name| jar.get(name).filter(|v| !v.is_empty()))
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        None => None,
+    };
+    if let Some(token) = token {
+        let claims = match rt.tokens.verifier.verify(&token, ctx.now) {
+            Ok(c) => c,
+            Err(TokenError::Expired(c)) => *c,
+            Err(e) => return Err(e.into()),
+        };
+        if header.is_none() {
+            check_origin(rt, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+            if rt.csrf.enabled {
+                check_double_submit(&ctx.fetch, claims.csrf.as_deref())?;
+            }
+        }
+        revoke(ctx, &claims).await?;
+    }
+    ctx.set_cookies = cookies::cleared(&ctx.snap.runtime.cookies);
+    ctx.decision = "logout";
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+async fn revoke(ctx: &RequestCtx, claims: &Claims) -> Result<(), GatewayError> {
+    let rt = &ctx.snap.runtime;
+    let exp = claims.exp.map_or(ctx.now, |e| e as i64);
+    if let Some(fid) = &claims.fid {
+        let session_end = claims.auth_time.unwrap_or(ctx.now).saturating_add(rt.sessions.max_session.as_secs() as i64);
+        with_timeout(rt, ctx.gw.store.revoke_family(fid, session_end.max(exp), ctx.now)).await?;
+    }
+    if let Some(jti) = &claims.jti {
+        with_timeout(rt, ctx.gw.store.revoke_jti(jti, exp, ctx.now)).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The csrf and refresh phases for cookie sessions (DESIGN.md §7): when the
+//! access cookie is absent, expired or about to expire and the refresh cookie
+//! is usable, rotate once and carry on with the new access token.
+
+use super::csrf::{check_double_submit, check_origin, is_safe};
+use super::{cookie_mode, rotate};
+use crate::error::GatewayError;
+use crate::pipeline::extract::{CookieJar, Source};
+use crate::pipeline::{RequestCtx, TokenState};
+use crate::route::Policy;
+use crate::token::{Claims, TokenError, TokenType};
+
+/// Is this request's session carried by cookies (so CSRF applies)?
+fn cookie_session(ctx: &RequestCtx, jar: &CookieJar) -> bool {
+    match &ctx.credential {
+        Some(c) => c.source == Source::Cookie,
+        None => cookie_mode(&ctx.snap.runtime) && jar.get(&ctx.snap.runtime.cookies.refresh).is_some(),
+    }
+}
+
+/// The refresh cookie's claims: signature checked, `exp` ignored (CSRF only).
+fn refresh_cookie_claims(ctx: &RequestCtx, jar: &CookieJar) -> Option<Claims> {
+    let raw = jar.get(&ctx.snap.runtime.cookies.refresh)?;
+    let token = std::str::from_utf8(raw).ok()?;
+    match ctx.snap.runtime.tokens.verifier.verify(token, ctx.now) {
+        Ok(c) => Some(c),
+        Err(TokenError::Expired(c)) => Some(*c),
+        Err(_) => None,
+    }
+}
+
+/// The csrf phase: for a cookie-carried session on an unsafe method, Origin
+/// and double submit against the access cookie's `csrf` claim (expired still
+/// counts), or without one, the refresh cookie's.
+pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar) -> Result<(), GatewayError> {
+    let rt = &ctx.snap.runtime;
+    let protected = ctx.route().is_some_and(|r| r.handler.is_none() && r.policy != Policy::Public);
+    if !protected || is_safe(&ctx.method) || !cookie_session(ctx, jar) {
+        return Ok(());
+    }
+    check_origin(rt, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+    if !rt.csrf.enabled {
+        return Ok(());
+    }
+    let access_claims = match &ctx.token {
+        TokenState::Valid(c) | TokenState::Expired(c) => Some(c.csrf.clone()),
+        TokenState::Absent => None,
+    };
+    let expected = match access_claims {
+        Some(csrf) => csrf,
+        None => refresh_cookie_claims(ctx, jar).and_then(|c| c.csrf),
+    };
+    check_double_submit(&ctx.fetch, expected.as_deref())
+}
+
+/// A refresh cookie implicit refresh may use: valid, a refresh token, with a
+/// `fid` (AuthX / flask-jwt-extended cookies have none: ignored, not cleared),
+/// and not sent by a cross-site subresource request.
+fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Claims> {
+    if ctx.fetch.cross_site_subresource() {
+        return None;
+    }
+    let raw = jar.get(&ctx.snap.runtime.cookies.refresh)?;
+    let claims = ctx.snap.runtime.tokens.verifier.verify(std::str::from_utf8(raw).ok()?, ctx.now).ok()?;
+    (claims.token_type == TokenType::Refresh && claims.fid.is_some()).then_some(claims)
+}
+
+/// `exp - refresh_ahead <= now`: leeway never delays a refresh.
+fn wants_refresh(ctx: &RequestCtx) -> bool {
+    let ahead = ctx.snap.runtime.sessions.refresh_ahead.as_secs() as f64;
+    match &ctx.token {
+        TokenState::Absent | TokenState::Expired(_) => true,
+        TokenState::Valid(c) => c.exp.is_some_and(|exp| exp - ahead <= ctx.now as f64),
+    }
+}
+
+/// The refresh phase. Access routes rotate; fresh routes never do, and an
+/// absent or expired access cookie there with a valid refresh cookie → 401
+/// fresh_token_required with nothing rotated.
+pub async fn refresh_phase(ctx: &mut RequestCtx, jar: &CookieJar) -> Result<(), GatewayError> {
+    let rt = &ctx.snap.runtime;
+    let Some(policy) = ctx.route().filter(|r| r.handler.is_none()).map(|r| r.policy) else { return Ok(()) };
+    let from_cookie_or_none = ctx.credential.as_ref().is_none_or(|c| c.source == Source::Cookie);
+    if !matches!(policy, Policy::Access | Policy::Fresh)
+        || !cookie_mode(rt)
+        || !rt.sessions.implicit_refresh
+        || !from_cookie_or_none
+        || !wants_refresh(ctx)
+    {
+        return Ok(());
+    }
+    let Some(refresh) = usable_refresh(ctx, jar) else { return Ok(()) };
+    if policy == Policy::Fresh {
+        if matches!(ctx.token, TokenState::Valid(_)) {
+            return Ok(());
+        }
+        let max_age = ctx.route().and_then(|r| r.max_age).map(|d| d.as_secs());
+        return Err(GatewayError::FreshTokenRequired { reason: "a fresh login is required", max_age });
+    }
+    crate::pipeline::check_revoked(ctx, &refresh).await?;
+    let pair = rotate(ctx, &refresh).await?;
+    let claims = ctx.snap.runtime.tokens.verifier.verify(&pair.access_token, ctx.now)?;
+    ctx.token = TokenState::Valid(claims);
+    ctx.refreshed = Some(pair);
+    ctx.decision = "refreshed";
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Sessions (DESIGN.md §6–7): minting a session's token pair, the rotation
+//! step shared by explicit and implicit refresh, CSRF and Origin checks, and
+//! the built-in handlers.
+
+pub mod cookies;
+pub mod csrf;
+pub mod handlers;
+pub mod implicit;
+
+use serde_json::{Map, Value};
+
+use crate::config::Runtime;
+use crate::error::GatewayError;
+use crate::pipeline::RequestCtx;
+use crate::store::{RotateOutcome, RotateRequest, StoreError, TokenPair};
+use crate::token::{Claims, Location, MintSpec, TokenType};
+
+/// What every token of one family shares.
+#[derive(Debug, Clone)]
+pub struct SessionSeed<'a> {
+    pub sub: &'a str,
+    pub fid: &'a str,
+    /// None when cookies are not a location (no CSRF needed).
+    pub csrf: Option<&'a str>,
+    pub auth_time: i64,
+    pub extra: &'a Map<String, Value>,
+}
+
+impl<'a> SessionSeed<'a> {
+    /// The seed carried by a verified refresh token (None without `fid`).
+    pub fn from_refresh(claims: &'a Claims, extra: &'a Map<String, Value>) -> Option<SessionSeed<'a>> {
+        Some(SessionSeed {
+            sub: &claims.sub,
+            fid: claims.fid.as_deref()?,
+            csrf: claims.csrf.as_deref(),
+            auth_time: claims.auth_time.or(claims.iat.map(|t| t as i64))?,
+            extra,
+        })
+    }
+}
+
+/// Mints an access + refresh pair. The refresh token ends at
+/// min(now + refresh_ttl, auth_time + max_session); rotation never extends it.
+pub fn mint_pair(rt: &Runtime, seed: &SessionSeed<'_>, fresh: bool, now: i64) -> Result<TokenPair, GatewayError> {
+    let tokens = &rt.tokens;
+    let session_end = seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64);
+    let refresh_exp = now.saturating_add(tokens.refresh_ttl.as_secs() as i64).min(session_end);
+    let access_exp = now.saturating_add(tokens.access_ttl.as_secs() as i64).min(refresh_exp);
+    let spec = |token_type, fresh, exp| MintSpec {
+        sub: seed.sub,
+        token_type,
+        fresh,
+        csrf: seed.csrf,
+        fid: Some(seed.fid),
+        auth_time: Some(seed.auth_time),
+        exp: Some(exp),
+        extra: seed.extra,
+    };
+    let access = tokens.minter.mint(&spec(TokenType::Access, fresh, access_exp), now)?;
+    let refresh = tokens.minter.mint(&spec(TokenType::Refresh, false, refresh_exp), now)?;
+    Ok(TokenPair {
+        access_token: access.token,
+        access_exp: access.exp,
+        refresh_token: refresh.token,
+        refresh_jti: refresh.jti,
+        refresh_exp: refresh.exp,
+    })
+}
+
+/// Does this config keep sessions in cookies?
+pub fn cookie_mode(rt: &Runtime) -> bool {
+    rt.tokens.locations.contains(&Location::Cookies)
+}
+
+/// The rotation step (DESIGN.md §7) for a verified refresh token: pre-mint a
+/// NON-fresh candidate pair, then one atomic compare-and-rotate in the store.
+/// Reuse revokes the family and clears the cookies (on this very response).
+pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims) -> Result<TokenPair, GatewayError> {
+    const NO_FAMILY: GatewayError = GatewayError::InvalidToken("no usable session family");
+    let rt = &ctx.snap.runtime;
+    let extra = refresh.extra();
+    let seed = SessionSeed::from_refresh(refresh, &extra).ok_or(NO_FAMILY)?;
+    let presented = refresh.jti.clone().ok_or(NO_FAMILY)?;
+    let candidate = mint_pair(rt, &seed, false, ctx.now)?;
+    let req = RotateRequest {
+        fid: seed.fid.to_owned(),
+        presented_jti: presented,
+        candidate,
+        reuse_grace: rt.sessions.reuse_grace.as_secs() as i64,
+        idle_timeout: rt.sessions.idle_timeout.as_secs() as i64,
+    };
+    let outcome = with_timeout(rt, ctx.gw.store.rotate(&req, ctx.now)).await?;
+    match outcome {
+        RotateOutcome::Rotated(pair) | RotateOutcome::Replayed(pair) => {
+            if cookie_mode(rt) {
+                ctx.set_cookies = cookies::session(&rt.cookies, &pair, seed.csrf, ctx.now);
+            }
+            Ok(pair)
+        }
+        RotateOutcome::ReuseDetected => {
+            tracing::warn!(fid = seed.fid, sub = seed.sub, "refresh token reuse: family revoked");
+            ctx.set_cookies = cookies::cleared(&rt.cookies);
+            Err(GatewayError::RefreshReuse)
+        }
+        RotateOutcome::Dead => Err(NO_FAMILY),
+    }
+}
+
+/// A store call bounded by `[store] timeout`; failure → 503, nothing changed.
+pub async fn with_timeout<T>(
+    rt: &Runtime,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, GatewayError> {
+    match tokio::time::timeout(rt.store.timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store call failed");
+            Err(GatewayError::StoreUnavailable)
+        }
+        Err(_) => {
+            tracing::warn!("store call timed out");
+            Err(GatewayError::StoreUnavailable)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Browser-like helpers for session tests: a cookie jar that applies Set-Cookie.
+
+use std::collections::BTreeMap;
+
+use super::RawResponse;
+
+/// The cookies a browser would hold, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Jar(pub BTreeMap<String, String>);
+
+impl Jar {
+    /// Applies every Set-Cookie of `resp` (Max-Age=0 deletes).
+    pub fn absorb(&mut self, resp: &RawResponse) {
+        for line in resp.all("set-cookie") {
+            let first = line.split(';').next().unwrap_or_default();
+            let (name, value) = first.split_once('=').unwrap_or((first, ""));
+            if line.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+/// The Set-Cookie lines of a response, sorted, for comparing two responses.
+pub fn set_cookies(resp: &RawResponse) -> Vec<String> {
+    let mut v = resp.all("set-cookie");
+    v.sort();
+    v
+}

@@ -1,0 +1,344 @@
+//! Sessions against the real gateway (DESIGN.md §6–7): login handoff, implicit
+//! and explicit refresh, rotation with reuse detection, CSRF, logout. Time is
+//! a ManualClock: expiry is a clock move, not a sleep.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::raw::{get, request};
+use common::session::{set_cookies, Jar};
+use common::*;
+use jwtgate::clock::ManualClock;
+
+const T0: i64 = 1_900_000_000;
+
+const ROUTES: &str = r#"
+[sessions]
+reuse_grace = "30s"
+
+[[routes]]
+path = "/login"
+handler = "login"
+upstream = "app"
+
+[[routes]]
+path = "/refresh"
+handler = "refresh"
+methods = ["GET", "POST"]
+
+[[routes]]
+path = "/logout"
+handler = "logout"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/account/**"
+policy = "fresh"
+upstream = "app"
+"#;
+
+struct Env {
+    up: Upstream,
+    gw: TestGateway,
+    clock: Arc<ManualClock>,
+}
+
+async fn env() -> Env {
+    env_with(ROUTES).await
+}
+
+async fn env_with(routes: &str) -> Env {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice","roles":["dev"]}"#.into()));
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = base_config(routes)
+        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
+        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
+    let gw = start_gateway(&cfg, up.addr, Some(clock.clone())).await;
+    Env { up, gw, clock }
+}
+
+impl Env {
+    async fn login(&self) -> (RawResponse, Jar) {
+        let resp = request(self.gw.addr, "POST", "/login", &[("Content-Type", "application/json")], r#"{"u":"alice"}"#).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let mut jar = Jar::default();
+        jar.absorb(&resp);
+        (resp, jar)
+    }
+
+    async fn with_jar(&self, method: &str, path: &str, jar: &Jar, extra: &[(&str, &str)]) -> RawResponse {
+        let cookie = jar.header();
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend_from_slice(extra);
+        request(self.gw.addr, method, path, &headers, "").await
+    }
+
+    fn claims(&self, token: &str) -> jwtgate::token::Claims {
+        let snap = self.gw.gateway.snapshot();
+        snap.runtime.tokens.verifier.verify(token, self.clock.now_secs()).unwrap()
+    }
+}
+
+trait Now {
+    fn now_secs(&self) -> i64;
+}
+impl Now for ManualClock {
+    fn now_secs(&self) -> i64 {
+        use jwtgate::clock::Clock;
+        self.now()
+    }
+}
+
+#[tokio::test]
+async fn login_mints_a_fresh_pair_sets_cookies_and_hides_the_identity_header() {
+    let env = env().await;
+    // A client cannot smuggle an identity to the login upstream.
+    let resp = request(env.gw.addr, "POST", "/login", &[("X-Jwtgate-Identity", r#"{"sub":"root"}"#)], "").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(env.up.last().headers.get("x-jwtgate-identity").is_none());
+    assert!(resp.header("x-jwtgate-identity").is_none(), "identity header leaked to the client");
+    let body = resp.json();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 60);
+    let access = env.claims(body["access_token"].as_str().unwrap());
+    assert_eq!(access.sub, "alice");
+    assert!(access.is_fresh(T0), "a login mints a FRESH access token");
+    assert_eq!(access.all["roles"], serde_json::json!(["dev"]));
+    assert_eq!(access.auth_time, Some(T0));
+    let refresh = env.claims(body["refresh_token"].as_str().unwrap());
+    assert_eq!(refresh.fid, access.fid);
+    assert_eq!(refresh.csrf, access.csrf);
+    let cookies = set_cookies(&resp);
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    assert!(cookies.iter().any(|c| c.starts_with("access_token_cookie=") && c.contains("HttpOnly")));
+    assert!(cookies.iter().any(|c| c.starts_with(&format!("csrf_access_token={}", access.csrf.clone().unwrap()))));
+}
+
+#[tokio::test]
+async fn login_without_identity_passes_the_app_response_and_a_bad_identity_is_502() {
+    let env = env().await;
+    env.up.respond_with.lock().unwrap().clear();
+    let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, "upstream ok");
+    assert!(resp.all("set-cookie").is_empty());
+    for bad in [r#"not json"#, r#"{"sub":""}"#, r#"{"sub":42}"#, r#"["sub"]"#] {
+        *env.up.respond_with.lock().unwrap() = vec![("X-Jwtgate-Identity".into(), bad.into())];
+        let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+        resp.assert_problem(502, "bad_identity");
+        assert!(resp.all("set-cookie").is_empty(), "nothing minted for {bad}");
+        assert!(resp.header("x-jwtgate-identity").is_none());
+    }
+}
+
+#[tokio::test]
+async fn cross_site_login_is_refused_before_forwarding() {
+    let env = env().await;
+    let resp = request(env.gw.addr, "POST", "/login", &[("Origin", "https://evil.test")], "").await;
+    resp.assert_problem(403, "csrf_failed");
+    let resp = request(env.gw.addr, "POST", "/login", &[("Sec-Fetch-Site", "cross-site")], "").await;
+    resp.assert_problem(403, "csrf_failed");
+    assert_eq!(env.up.count(), 0);
+    let resp = request(env.gw.addr, "POST", "/login", &[("Origin", "http://app.test")], "").await;
+    assert_eq!(resp.status, 200, "same-origin login works");
+}
+
+#[tokio::test]
+async fn expired_access_cookie_is_refreshed_transparently() {
+    let env = env().await;
+    let (_, mut jar) = env.login().await;
+    let old_access = jar.get("access_token_cookie").unwrap().to_owned();
+    env.clock.advance(120);
+    let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = env.up.last();
+    let cookie = seen.header("cookie").unwrap().to_owned();
+    assert!(!cookie.contains(&old_access), "upstream got the expired token");
+    assert_eq!(seen.header("x-auth-subject"), Some("alice"));
+    assert_eq!(seen.header("x-auth-fresh"), Some("false"), "a refreshed token is never fresh");
+    jar.absorb(&resp);
+    let new_access = jar.get("access_token_cookie").unwrap().to_owned();
+    assert_ne!(new_access, old_access);
+    assert!(cookie.contains(&new_access), "upstream saw the new token");
+    // The new cookies keep working without another rotation.
+    let before = set_cookies(&resp);
+    let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.all("set-cookie").is_empty());
+    assert_eq!(before.len(), 4);
+}
+
+#[tokio::test]
+async fn nearly_expired_access_cookie_is_refreshed_ahead() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    env.clock.advance(50); // refresh_ahead = min(60s, 60s/4) = 15s: 10 s left
+    let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(set_cookies(&resp).len(), 4);
+}
+
+#[tokio::test]
+async fn replay_within_grace_gets_the_same_pair_and_after_it_kills_the_family() {
+    let env = env().await;
+    let (_, old) = env.login().await;
+    env.clock.advance(120);
+    let first = env.with_jar("GET", "/api/a", &old, &[]).await;
+    env.clock.advance(10);
+    let second = env.with_jar("GET", "/api/b", &old, &[]).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(set_cookies(&first), set_cookies(&second), "a retried request gets the same pair");
+    let mut current = old.clone();
+    current.absorb(&first);
+    env.clock.advance(30);
+    let reuse = env.with_jar("GET", "/api/c", &old, &[]).await;
+    reuse.assert_problem(401, "refresh_reuse");
+    assert!(set_cookies(&reuse).iter().all(|c| c.contains("Max-Age=0")), "cookies cleared: {:?}", set_cookies(&reuse));
+    // The family's access tokens stop working at once.
+    let resp = env.with_jar("GET", "/api/d", &current, &[]).await;
+    resp.assert_problem(401, "token_revoked");
+}
+
+#[tokio::test]
+async fn fresh_routes_never_refresh() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    assert_eq!(env.with_jar("GET", "/account/x", &jar, &[]).await.status, 200, "just logged in: fresh");
+    env.clock.advance(120);
+    let resp = env.with_jar("GET", "/account/x", &jar, &[]).await;
+    resp.assert_problem(401, "fresh_token_required");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotates on a fresh route");
+    let mut jar = jar;
+    let resp = env.with_jar("GET", "/api/x", &jar, &[]).await;
+    jar.absorb(&resp);
+    let resp = env.with_jar("GET", "/account/x", &jar, &[]).await;
+    resp.assert_problem(401, "fresh_token_required");
+}
+
+#[tokio::test]
+async fn unsafe_cookie_requests_need_csrf_before_anything_rotates() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    env.with_jar("POST", "/api/x", &jar, &[]).await.assert_problem(403, "csrf_failed");
+    env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", "wrong")]).await.assert_problem(403, "csrf_failed");
+    env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf), ("X-CSRF-TOKEN", &csrf)])
+        .await
+        .assert_problem(403, "csrf_failed");
+    let ok = env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let cross = env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf), ("Origin", "https://evil.test")]).await;
+    cross.assert_problem(403, "csrf_failed");
+    env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf), ("Origin", "null")]).await.assert_problem(403, "csrf_failed");
+    // Expired access cookie: CSRF still judged (from the expired token) before the rotation.
+    env.clock.advance(120);
+    let resp = env.with_jar("POST", "/api/x", &jar, &[]).await;
+    resp.assert_problem(403, "csrf_failed");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotated on a CSRF failure");
+    let resp = env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(set_cookies(&resp).len(), 4);
+}
+
+#[tokio::test]
+async fn explicit_refresh_by_bearer_body_and_cookie() {
+    let env = env().await;
+    let (resp, jar) = env.login().await;
+    let refresh = resp.json()["refresh_token"].as_str().unwrap().to_owned();
+    // The seeds' flow: curl --oauth2-bearer $REFRESH_TOKEN …/refresh (a GET).
+    let r1 = get(env.gw.addr, "/refresh", &[("Authorization", &format!("Bearer {refresh}"))]).await;
+    assert_eq!(r1.status, 200, "{}", r1.body);
+    let body = r1.json();
+    let access = env.claims(body["access_token"].as_str().unwrap());
+    assert!(!access.is_fresh(T0), "explicit refresh mints a non-fresh token");
+    let rotated = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, refresh);
+    // JSON body.
+    let r2 = request(env.gw.addr, "POST", "/refresh", &[("Content-Type", "application/json")], &format!(r#"{{"refresh_token":"{rotated}"}}"#)).await;
+    assert_eq!(r2.status, 200, "{}", r2.body);
+    // The access token is not a refresh token.
+    let at = body["access_token"].as_str().unwrap();
+    get(env.gw.addr, "/refresh", &[("Authorization", &format!("Bearer {at}"))]).await.assert_problem(401, "wrong_token_type");
+    // Cookie: unsafe method only, with CSRF.
+    let env2 = env_with(ROUTES).await;
+    let (_, jar2) = env2.login().await;
+    let csrf = jar2.get("csrf_refresh_token").unwrap().to_owned();
+    env2.with_jar("POST", "/refresh", &jar2, &[]).await.assert_problem(403, "csrf_failed");
+    env2.with_jar("GET", "/refresh", &jar2, &[]).await.assert_problem(401, "missing_token");
+    let r3 = env2.with_jar("POST", "/refresh", &jar2, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(r3.status, 200, "{}", r3.body);
+    assert_eq!(set_cookies(&r3).len(), 4);
+    drop(jar);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family_and_clears_cookies() {
+    let env = env().await;
+    let (resp, jar) = env.login().await;
+    let body = resp.json();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    let out = env.with_jar("POST", "/logout", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let cleared = set_cookies(&out);
+    assert_eq!(cleared.len(), 4);
+    assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
+    get(env.gw.addr, "/refresh", &[("Authorization", &format!("Bearer {refresh}"))]).await.assert_problem(401, "token_revoked");
+    get(env.gw.addr, "/api/x", &[("Authorization", &format!("Bearer {access}"))]).await.assert_problem(401, "token_revoked");
+}
+
+#[tokio::test]
+async fn fifty_racing_requests_with_the_same_expired_cookies_rotate_once() {
+    let env = env().await;
+    for round in 0..3 {
+        let (_, jar) = env.login().await;
+        env.clock.advance(120);
+        let before = env.up.count();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let (addr, cookie) = (env.gw.addr, jar.header());
+            tasks.push(tokio::spawn(async move {
+                get(addr, &format!("/api/race/{i}"), &[("Cookie", &cookie)]).await
+            }));
+        }
+        let mut sets = Vec::new();
+        for t in tasks {
+            let resp = t.await.unwrap();
+            assert_eq!(resp.status, 200, "round {round}: {}", resp.body);
+            sets.push(set_cookies(&resp));
+        }
+        assert!(sets.windows(2).all(|w| w[0] == w[1]), "round {round}: all 50 responses set identical cookies");
+        let seen: Vec<_> = env.up.requests()[before..].to_vec();
+        assert_eq!(seen.len(), 50);
+        let tokens: std::collections::HashSet<String> = seen.iter().map(|r| r.header("cookie").unwrap().to_owned()).collect();
+        assert_eq!(tokens.len(), 1, "round {round}: every upstream hit carried the same new token");
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_cookie_without_fid_is_ignored_not_cleared() {
+    let env = env().await;
+    let snap = env.gw.gateway.snapshot();
+    let extra = serde_json::Map::new();
+    let spec = jwtgate::token::MintSpec {
+        sub: "alice",
+        token_type: jwtgate::token::TokenType::Refresh,
+        fresh: false,
+        csrf: None,
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &extra,
+    };
+    let refresh = snap.runtime.tokens.minter.mint(&spec, T0).unwrap().token;
+    let resp = get(env.gw.addr, "/api/x", &[("Cookie", &format!("refresh_token_cookie={refresh}"))]).await;
+    resp.assert_problem(401, "missing_token");
+    assert!(resp.all("set-cookie").is_empty());
+}
