@@ -157,7 +157,7 @@ fn unknown_key_message(path: &[Seg]) -> String {
 }
 
 /// The keys serde accepts in the table at `table` (array indexes dropped).
-fn known_keys(table: &str) -> &'static [&'static str] {
+pub(super) fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => fields_of::<RawConfig>(),
         "server" => fields_of::<RawServer>(),
