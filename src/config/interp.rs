@@ -1,8 +1,23 @@
 //! `${VAR}` interpolation and unknown-key collection, both done on the parsed
 //! TOML tree so every error can name its key path.
+//!
+//! Interpolation rules (DESIGN.md §3 says only "any string may contain `${VAR}`"):
+//! - every string VALUE is interpolated, also inside arrays and inline tables;
+//!   key names are not;
+//! - `${NAME}` takes `NAME` from the environment; NAME is letters, digits and `_`,
+//!   not starting with a digit. A set-but-empty variable is used as the empty string;
+//! - `$${` is a literal `${` (so `$${HOME}` stays `${HOME}`); a `$` not followed by
+//!   `{` is an ordinary character;
+//! - a substituted value is not interpolated again.
 
+use toml::Value;
+
+use super::keypath::{self, Seg};
 use super::raw::RawConfig;
 use super::ConfigErrors;
+
+#[cfg(test)]
+mod tests;
 
 /// Parses TOML (a syntax error is reported alone) and replaces `${VAR}` in every
 /// string using `env`; each missing variable is an error naming its key.
@@ -10,13 +25,108 @@ pub fn parse_and_interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<toml::Value, ConfigErrors> {
-    let _ = (text, env);
-    todo!("config helper")
+    let mut value = match toml::from_str::<toml::Table>(text) {
+        Ok(table) => Value::Table(table),
+        Err(e) => {
+            let mut errs = ConfigErrors::default();
+            errs.push("(syntax)", format!("{}; fix the TOML syntax there", e.to_string().trim_end()));
+            return Err(errs);
+        }
+    };
+    let mut errs = ConfigErrors::default();
+    interpolate_tree(&mut value, &mut Vec::new(), env, &mut errs);
+    if errs.is_empty() {
+        Ok(value)
+    } else {
+        Err(errs)
+    }
 }
 
 /// Deserializes into [`RawConfig`], collecting EVERY unknown key with its path
-/// (e.g. `routes[1].polcy`) instead of stopping at the first.
+/// (e.g. `routes[1].polcy`) instead of stopping at the first. Wrongly typed
+/// values are all reported too, each with its key path.
 pub fn deserialize_collecting_unknown(value: toml::Value) -> Result<RawConfig, ConfigErrors> {
-    let _ = value;
-    todo!("config helper")
+    super::unknown::deserialize(value)
+}
+
+fn interpolate_tree(
+    value: &mut Value,
+    path: &mut Vec<Seg>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut ConfigErrors,
+) {
+    match value {
+        Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(problems) => {
+                for problem in problems {
+                    errs.push(keypath::format(path), problem);
+                }
+            }
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(Seg::Index(i));
+                interpolate_tree(item, path, env, errs);
+                path.pop();
+            }
+        }
+        Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                path.push(Seg::Key(key.clone()));
+                interpolate_tree(item, path, env, errs);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands one string; the error lists every problem in it.
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(s.len());
+    let mut problems = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let Some(end) = after.find('}') else {
+                problems.push(format!(
+                    "unterminated \"${{\" in {s:?}; close it as \"${{NAME}}\" or write \"$${{\" for a literal \"${{\""
+                ));
+                return Err(problems);
+            };
+            let name = &after[..end];
+            match lookup(name, env) {
+                Ok(v) => out.push_str(&v),
+                Err(problem) => problems.push(problem),
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "\"${{{name}}}\" is not a variable reference (names are letters, digits and _); \
+             write \"$${{\" for a literal \"${{\""
+        ));
+    }
+    env(name).ok_or_else(|| format!("environment variable {name} is not set; export it or write the value"))
 }

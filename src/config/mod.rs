@@ -7,7 +7,9 @@ pub mod raw;
 
 mod errors;
 mod interp;
+mod keypath;
 mod settings;
+mod unknown;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
+    /// The strings, one or many.
     pub fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
@@ -23,6 +24,7 @@ impl OneOrMany {
     }
 }
 
+/// The whole file; every table is optional and defaults as in DESIGN.md §3.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RawConfig {
@@ -40,6 +42,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
 }
 
+/// `[server]`: listeners, TLS, limits and timeouts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawServer {
@@ -76,6 +79,7 @@ impl Default for RawServer {
     }
 }
 
+/// `[admin]`: present = an admin listener (`/healthz`, `/readyz`, `/metrics`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawAdmin {
@@ -88,6 +92,7 @@ impl Default for RawAdmin {
     }
 }
 
+/// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawLog {
@@ -102,6 +107,7 @@ impl Default for RawLog {
     }
 }
 
+/// `[tokens]`: the signing key, lifetimes and where tokens are read; validated by the token module.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawTokens {
@@ -155,6 +161,7 @@ pub struct RawAcceptKey {
     pub secret_file: Option<String>,
 }
 
+/// `[cookies]`: the four cookie names and their attributes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawCookies {
@@ -183,6 +190,7 @@ impl Default for RawCookies {
     }
 }
 
+/// `[csrf]`: double submit and Origin checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawCsrf {
@@ -203,6 +211,7 @@ impl Default for RawCsrf {
     }
 }
 
+/// `[sessions]`: login, implicit refresh and rotation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawSessions {
@@ -232,6 +241,7 @@ impl Default for RawSessions {
     }
 }
 
+/// `[store]`: where families and revocations live.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawStore {
@@ -254,6 +264,7 @@ impl Default for RawStore {
     }
 }
 
+/// `[forward]`: header hygiene and claim headers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawForward {
@@ -280,12 +291,14 @@ impl Default for RawForward {
     }
 }
 
+/// `[errors]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RawErrors {
     pub login_url: String,
 }
 
+/// One `[[upstreams]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RawUpstream {
@@ -308,6 +321,7 @@ impl Default for RawUpstream {
     }
 }
 
+/// One `[[routes]]` entry; validated by the route module.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RawRoute {

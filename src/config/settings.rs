@@ -29,6 +29,7 @@ pub struct Runtime {
     pub routes: RouteTable,
 }
 
+/// The validated `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
@@ -44,23 +45,27 @@ pub struct ServerSettings {
     pub allow_semicolon: bool,
 }
 
+/// `tls_cert` + `tls_key`, resolved and checked to exist.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
+/// The validated `[admin]`.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
 }
 
+/// `[log] format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
+/// The validated `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -69,6 +74,7 @@ pub struct LogSettings {
     pub access_log: bool,
 }
 
+/// `[cookies] same_site`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     Strict,
@@ -76,6 +82,7 @@ pub enum SameSite {
     None,
 }
 
+/// The validated `[cookies]`: names are RFC 6265 tokens and pairwise distinct.
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
     pub access: String,
@@ -89,6 +96,7 @@ pub struct CookieSettings {
     pub path: String,
 }
 
+/// The validated `[csrf]`.
 #[derive(Debug, Clone)]
 pub struct CsrfSettings {
     pub enabled: bool,
@@ -98,12 +106,14 @@ pub struct CsrfSettings {
     pub allowed_origins: Vec<String>,
 }
 
+/// `[sessions] login_response`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginResponse {
     Tokens,
     Upstream,
 }
 
+/// The validated `[sessions]`; `refresh_ahead` already holds its computed default.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub identity_header: HeaderName,
@@ -116,6 +126,7 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
 }
 
+/// `[store] backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreBackend {
     Embedded,
@@ -123,6 +134,7 @@ pub enum StoreBackend {
     Redis,
 }
 
+/// The validated `[store]`; `path` is resolved against the config directory.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub backend: StoreBackend,
@@ -139,22 +151,25 @@ pub enum Keep {
     Strip,
 }
 
+/// The validated `[forward]`: claim headers are never reserved or framing headers.
 #[derive(Debug, Clone)]
 pub struct ForwardSettings {
     /// Lower-cased, `_` folded to `-`, so they compare against folded header names.
     pub strip_prefixes: Vec<String>,
-    /// claim name → header, in config order.
+    /// claim name → header, sorted by claim name (TOML tables keep no order).
     pub claims: Vec<(String, HeaderName)>,
     pub claims_json_header: Option<HeaderName>,
     pub token: Keep,
     pub refresh_cookie: Keep,
 }
 
+/// The validated `[errors]`.
 #[derive(Debug, Clone)]
 pub struct ErrorSettings {
     pub login_url: Option<String>,
 }
 
+/// One validated `[[upstreams]]` entry.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub name: String,

@@ -1,0 +1,156 @@
+//! `[server]`, `[admin]` and `[log]`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::{clean, existing_file, one_of, positive, timeout};
+use crate::config::keypath;
+use crate::config::raw::{OneOrMany, RawAdmin, RawLog, RawServer};
+use crate::config::{
+    parse_duration, AdminSettings, ConfigErrors, LogFormat, LogSettings, ServerSettings, TlsFiles,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// Validates `[server]`.
+pub(super) fn server(raw: &RawServer, base_dir: &Path, errs: &mut ConfigErrors) -> Option<ServerSettings> {
+    let before = errs.0.len();
+    let settings = ServerSettings {
+        listen: listen(&raw.listen, errs),
+        tls: tls(raw, base_dir, errs),
+        trusted_proxies: trusted_proxies(&raw.trusted_proxies, errs),
+        header_read_timeout: timeout("server.header_read_timeout", &raw.header_read_timeout, errs)
+            .unwrap_or_default(),
+        idle_timeout: timeout("server.idle_timeout", &raw.idle_timeout, errs).unwrap_or_default(),
+        max_header_bytes: positive("server.max_header_bytes", raw.max_header_bytes, errs).unwrap_or_default(),
+        max_headers: positive("server.max_headers", raw.max_headers, errs).unwrap_or_default(),
+        max_connections: positive("server.max_connections", raw.max_connections, errs).unwrap_or_default(),
+        shutdown_grace: parse_duration("server.shutdown_grace", &raw.shutdown_grace, errs)
+            .unwrap_or_default(),
+        watch_config: raw.watch_config,
+        allow_semicolon: raw.allow_semicolon,
+    };
+    clean(errs, before, settings)
+}
+
+/// `listen` addresses; keyed `server.listen` for a string, `server.listen[i]` for an array.
+fn listen(raw: &OneOrMany, errs: &mut ConfigErrors) -> Vec<SocketAddr> {
+    let entries: Vec<(String, &String)> = match raw {
+        OneOrMany::One(s) => vec![("server.listen".to_string(), s)],
+        OneOrMany::Many(v) => {
+            v.iter().enumerate().map(|(i, s)| (keypath::index("server.listen", i), s)).collect()
+        }
+    };
+    if entries.is_empty() {
+        errs.push("server.listen", "no address to listen on; write e.g. \"0.0.0.0:8080\"");
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for (key, value) in entries {
+        let Some(addr) = socket_addr(&key, value, errs) else { continue };
+        if addrs.contains(&addr) {
+            errs.push(key, format!("{addr} is listed twice; remove the repeat"));
+        } else {
+            addrs.push(addr);
+        }
+    }
+    addrs
+}
+
+fn socket_addr(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<SocketAddr> {
+    match value.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errs.push(
+                key,
+                format!("{value:?} is not an IP address with a port; write e.g. \"0.0.0.0:8080\" or \"[::]:8080\""),
+            );
+            None
+        }
+    }
+}
+
+/// `tls_cert` + `tls_key`: both or neither (an empty string counts as absent).
+fn tls(raw: &RawServer, base_dir: &Path, errs: &mut ConfigErrors) -> Option<TlsFiles> {
+    let set = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    match (set(&raw.tls_cert), set(&raw.tls_key)) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert = existing_file("server.tls_cert", base_dir, &cert, errs);
+            let key = existing_file("server.tls_key", base_dir, &key, errs);
+            Some(TlsFiles { cert: cert?, key: key? })
+        }
+        (Some(_), None) => {
+            errs.push("server.tls_key", "tls_cert is set but tls_key is not; write both (HTTPS) or neither");
+            None
+        }
+        (None, Some(_)) => {
+            errs.push("server.tls_cert", "tls_key is set but tls_cert is not; write both (HTTPS) or neither");
+            None
+        }
+    }
+}
+
+/// CIDRs; a bare address is a single host (/32 or /128); host bits are dropped.
+fn trusted_proxies(raw: &[String], errs: &mut ConfigErrors) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    for (i, value) in raw.iter().enumerate() {
+        let v = value.trim();
+        match v.parse::<IpNet>().map(|n| n.trunc()).or_else(|_| v.parse::<IpAddr>().map(IpNet::from)) {
+            Ok(net) => nets.push(net),
+            Err(_) => errs.push(
+                keypath::index("server.trusted_proxies", i),
+                format!(
+                    "{value:?} is not a CIDR or IP address; write e.g. \"10.0.0.0/8\" or \"192.168.1.10\""
+                ),
+            ),
+        }
+    }
+    nets
+}
+
+/// Validates `[admin]` (present = an admin listener).
+pub(super) fn admin(raw: &RawAdmin, errs: &mut ConfigErrors) -> Option<AdminSettings> {
+    socket_addr("admin.listen", &raw.listen, errs).map(|listen| AdminSettings { listen })
+}
+
+/// The admin listener cannot share an address with the gateway.
+pub(super) fn admin_apart_from_server(
+    admin: &AdminSettings,
+    server: &ServerSettings,
+    errs: &mut ConfigErrors,
+) {
+    if server.listen.contains(&admin.listen) {
+        errs.push(
+            "admin.listen",
+            format!("{} is also in server.listen; give the admin listener its own port", admin.listen),
+        );
+    }
+}
+
+/// Validates `[log]`.
+pub(super) fn log(raw: &RawLog, errs: &mut ConfigErrors) -> Option<LogSettings> {
+    let before = errs.0.len();
+    let format =
+        one_of("log.format", &raw.format, &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)], errs);
+    let level = raw.level.trim();
+    if level.is_empty() {
+        errs.push(
+            "log.level",
+            "is empty; write a level such as \"info\" or a filter like \"info,jwtgate=debug\"",
+        );
+    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        errs.push(
+            "log.level",
+            format!("{level:?} is not a log filter ({e}); write e.g. \"info\" or \"info,jwtgate=debug\""),
+        );
+    }
+    let settings = LogSettings {
+        format: format.unwrap_or(LogFormat::Pretty),
+        level: level.to_string(),
+        access_log: raw.access_log,
+    };
+    clean(errs, before, settings)
+}

@@ -1,0 +1,230 @@
+use super::*;
+
+fn keys(errs: &ConfigErrors) -> Vec<&str> {
+    errs.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn cookie_defaults_are_valid() {
+    let mut errs = ConfigErrors::default();
+    let c = cookies(&RawCookies::default(), &mut errs).unwrap();
+    assert_eq!(c.access, "access_token_cookie");
+    assert_eq!(c.csrf_refresh, "csrf_refresh_token");
+    assert_eq!((c.secure, c.same_site, c.domain, c.path.as_str()), (true, SameSite::Lax, None, "/"));
+}
+
+#[test]
+fn cookie_names_must_be_tokens_and_distinct() {
+    let raw = RawCookies {
+        access: "a b".into(),
+        refresh: "r".into(),
+        csrf_access: "r".into(),
+        csrf_refresh: "".into(),
+        ..RawCookies::default()
+    };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["cookies.access", "cookies.csrf_access", "cookies.csrf_refresh"]);
+    assert!(errs.0[1].message.contains("cookies.refresh"), "{}", errs.0[1].message);
+    for bad in ["x;y", "x=y", "x\"", "é", "x,y"] {
+        let mut errs = ConfigErrors::default();
+        cookies(&RawCookies { access: bad.into(), ..RawCookies::default() }, &mut errs);
+        assert_eq!(keys(&errs), ["cookies.access"], "{bad}");
+    }
+}
+
+#[test]
+fn same_site_none_requires_secure() {
+    let raw = RawCookies { same_site: "None".into(), secure: false, ..RawCookies::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["cookies.same_site"]);
+    let raw = RawCookies { same_site: "none".into(), ..RawCookies::default() };
+    assert_eq!(cookies(&raw, &mut errs).unwrap().same_site, SameSite::None);
+    let raw = RawCookies { same_site: "loose".into(), ..RawCookies::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert!(errs.0[0].message.contains("\"strict\", \"lax\", \"none\""));
+}
+
+#[test]
+fn cookie_domain_and_path() {
+    let raw = RawCookies { domain: ".Example.com".into(), path: "/app".into(), ..RawCookies::default() };
+    let c = cookies(&raw, &mut ConfigErrors::default()).unwrap();
+    assert_eq!((c.domain.as_deref(), c.path.as_str()), (Some("example.com"), "/app"));
+    let raw =
+        RawCookies { domain: "https://example.com".into(), path: "app".into(), ..RawCookies::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["cookies.domain", "cookies.path"]);
+}
+
+#[test]
+fn cookie_prefixes_follow_browser_rules() {
+    let raw =
+        RawCookies { access: "__Host-at".into(), domain: "example.com".into(), ..RawCookies::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["cookies.domain"]);
+    let raw = RawCookies { refresh: "__Secure-rt".into(), secure: false, ..RawCookies::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(cookies(&raw, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["cookies.refresh"]);
+}
+
+#[test]
+fn csrf_header_and_origins() {
+    let raw = RawCsrf {
+        allowed_origins: vec!["HTTPS://App.Example.com:443".into(), "http://localhost:3000/".into()],
+        ..RawCsrf::default()
+    };
+    let c = csrf(&raw, &mut ConfigErrors::default()).unwrap();
+    assert_eq!(c.header, "x-csrf-token");
+    assert_eq!(c.allowed_origins, ["https://app.example.com", "http://localhost:3000"]);
+
+    let raw = RawCsrf {
+        header: "X CSRF".into(),
+        allowed_origins: vec![
+            "app.example.com".into(),
+            "https://a.example.com/path".into(),
+            "null".into(),
+            "https://a?x=1".into(),
+            "*".into(),
+        ],
+        ..RawCsrf::default()
+    };
+    let mut errs = ConfigErrors::default();
+    assert!(csrf(&raw, &mut errs).is_none());
+    assert_eq!(
+        keys(&errs),
+        [
+            "csrf.header",
+            "csrf.allowed_origins[0]",
+            "csrf.allowed_origins[1]",
+            "csrf.allowed_origins[2]",
+            "csrf.allowed_origins[3]",
+            "csrf.allowed_origins[4]"
+        ]
+    );
+    assert!(errs.0[1].message.contains("scheme://host[:port]"));
+}
+
+fn tokens_with_ttl(ttl: &str) -> RawTokens {
+    RawTokens { access_ttl: ttl.into(), ..RawTokens::default() }
+}
+
+#[test]
+fn session_defaults_and_refresh_ahead_default() {
+    let mut errs = ConfigErrors::default();
+    let s = sessions(&RawSessions::default(), &RawTokens::default(), &mut errs).unwrap();
+    assert_eq!(s.identity_header, "x-jwtgate-identity");
+    assert_eq!(s.login_response, LoginResponse::Tokens);
+    assert_eq!(s.refresh_ahead, Duration::from_secs(60));
+    assert_eq!(s.reuse_grace, Duration::from_secs(30));
+    assert_eq!(s.max_session, Duration::from_secs(30 * 86400));
+    assert_eq!(s.idle_timeout, Duration::from_secs(7 * 86400));
+    let s = sessions(&RawSessions::default(), &tokens_with_ttl("2m"), &mut errs).unwrap();
+    assert_eq!(s.refresh_ahead, Duration::from_secs(30));
+    // A bad access_ttl is the token validator's to report; the default falls back to 60s.
+    let s = sessions(&RawSessions::default(), &tokens_with_ttl("soon"), &mut errs).unwrap();
+    assert_eq!(s.refresh_ahead, Duration::from_secs(60));
+    assert!(errs.is_empty());
+}
+
+#[test]
+fn explicit_refresh_ahead_must_be_below_access_ttl_when_implicit_refresh_runs() {
+    let raw = RawSessions { refresh_ahead: Some("15m".into()), ..RawSessions::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(sessions(&raw, &RawTokens::default(), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["sessions.refresh_ahead"]);
+    assert!(errs.0[0].message.contains("15m"), "{}", errs.0[0].message);
+
+    let no_implicit = RawSessions { implicit_refresh: false, ..raw.clone() };
+    assert!(sessions(&no_implicit, &RawTokens::default(), &mut ConfigErrors::default()).is_some());
+    let headers_only = RawTokens { locations: vec!["headers".into()], ..RawTokens::default() };
+    assert!(sessions(&raw, &headers_only, &mut ConfigErrors::default()).is_some());
+    let ok = RawSessions { refresh_ahead: Some("2m".into()), ..RawSessions::default() };
+    let s = sessions(&ok, &RawTokens::default(), &mut ConfigErrors::default()).unwrap();
+    assert_eq!(s.refresh_ahead, Duration::from_secs(120));
+}
+
+#[test]
+fn session_field_errors() {
+    let raw = RawSessions {
+        identity_header: "".into(),
+        login_response: "json".into(),
+        refresh_ahead: Some("x".into()),
+        reuse_grace: "later".into(),
+        max_session: "0s".into(),
+        idle_timeout: "0s".into(),
+        ..RawSessions::default()
+    };
+    let mut errs = ConfigErrors::default();
+    assert!(sessions(&raw, &RawTokens::default(), &mut errs).is_none());
+    assert_eq!(
+        keys(&errs),
+        [
+            "sessions.identity_header",
+            "sessions.login_response",
+            "sessions.refresh_ahead",
+            "sessions.reuse_grace",
+            "sessions.max_session",
+            "sessions.idle_timeout"
+        ]
+    );
+}
+
+#[test]
+fn store_defaults_resolve_path_against_base() {
+    let mut errs = ConfigErrors::default();
+    let s = store(&RawStore::default(), Path::new("/etc/jwtgate"), &mut errs).unwrap();
+    assert_eq!(s.backend, StoreBackend::Embedded);
+    assert_eq!(s.path, Path::new("/etc/jwtgate/jwtgate.redb"));
+    assert_eq!((s.timeout, s.max_staleness), (Duration::from_millis(250), Duration::from_secs(5)));
+    assert!(s.url.is_none());
+}
+
+#[test]
+fn redis_needs_a_redis_url_and_url_needs_redis() {
+    let redis = |url: Option<&str>| RawStore {
+        backend: "redis".into(),
+        url: url.map(str::to_string),
+        ..RawStore::default()
+    };
+    for good in ["redis://127.0.0.1:6379/0", "rediss://:pw@cache.internal:6380"] {
+        let s = store(&redis(Some(good)), Path::new("."), &mut ConfigErrors::default()).unwrap();
+        assert_eq!((s.backend, s.url.as_deref()), (StoreBackend::Redis, Some(good)));
+    }
+    for bad in [None, Some("http://127.0.0.1:6379"), Some("redis://"), Some("redis://:secret@")] {
+        let mut errs = ConfigErrors::default();
+        assert!(store(&redis(bad), Path::new("."), &mut errs).is_none(), "{bad:?}");
+        assert_eq!(keys(&errs), ["store.url"]);
+        assert!(!errs.0[0].message.contains("secret"), "the URL is never echoed");
+    }
+    let stray = RawStore { url: Some("redis://h".into()), ..RawStore::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(store(&stray, Path::new("."), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["store.url"]);
+}
+
+#[test]
+fn store_field_errors() {
+    let raw = RawStore {
+        backend: "sqlite".into(),
+        timeout: "0ms".into(),
+        max_staleness: "bad".into(),
+        ..RawStore::default()
+    };
+    let mut errs = ConfigErrors::default();
+    assert!(store(&raw, Path::new("."), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["store.backend", "store.timeout", "store.max_staleness"]);
+    let raw = RawStore { path: " ".into(), ..RawStore::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(store(&raw, Path::new("."), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["store.path"]);
+    let mem = RawStore { backend: "memory".into(), ..RawStore::default() };
+    assert_eq!(
+        store(&mem, Path::new("."), &mut ConfigErrors::default()).unwrap().backend,
+        StoreBackend::Memory
+    );
+}
