@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Tiny Flask + flask-jwt-extended app that verifies tokens (e.g. ones jwtgate minted).
+
+    python flask_app.py --port P --secret S
+
+Binds 127.0.0.1:P, served by werkzeug's threaded server (Flask's own dependency).
+flask-jwt-extended is configured the stock way an app sharing jwtgate's HS256 secret
+would be: JWT_TOKEN_LOCATION headers + cookies, JWT_COOKIE_CSRF_PROTECT on, default names
+(cookies access_token_cookie / refresh_token_cookie, CSRF cookies csrf_access_token /
+csrf_refresh_token, CSRF header X-CSRF-TOKEN, Authorization: Bearer), the library's
+default error callbacks, so status codes are flask-jwt-extended's: 401 for missing token,
+missing/wrong CSRF, expired, not fresh; 422 for bad signature, undecodable token, wrong
+token type, non-string sub.
+
+  GET  /health     200 {"ok": true}
+  GET  /protected  access token           -> {"sub", "fresh", "type", "claims"}
+  POST /protected  access token (+ X-CSRF-TOKEN when the token came from a cookie)
+  GET  /fresh      fresh access token (fresh == true, or a numeric fresh >= now)
+  POST /refresh    refresh token (+ CSRF in cookie mode) -> {"sub", "type", "claims"}
+
+"claims" is get_jwt(): the raw payload plus flask's defaults for missing type/fresh/jti.
+"""
+
+import argparse
+import logging
+import sys
+import warnings
+
+from flask import Flask, jsonify
+from flask_jwt_extended import JWTManager, get_jwt, jwt_required
+from jwt.warnings import InsecureKeyLengthWarning
+
+warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+
+
+def create_app(secret: str) -> Flask:
+    app = Flask("jwtgate-flask-app")
+    app.config.update(
+        JWT_ALGORITHM="HS256",
+        JWT_SECRET_KEY=secret,
+        JWT_TOKEN_LOCATION=["headers", "cookies"],
+        JWT_COOKIE_CSRF_PROTECT=True,
+        JWT_COOKIE_SECURE=False,
+    )
+    JWTManager(app)
+
+    def body(with_fresh: bool = True):
+        c = get_jwt()
+        out = {"sub": c["sub"], "type": c["type"]}
+        if with_fresh:
+            out["fresh"] = c["fresh"]
+        out["claims"] = c
+        return jsonify(out)
+
+    @app.get("/health")
+    def health():
+        return jsonify(ok=True)
+
+    @app.route("/protected", methods=["GET", "POST"])
+    @jwt_required()
+    def protected():
+        return body()
+
+    @app.get("/fresh")
+    @jwt_required(fresh=True)
+    def fresh():
+        return body()
+
+    @app.post("/refresh")
+    @jwt_required(refresh=True)
+    def refresh():
+        return body(with_fresh=False)
+
+    return app
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--secret", required=True)
+    args = ap.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    create_app(args.secret).run(host="127.0.0.1", port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
