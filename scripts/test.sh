@@ -23,4 +23,5 @@ command -v python3 >/dev/null || need_root_apt python3 python3-venv
 JWTGATE_PYTHON="$(bash scripts/python-env.sh | tail -n 1)"
 export JWTGATE_PYTHON
 
+"$JWTGATE_PYTHON" tests/python/selftest.py
 cargo test --all-targets --locked

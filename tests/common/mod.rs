@@ -2,6 +2,7 @@
 //! received, the real gateway on port 0 in front of it, and clients.
 #![allow(dead_code)]
 
+pub mod python;
 pub mod raw;
 pub mod session;
 pub mod upstream;

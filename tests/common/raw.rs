@@ -41,7 +41,9 @@ impl RawResponse {
 
 /// Sends `request` verbatim (add `Connection: close`) and reads the response.
 pub async fn send_raw(addr: SocketAddr, request: &str) -> RawResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to gateway");
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return RawResponse { status: 0, headers: HashMap::new(), body: String::new() };
+    };
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))

@@ -16,7 +16,11 @@ such as a numeric "fresh" or a non-string "sub").
   GET  /protected  access token           -> {"sub", "fresh", "type", "claims"}
   POST /protected  access token (+ X-CSRF-TOKEN when the token came from a cookie)
   GET  /fresh      fresh access token     -> same body
-  POST /refresh    refresh token (+ CSRF in cookie mode) -> {"sub", "type", "claims"}
+  POST /refresh    refresh token (+ CSRF in cookie mode) -> {"sub", "type", "claims",
+                   "access_token"} (a new NON-fresh access token, as in the seed docs)
+  POST /login      the seeds' login: JSON {"username","password"}, test/test ->
+                   {"access_token" (fresh), "refresh_token"}; else 401
+  GET  /sensitive_operation  fresh access token -> "You have access to this sensitive operation"
 
 "claims" is AuthX's parsed TokenPayload (extra claims verbatim; pydantic renders exp as an
 ISO-8601 datetime string), not the raw JWT payload.
@@ -32,7 +36,8 @@ for _k in [k for k in os.environ if k.upper().startswith("JWT_")]:
 
 import uvicorn  # noqa: E402
 from authx import AuthX, AuthXConfig, TokenPayload  # noqa: E402
-from fastapi import Depends, FastAPI  # noqa: E402
+from fastapi import Depends, FastAPI, HTTPException  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 from jwt.warnings import InsecureKeyLengthWarning  # noqa: E402
 
 warnings.simplefilter("ignore", InsecureKeyLengthWarning)
@@ -77,7 +82,26 @@ def create_app(secret: str) -> FastAPI:
 
     @app.post("/refresh")
     def post_refresh(p: TokenPayload = Depends(auth.refresh_token_required)):
-        return body(p, with_fresh=False)
+        out = body(p, with_fresh=False)
+        out["access_token"] = auth.create_access_token(uid=p.sub, fresh=False)
+        return out
+
+    class LoginForm(BaseModel):
+        username: str
+        password: str
+
+    @app.post("/login")
+    def login(data: LoginForm):
+        if data.username == "test" and data.password == "test":
+            return {
+                "access_token": auth.create_access_token(uid=data.username, fresh=True),
+                "refresh_token": auth.create_refresh_token(uid=data.username),
+            }
+        raise HTTPException(401, "Bad username/password")
+
+    @app.get("/sensitive_operation", dependencies=[Depends(auth.fresh_token_required)])
+    def sensitive_operation():
+        return "You have access to this sensitive operation"
 
     return app
 

@@ -1,0 +1,175 @@
+//! Teams using AuthX or flask-jwt-extended put jwtgate in front without
+//! changing a line: tokens those libraries really minted get the right outcome
+//! on every policy, the seeds' curl flow works through jwtgate to a real AuthX
+//! app, and tokens jwtgate mints are accepted by both libraries.
+
+mod common;
+
+use common::python::{mint_all, PyApp};
+use common::raw::{get, request};
+use common::*;
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/account/**"
+policy = "fresh"
+upstream = "app"
+
+[[routes]]
+path = "/app-refresh"
+policy = "refresh"
+upstream = "app"
+"#;
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// (case, path, expected status, expected error code)
+const CASES: &[(&str, &str, u16, &str)] = &[
+    ("authx_access_fresh", "/api/x", 200, ""),
+    ("authx_access_fresh", "/account/x", 200, ""),
+    ("authx_access_fresh", "/app-refresh", 401, "wrong_token_type"),
+    ("authx_access", "/api/x", 200, ""),
+    ("authx_access", "/account/x", 401, "fresh_token_required"),
+    ("authx_refresh", "/api/x", 401, "wrong_token_type"),
+    ("authx_refresh", "/account/x", 401, "wrong_token_type"),
+    ("authx_refresh", "/app-refresh", 200, ""),
+    ("authx_access_expired", "/api/x", 401, "token_expired"),
+    ("authx_access_extra", "/api/x", 200, ""),
+    ("flask_access_fresh", "/api/x", 200, ""),
+    ("flask_access_fresh", "/account/x", 200, ""),
+    ("flask_access", "/api/x", 200, ""),
+    ("flask_access", "/account/x", 401, "fresh_token_required"),
+    ("flask_access_fresh_until", "/account/x", 200, ""),
+    ("flask_access_fresh_until_past", "/api/x", 200, ""),
+    ("flask_access_fresh_until_past", "/account/x", 401, "fresh_token_required"),
+    ("flask_refresh", "/app-refresh", 200, ""),
+    ("flask_refresh", "/api/x", 401, "wrong_token_type"),
+    ("flask_access_expired", "/api/x", 401, "token_expired"),
+    ("flask_access_claims", "/api/x", 200, ""),
+];
+
+#[tokio::test]
+async fn library_minted_tokens_get_the_right_outcome_on_every_policy() {
+    let tokens = mint_all(now());
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
+    for &(case, path, status, code) in CASES {
+        let token = tokens[case].as_str().unwrap_or_else(|| panic!("mint.py made no {case}"));
+        let resp = get(gw.addr, path, &[("Authorization", &format!("Bearer {token}"))]).await;
+        if status == 200 {
+            assert_eq!(resp.status, 200, "{case} on {path}: {}", resp.body);
+            assert_eq!(up.last().header("x-auth-subject"), Some("alice"), "{case}");
+        } else {
+            assert_eq!(resp.status, status, "{case} on {path}: {}", resp.body);
+            assert_eq!(resp.json()["error"], code, "{case} on {path}");
+        }
+    }
+    // flask's "fresh until" form reaches the app as the evaluated freshness.
+    let t = tokens["flask_access_fresh_until"].as_str().unwrap();
+    get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {t}"))]).await;
+    assert_eq!(up.last().header("x-auth-fresh"), Some("true"));
+}
+
+#[tokio::test]
+async fn the_seed_curl_flow_works_through_jwtgate_to_a_real_authx_app() {
+    let app = PyApp::start("authx_app.py").await;
+    let routes = r#"
+[[routes]]
+path = "/login"
+policy = "public"
+upstream = "app"
+
+[[routes]]
+path = "/protected"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/sensitive_operation"
+policy = "fresh"
+upstream = "app"
+
+[[routes]]
+path = "/refresh"
+policy = "refresh"
+upstream = "app"
+"#;
+    let gw = start_gateway(&base_config(routes), app.addr, None).await;
+    let json = [("Content-Type", "application/json")];
+    let bad = request(gw.addr, "POST", "/login", &json, r#"{"username":"test", "password":"nope"}"#).await;
+    assert_eq!(bad.status, 401, "the app's own 401 passes through: {}", bad.body);
+    let login = request(gw.addr, "POST", "/login", &json, r#"{"username":"test", "password":"test"}"#).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let resp = get(gw.addr, "/protected", &[("Authorization", &bearer(&token))]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["sub"], "test");
+    let resp = get(gw.addr, "/sensitive_operation", &[("Authorization", &bearer(&token))]).await;
+    assert_eq!(resp.body, "\"You have access to this sensitive operation\"");
+    let resp = request(gw.addr, "POST", "/refresh", &[("Authorization", &bearer(&refresh))], "").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let new_token = resp.json()["access_token"].as_str().unwrap().to_owned();
+    let resp = get(gw.addr, "/protected", &[("Authorization", &bearer(&new_token))]).await;
+    assert_eq!(resp.status, 200);
+    // A refreshed token is not fresh: jwtgate answers 401 itself, not the app's 500 or 422.
+    let resp = get(gw.addr, "/sensitive_operation", &[("Authorization", &bearer(&new_token))]).await;
+    resp.assert_problem(401, "fresh_token_required");
+}
+
+const HANDOFF: &str = r#"
+[[routes]]
+path = "/login"
+handler = "login"
+upstream = "app"
+
+[[routes]]
+path = "/refresh"
+handler = "refresh"
+methods = ["GET", "POST"]
+"#;
+
+#[tokio::test]
+async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
+    let gw = start_gateway(&base_config(HANDOFF), up.addr, None).await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let fresh = login.json()["access_token"].as_str().unwrap().to_owned();
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = get(gw.addr, "/refresh", &[("Authorization", &format!("Bearer {refresh}"))]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let stale = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    let csrf = gw.gateway.snapshot().runtime.tokens.verifier.verify(&fresh, now()).unwrap().csrf.unwrap();
+    for app_name in ["authx_app.py", "flask_app.py"] {
+        let app = PyApp::start(app_name).await;
+        let bearer = |t: &str| format!("Bearer {t}");
+        let check = |status: u16, resp: &RawResponse, what: &str| {
+            assert_eq!(resp.status, status, "{app_name} {what}: {}", resp.body);
+        };
+        let r = get(app.addr, "/protected", &[("Authorization", &bearer(&fresh))]).await;
+        check(200, &r, "GET /protected with a jwtgate access token");
+        assert_eq!(r.json()["sub"], "alice");
+        check(200, &get(app.addr, "/fresh", &[("Authorization", &bearer(&fresh))]).await, "fresh token on /fresh");
+        check(401, &get(app.addr, "/fresh", &[("Authorization", &bearer(&stale))]).await, "refreshed token on /fresh");
+        check(200, &get(app.addr, "/protected", &[("Authorization", &bearer(&stale))]).await, "refreshed token");
+        let r = request(app.addr, "POST", "/refresh", &[("Authorization", &bearer(&new_refresh))], "").await;
+        check(200, &r, "a jwtgate refresh token on the app's refresh endpoint");
+        // Cookie mode with CSRF, exactly as a browser behind jwtgate would send it.
+        let cookie = format!("access_token_cookie={fresh}; csrf_access_token={csrf}");
+        let r = request(app.addr, "POST", "/protected", &[("Cookie", &cookie), ("X-CSRF-TOKEN", &csrf)], "").await;
+        check(200, &r, "cookie + CSRF");
+        let r = request(app.addr, "POST", "/protected", &[("Cookie", &cookie)], "").await;
+        check(401, &r, "cookie without CSRF");
+    }
+}
