@@ -3,8 +3,10 @@
 //! caller's [`crate::clock::Clock`]; nothing here reads the wall clock or a store.
 
 pub mod claims;
+mod der;
 pub mod keys;
 pub mod mint;
+mod strict_json;
 pub mod verify;
 
 use std::path::Path;
