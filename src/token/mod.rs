@@ -4,8 +4,10 @@
 
 pub mod claims;
 mod der;
+mod keygen;
 pub mod keys;
 pub mod mint;
+mod pem_keys;
 mod strict_json;
 pub mod verify;
 
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use claims::{Claims, Fresh, TokenType};
+pub use keys::{generate, GeneratedKey, KeygenError};
 pub use mint::{MintSpec, Minted, Minter};
 pub use verify::{TokenError, Verifier};
 
