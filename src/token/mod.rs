@@ -16,6 +16,8 @@ mod pem_keys;
 mod strict_json;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::time::Duration;
