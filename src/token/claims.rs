@@ -8,7 +8,9 @@ use super::verify::TokenError;
 /// flask-jwt-extended always write it, minimal app tokens may not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {
+    /// `"access"`, or no `type` claim.
     Access,
+    /// `"refresh"`.
     Refresh,
 }
 
@@ -16,8 +18,11 @@ pub enum TokenType {
 /// a number meaning "fresh until this Unix time".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fresh {
+    /// No `fresh` claim: not fresh.
     Absent,
+    /// `fresh: true|false`.
     Flag(bool),
+    /// `fresh: <number>`: fresh until that Unix time (inclusive).
     Until(f64),
 }
 
@@ -35,15 +40,23 @@ impl TokenType {
 /// because AuthX writes float `exp`/`iat`; `None` means absent (or `null`).
 #[derive(Clone, PartialEq)]
 pub struct Claims {
+    /// Always a non-empty string.
     pub sub: String,
+    /// From `type`; absent means access.
     pub token_type: TokenType,
+    /// Use [`Claims::is_fresh`] rather than matching on this.
     pub fresh: Fresh,
     pub jti: Option<String>,
+    /// Seconds; float when an AuthX app minted the token.
     pub iat: Option<f64>,
+    /// Seconds; `None` only when `exp` is not in `required_claims`.
     pub exp: Option<f64>,
     pub nbf: Option<f64>,
+    /// The double-submit value; kept out of `Debug`.
     pub csrf: Option<String>,
+    /// Session family id (jwtgate-minted tokens).
     pub fid: Option<String>,
+    /// Login time (integer seconds).
     pub auth_time: Option<i64>,
     /// Every claim as sent (typed ones included), for claim headers and `require`.
     pub all: Map<String, Value>,

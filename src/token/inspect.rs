@@ -29,9 +29,11 @@ impl Inspection {
 }
 
 impl Verifier {
-    /// Verifies `token` at `now` and also decodes its header and payload for display.
+    /// Verifies `token` at `now` and also decodes its header and payload for
+    /// display. Surrounding whitespace (a pasted newline) is ignored.
     pub fn inspect(&self, token: &str, now: i64) -> Inspection {
-        let mut parts = token.trim().split('.');
+        let token = token.trim();
+        let mut parts = token.split('.');
         Inspection {
             header: parts.next().and_then(decode_for_display),
             claims: parts.next().and_then(decode_for_display),

@@ -174,63 +174,81 @@ impl VerifyKey {
 /// Shared by both tables: the algorithm, exactly one key source, the
 /// algorithm/key rules. Pushes every problem it finds before giving up.
 fn load(cfg: &KeyConfig<'_>, base_dir: &Path, errs: &mut ConfigErrors) -> Option<(Algorithm, Material)> {
-    let p = &cfg.prefix;
     let alg = parse_algorithm(cfg.algorithm);
     if alg.is_none() {
-        errs.push(format!("{p}.algorithm"), unknown_algorithm(cfg.algorithm));
+        errs.push(format!("{}.algorithm", cfg.prefix), unknown_algorithm(cfg.algorithm));
     }
     if cfg.kid == Some("") {
-        errs.push(format!("{p}.kid"), "is empty; omit kid to match tokens whose header has no kid");
+        errs.push(
+            format!("{}.kid", cfg.prefix),
+            "is empty; omit kid to match tokens whose header has no kid",
+        );
     }
     let one_source = check_one_source(cfg, alg, errs);
     let alg = alg?;
     if !one_source {
         return None;
     }
-    let hint = format!("jwtgate keygen --alg {}", algorithm_name(alg));
-    if let Some(min) = min_secret_len(alg) {
-        return match (cfg.secret, cfg.secret_file, cfg.pem) {
-            (Some(s), _, _) => {
-                check_secret(&format!("{p}.secret"), alg, s.as_bytes().to_vec(), min, &hint, errs)
-            }
-            (_, Some(f), _) => read_secret_file(&format!("{p}.secret_file"), f, base_dir, errs)
-                .and_then(|s| check_secret(&format!("{p}.secret_file"), alg, s, min, &hint, errs)),
-            _ => {
-                let msg = format!(
-                    "{} uses a shared secret: set secret or secret_file instead, or choose an \
-                     asymmetric algorithm (RS256, PS256, ES256, ES384, EdDSA) for this key",
-                    algorithm_name(alg)
-                );
-                errs.push(format!("{p}.{}", cfg.pem_field.name()), msg);
-                None
-            }
-        };
+    let material = match min_secret_len(alg) {
+        Some(min) => load_secret(cfg, alg, min, base_dir, errs)?,
+        None => load_pem(cfg, alg, base_dir, errs)?,
+    };
+    Some((alg, material))
+}
+
+/// HS*: the secret from `secret` or `secret_file`; a PEM file is a mistake.
+fn load_secret(
+    cfg: &KeyConfig<'_>,
+    alg: Algorithm,
+    min: usize,
+    base_dir: &Path,
+    errs: &mut ConfigErrors,
+) -> Option<Material> {
+    let p = &cfg.prefix;
+    if let Some(secret) = cfg.secret {
+        return check_secret(&format!("{p}.secret"), alg, secret.as_bytes().to_vec(), min, errs);
     }
-    if let Some(field) =
-        [("secret", cfg.secret), ("secret_file", cfg.secret_file)].iter().find(|f| f.1.is_some())
-    {
+    if let Some(file) = cfg.secret_file {
+        let key = format!("{p}.secret_file");
+        return read_secret_file(&key, file, base_dir, errs)
+            .and_then(|s| check_secret(&key, alg, s, min, errs));
+    }
+    let msg = format!(
+        "{} uses a shared secret: set secret or secret_file instead, or choose an \
+         asymmetric algorithm (RS256, PS256, ES256, ES384, EdDSA) for this key",
+        algorithm_name(alg)
+    );
+    errs.push(format!("{p}.{}", cfg.pem_field.name()), msg);
+    None
+}
+
+/// RS*/PS*/ES*/EdDSA: the PEM file; a secret is a mistake.
+fn load_pem(
+    cfg: &KeyConfig<'_>,
+    alg: Algorithm,
+    base_dir: &Path,
+    errs: &mut ConfigErrors,
+) -> Option<Material> {
+    let p = &cfg.prefix;
+    let field = cfg.pem_field.name();
+    let stray =
+        [("secret", cfg.secret), ("secret_file", cfg.secret_file)].into_iter().find(|f| f.1.is_some());
+    if let Some((name, _)) = stray {
         let msg = format!(
-            "{} verifies with a {} key, not a secret: set {} (generate a key pair with: {hint}); \
-             secret and secret_file are for HS256/HS384/HS512",
+            "{} verifies with a {} key, not a secret: set {field} (generate a key pair with: \
+             jwtgate keygen --alg {}); secret and secret_file are for HS256/HS384/HS512",
             algorithm_name(alg),
             pem_keys::expected_key(alg),
-            cfg.pem_field.name()
+            algorithm_name(alg),
         );
-        errs.push(format!("{p}.{}", field.0), msg);
+        errs.push(format!("{p}.{name}"), msg);
         return None;
     }
-    let key = format!("{p}.{}", cfg.pem_field.name());
     let path = resolve_path(base_dir, cfg.pem?);
     let loaded = std::fs::read(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|bytes| pem_keys::parse(alg, cfg.pem_field, &bytes, &path.display().to_string()));
-    match loaded {
-        Ok(material) => Some((alg, material)),
-        Err(msg) => {
-            errs.push(key, msg);
-            None
-        }
-    }
+    loaded.map_err(|msg| errs.push(format!("{p}.{field}"), msg)).ok()
 }
 
 /// Exactly one of secret / secret_file / (private_key | public_key).
@@ -301,10 +319,10 @@ fn check_secret(
     alg: Algorithm,
     secret: Vec<u8>,
     min: usize,
-    hint: &str,
     errs: &mut ConfigErrors,
-) -> Option<(Algorithm, Material)> {
+) -> Option<Material> {
     let name = algorithm_name(alg);
+    let hint = format!("jwtgate keygen --alg {name}");
     if secret.is_empty() {
         errs.push(
             key,
@@ -325,5 +343,5 @@ fn check_secret(
         );
         return None;
     }
-    Some((alg, Material::Secret(secret)))
+    Some(Material::Secret(secret))
 }

@@ -13,12 +13,17 @@ use super::verify::TokenError;
 /// What to put into one token; `jti`, `iat`, `exp`, `iss`, `aud` are filled in.
 #[derive(Debug, Clone)]
 pub struct MintSpec<'a> {
+    /// The subject; must not be empty.
     pub sub: &'a str,
+    /// Access or refresh; picks the ttl and whether `fresh` is written.
     pub token_type: TokenType,
     /// Access tokens only; ignored for refresh tokens.
     pub fresh: bool,
+    /// The session's double-submit value, when cookies are a location.
     pub csrf: Option<&'a str>,
+    /// The session family id.
     pub fid: Option<&'a str>,
+    /// Login time, carried unchanged through rotations.
     pub auth_time: Option<i64>,
     /// Overrides now + ttl (used to cap a refresh token at auth_time + max_session).
     pub exp: Option<i64>,
@@ -29,8 +34,11 @@ pub struct MintSpec<'a> {
 /// A minted token and the facts the caller stores about it.
 #[derive(Clone)]
 pub struct Minted {
+    /// The compact JWS.
     pub token: String,
+    /// Its `jti` (uuid4), for revocation.
     pub jti: String,
+    /// Its `exp` (Unix seconds), e.g. for cookie Max-Age.
     pub exp: i64,
 }
 

@@ -36,21 +36,32 @@ use verify::ClaimRules;
 /// Where credentials are looked for; order in `[tokens] locations` is precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
+    /// `Authorization: Bearer <token>`.
     Headers,
+    /// The `[cookies] access` / `refresh` cookies.
     Cookies,
+    /// The `query_param` query parameter (removed before forwarding).
     Query,
 }
 
 /// The validated `[tokens]` table.
 #[derive(Debug)]
 pub struct TokenSettings {
+    /// The `[tokens]` key first, then every `[[tokens.accept]]` key, in config order.
     pub verifier: Verifier,
+    /// Signs with the `[tokens]` key.
     pub minter: Minter,
+    /// Default `["headers", "cookies"]`; order is precedence.
     pub locations: Vec<Location>,
+    /// Default `"token"`.
     pub query_param: String,
+    /// Default 15m.
     pub access_ttl: Duration,
+    /// Default 30d.
     pub refresh_ttl: Duration,
+    /// Default 5s; applies to exp, nbf, iat and the lifetime cap.
     pub leeway: Duration,
+    /// Default 8192; larger tokens are refused before any decoding.
     pub max_token_bytes: usize,
 }
 

@@ -115,7 +115,8 @@ pub(crate) fn parse(alg: Algorithm, field: PemField, bytes: &[u8], file: &str) -
 
 fn private(alg: Algorithm, tag: &str, der: &[u8], file: &str) -> Result<Material, String> {
     let malformed = |format: &str| format!("{file} is not a valid {format} private key");
-    let (kind, pkcs1) = match tag {
+    // `inner` is the PKCS#1 key inside a PKCS#8 RSA key; unused for the other kinds.
+    let (kind, inner) = match tag {
         "PRIVATE KEY" => der::pkcs8(der).ok_or_else(|| malformed("PKCS#8"))?,
         "RSA PRIVATE KEY" => {
             (KeyKind::Rsa { bits: der::rsa_modulus_bits(der).ok_or_else(|| malformed("PKCS#1"))? }, der)
@@ -140,9 +141,9 @@ fn private(alg: Algorithm, tag: &str, der: &[u8], file: &str) -> Result<Material
     let rejected = |e: KeyRejected| format!("{file} holds {kind} that is not valid ({e})");
     match kind {
         KeyKind::Rsa { .. } => {
-            let pair = RsaKeyPair::from_der(pkcs1).map_err(rejected)?;
+            let pair = RsaKeyPair::from_der(inner).map_err(rejected)?;
             let public = rsa_public(pair.public_key());
-            Ok(Material::Private { sign: EncodingKey::from_rsa_der(pkcs1), public })
+            Ok(Material::Private { sign: EncodingKey::from_rsa_der(inner), public })
         }
         KeyKind::P256 | KeyKind::P384 => {
             let signing = if kind == KeyKind::P256 {

@@ -224,7 +224,7 @@ pub(crate) fn split(token: &str, max_bytes: usize) -> Result<Parts<'_>, TokenErr
 /// `jku`, duplicate names, …): alg exactly one of the supported names.
 fn parse_header(encoded: &str) -> Result<Header, TokenError> {
     let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| TokenError::Malformed)?;
-    let map = strict_json::object(&bytes).map_err(|_| TokenError::Malformed)?;
+    let mut map = strict_json::object(&bytes).map_err(|_| TokenError::Malformed)?;
     let alg = match map.get("alg") {
         None => return Err(TokenError::Malformed),
         Some(Value::String(name)) => parse_algorithm(name).ok_or(TokenError::UnsupportedAlgorithm)?,
@@ -233,9 +233,9 @@ fn parse_header(encoded: &str) -> Result<Header, TokenError> {
     if let Some(name) = FORBIDDEN_HEADERS.iter().find(|name| map.contains_key(**name)) {
         return Err(TokenError::ForbiddenHeader(name));
     }
-    let kid = match map.get("kid") {
+    let kid = match map.remove("kid") {
         None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(Value::String(kid)) => Some(kid),
         Some(_) => return Err(TokenError::Malformed),
     };
     Ok(Header { alg, kid })
