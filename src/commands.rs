@@ -9,7 +9,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigErrors, LogFormat, LogSettings, Runtime};
 use crate::gateway::Gateway;
 use crate::route::{canonicalize, PathError, RouteMiss};
-use crate::store::{MemoryStore, Store};
 use crate::token::{MintSpec, TokenType};
 
 /// Why a command could not do its job.
@@ -132,11 +131,9 @@ pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
 
 async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     let listen = rt.server.listen.clone();
-    if rt.store.backend != config::StoreBackend::Memory {
-        tracing::warn!(backend = ?rt.store.backend, "this build keeps session state in memory only");
-    }
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store = crate::store::open(&rt.store).map_err(|e| CommandError::Usage(format!("store: {e}")))?;
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
+    tokio::spawn(purge_loop(gw.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for addr in listen {
@@ -156,6 +153,20 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Drops dead families, expired revocations and stale `prev_result`s once a minute.
+async fn purge_loop(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let grace = gw.snapshot().runtime.sessions.reuse_grace.as_secs() as i64;
+        match gw.store.purge(gw.clock.now(), grace).await {
+            Ok(n) if n > 0 => tracing::debug!(dropped = n, "store purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "store purge failed"),
+        }
+    }
 }
 
 /// Waits for SIGTERM/SIGINT; reloads on SIGHUP (validate, then swap; an invalid
@@ -211,16 +222,67 @@ fn init_tracing(log: &LogSettings) {
     };
 }
 
-/// `jwtgate token inspect`.
+/// `jwtgate token inspect`: header, claims and verdict; exit 1 if invalid.
 pub fn inspect(path: &Path, token: &str) -> Result<ExitCode, CommandError> {
-    let _ = (load(path)?, token);
-    Err(CommandError::Usage("token inspect: pending the token module".into()))
+    let rt = load(path)?;
+    let report = rt.tokens.verifier.inspect(token, SystemClock.now());
+    let pretty = |v: &Option<serde_json::Value>| {
+        v.as_ref().map_or("(not decodable)".into(), |v| serde_json::to_string_pretty(v).unwrap_or_default())
+    };
+    println!("header: {}", pretty(&report.header));
+    println!("claims: {}", pretty(&report.claims));
+    match &report.verdict {
+        Ok(c) => println!("verdict: valid ({} token for {})", c.token_type.as_str(), c.sub),
+        Err(e) => println!("verdict: INVALID: {e}"),
+    }
+    Ok(if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `jwtgate keygen`.
+/// `jwtgate keygen --alg A [--out DIR]`: HS* → `secret.txt`; others →
+/// `signing.pem` (PKCS#8) and `signing.pub.pem` (SPKI). Without `--out`, printed.
 pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
-    let _ = (alg, out);
-    Err(CommandError::Usage("keygen: pending the token module".into()))
+    let algorithm = crate::token::keys::parse_algorithm(alg)
+        .ok_or_else(|| CommandError::Usage(format!("--alg {alg:?}: use ES256, ES384, RS256, PS256, EdDSA, HS256, …")))?;
+    let key = crate::token::generate(algorithm).map_err(|e| CommandError::Usage(format!("keygen failed: {e:?}")))?;
+    let files: Vec<(&str, String)> = match key {
+        crate::token::GeneratedKey::Secret { secret } => vec![("secret.txt", secret + "\n")],
+        crate::token::GeneratedKey::KeyPair { private_pem, public_pem } => {
+            vec![("signing.pem", private_pem), ("signing.pub.pem", public_pem)]
+        }
+    };
+    let Some(dir) = out else {
+        for (_, text) in &files {
+            print!("{text}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in &files {
+        let path = dir.join(name);
+        if path.exists() {
+            return Err(CommandError::Usage(format!("{} exists; refusing to overwrite a key", path.display())));
+        }
+        write_private(&path, text, name.ends_with(".pub.pem"))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes key material; private keys and secrets get mode 0600.
+fn write_private(path: &Path, text: &str, public: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mode = if public { 0o644 } else { 0o600 };
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = public;
+        std::fs::write(path, text)
+    }
 }
 
 /// `jwtgate demo`: the gateway plus a built-in app on http://127.0.0.1:8080
