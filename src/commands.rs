@@ -287,9 +287,9 @@ fn write_private(path: &Path, text: &str, public: bool) -> std::io::Result<()> {
 
 /// `jwtgate demo`: the gateway plus a built-in app on http://127.0.0.1:8080
 /// (another free port when 8080 is taken).
-pub fn demo() -> Result<ExitCode, CommandError> {
+pub fn demo(listen: std::net::SocketAddr, access_ttl: &str) -> Result<ExitCode, CommandError> {
     init_tracing(&LogSettings { format: LogFormat::Pretty, level: "info".into(), access_log: true });
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    tokio.block_on(crate::demo::run(([127, 0, 0, 1], 8080).into()))?;
+    tokio.block_on(crate::demo::run(listen, access_ttl))?;
     Ok(ExitCode::SUCCESS)
 }

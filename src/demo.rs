@@ -27,7 +27,7 @@ watch_config = false
 
 [tokens]
 secret = "{secret}"
-access_ttl = "20s"
+access_ttl = "{access_ttl}"
 refresh_ttl = "1h"
 
 [cookies]
@@ -35,7 +35,7 @@ secure = false            # the demo is plain http on localhost
 
 [sessions]
 login_response = "upstream"
-refresh_ahead = "5s"
+refresh_ahead = "{refresh_ahead}"
 max_session = "1h"
 
 [store]
@@ -90,12 +90,19 @@ upstream = "demo"
 "#;
 
 /// Starts the demo app and the gateway; serves until Ctrl-C.
-pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
+pub async fn run(listen: SocketAddr, access_ttl: &str) -> std::io::Result<()> {
+    let ttl = humantime::parse_duration(access_ttl)
+        .map_err(|e| std::io::Error::other(format!("--access-ttl {access_ttl:?}: {e}")))?;
     let app = TcpListener::bind("127.0.0.1:0").await?;
     let app_addr = app.local_addr()?;
     tokio::spawn(serve_app(app));
     let secret = random_secret();
-    let text = DEMO_CONFIG.replace("{app}", &app_addr.to_string()).replace("{secret}", &secret);
+    let ahead = format!("{}ms", (ttl.as_millis() / 4).max(1));
+    let text = DEMO_CONFIG
+        .replace("{app}", &app_addr.to_string())
+        .replace("{secret}", &secret)
+        .replace("{access_ttl}", access_ttl)
+        .replace("{refresh_ahead}", &ahead);
     let runtime = crate::config::parse(&text, std::path::Path::new("."))
         .map_err(|e| std::io::Error::other(format!("demo config: {e}")))?;
     let gateway = Gateway::new(runtime, Arc::new(MemoryStore::new()), Arc::new(SystemClock));
@@ -104,7 +111,7 @@ pub async fn run(listen: SocketAddr) -> std::io::Result<()> {
         Err(_) => TcpListener::bind("127.0.0.1:0").await?,
     };
     let addr = listener.local_addr()?;
-    println!("jwtgate demo: open http://{addr}/  (log in as test / test; access tokens live 20 s)");
+    println!("jwtgate demo: open http://{addr}/  (log in as test / test; access tokens live {access_ttl})");
     crate::run(listener, gateway, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -216,7 +223,7 @@ const LOGIN_FORM: &str = "<form method=post action=/login>\
 <p><button id=submit>Log in</button></p></form>\
 <script>document.getElementById('next').value=new URLSearchParams(location.search).get('next')||'/protected'</script>";
 
-const PROTECTED: &str = "<p>The access token lives 20 seconds. Wait, then click: the gateway refreshes \
+const PROTECTED: &str = "<p>The access token is short-lived. Wait, then click: the gateway refreshes \
 the session silently (watch the cookies rotate), the app never sees an expired token.</p>\
 <p><button id=api onclick=\"fetch('/api/whoami').then(r=>r.text().then(t=>document.getElementById('out').textContent=r.status+' '+t))\">Call the API</button></p>\
 <pre id=out></pre>\

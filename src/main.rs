@@ -45,7 +45,14 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Gateway plus a built-in demo app, to see login, silent refresh and step-up.
-    Demo,
+    Demo {
+        /// Where the demo listens (another free port if taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Access-token lifetime, e.g. "20s" (short, so the silent refresh shows).
+        #[arg(long, default_value = "20s")]
+        access_ttl: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,7 +85,7 @@ fn main() -> ExitCode {
         }
         Command::Token { command: TokenCommand::Inspect { token } } => commands::inspect(&cli.config, &token),
         Command::Keygen { alg, out } => commands::keygen(&alg, out.as_deref()),
-        Command::Demo => commands::demo(),
+        Command::Demo { listen, access_ttl } => commands::demo(listen, &access_ttl),
     };
     match result {
         Ok(code) => code,
