@@ -29,6 +29,7 @@ pub mod demo;
 pub mod error;
 pub mod route;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod forward;
 pub mod gateway;

@@ -1,4 +1,4 @@
-//! Accepting connections: the connection cap, the protocol sniff (bounded by
+//! Accepting connections: the connection cap, TLS, the protocol sniff (bounded by
 //! `header_read_timeout`, which hyper's own timer does not cover), HTTP/1.1 and
 //! HTTP/2 with their limits, and graceful shutdown.
 
@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
@@ -22,6 +24,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// in-flight requests finish for up to `shutdown_grace`.
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let settings = gw.snapshot().runtime.server.clone();
+    let tls = match &settings.tls {
+        Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(files).map_err(io::Error::other)?)),
+        None => None,
+    };
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -46,9 +52,9 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Futur
         let gw = gw.clone();
         let settings = gw.snapshot().runtime.server.clone();
         let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = ConnInfo { peer, tls: false };
-            if let Err(e) = serve_connection(stream, conn, gw, &settings, stop).await {
+            if let Err(e) = accept(stream, peer, tls, gw, &settings, stop).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
@@ -88,14 +94,42 @@ async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
     }
 }
 
-async fn serve_connection(
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// TLS handshake (bounded by `header_read_timeout`, ALPN decides h2) or the
+/// plaintext sniff, then the HTTP connection.
+async fn accept(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    gw: Arc<Gateway>,
+    settings: &ServerSettings,
+    stop: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let Some(acceptor) = tls else {
+        let is_h2 = sniff_h2(&stream, settings.header_read_timeout).await?;
+        let conn = ConnInfo { peer, tls: false };
+        return serve_connection(stream, is_h2, conn, gw, settings, stop).await;
+    };
+    let stream = tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"))??;
+    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = ConnInfo { peer, tls: true };
+    serve_connection(stream, is_h2, conn, gw, settings, stop).await
+}
+
+async fn serve_connection<I>(
+    stream: I,
+    is_h2: bool,
     conn: ConnInfo,
     gw: Arc<Gateway>,
     settings: &ServerSettings,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let is_h2 = sniff_h2(&stream, settings.header_read_timeout).await?;
+) -> Result<(), BoxError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| pipeline::handle(gw.clone(), conn, req));
     let io = TokioIo::new(stream);
     if is_h2 {
