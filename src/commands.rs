@@ -131,9 +131,15 @@ pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
 
 async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     let listen = rt.server.listen.clone();
+    let admin = rt.admin.clone();
     let store = crate::store::open(&rt.store).map_err(|e| CommandError::Usage(format!("store: {e}")))?;
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
     tokio::spawn(purge_loop(gw.clone()));
+    if let Some(admin) = admin {
+        let listener = tokio::net::TcpListener::bind(admin.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, "admin listening");
+        tokio::spawn(crate::admin::serve(listener, gw.clone()));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for addr in listen {
@@ -200,9 +206,11 @@ pub fn reload(gw: &Gateway, path: &Path) {
     match config::load(path) {
         Ok(rt) => {
             gw.swap(rt);
+            gw.metrics.reload(true);
             tracing::info!(config = %path.display(), "config reloaded");
         }
         Err(errors) => {
+            gw.metrics.reload(false);
             for e in errors.iter() {
                 tracing::error!(key = %e.key, "{}", e.message);
             }

@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::config::Runtime;
 use crate::forward::client::Upstreams;
 use crate::forward::headers::{fold_name, StripRules};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// One config generation and everything built from it. A request holds its
@@ -37,11 +38,15 @@ pub struct Gateway {
     current: ArcSwap<Snapshot>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// Process-wide: survives reloads.
+    pub metrics: Metrics,
 }
 
 impl Gateway {
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Gateway> {
-        Arc::new(Gateway { current: ArcSwap::from_pointee(Snapshot::new(runtime)), store, clock })
+        let metrics = Metrics::new();
+        register_routes(&metrics, &runtime);
+        Arc::new(Gateway { current: ArcSwap::from_pointee(Snapshot::new(runtime)), store, clock, metrics })
     }
 
     /// The snapshot a new request runs on.
@@ -51,8 +56,15 @@ impl Gateway {
 
     /// Installs a validated config; in-flight requests finish on their own snapshot.
     pub fn swap(&self, runtime: Runtime) {
+        register_routes(&self.metrics, &runtime);
         self.current.store(Arc::new(Snapshot::new(runtime)));
     }
+}
+
+fn register_routes(metrics: &Metrics, runtime: &Runtime) {
+    metrics.register_routes(
+        runtime.routes.routes().iter().map(|r| (r.pattern.as_str(), crate::pipeline::policy_name(r))),
+    );
 }
 
 impl std::fmt::Debug for Gateway {

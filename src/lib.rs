@@ -23,6 +23,7 @@
 //! [`token`] (claims, keys, verify, mint), [`store`] (revocation state),
 //! [`error`] (every refusal → problem+json), [`clock`] (injectable time).
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -33,6 +34,7 @@ pub mod tls;
 pub mod token;
 pub mod forward;
 pub mod gateway;
+pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod session;

@@ -54,6 +54,8 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Futur
         let stop = stop_rx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let metrics_gw = gw.clone();
+            let _active = crate::metrics::ConnectionGuard::new(&metrics_gw.metrics.connections_active);
             if let Err(e) = accept(stream, peer, tls, gw, &settings, stop).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }

@@ -27,6 +27,7 @@ use crate::token::Claims;
 use extract::Credential;
 
 pub use auth::check_revoked;
+pub use outbound::policy_name;
 
 /// The access credential after the verify phase.
 #[derive(Debug, Default)]
@@ -82,6 +83,8 @@ pub struct RequestCtx {
     pub upstream_time: Option<Duration>,
     /// What the gateway decided, for the access log.
     pub decision: &'static str,
+    /// The error code of a 401/403, for `jwtgate_auth_failures_total`.
+    pub failure: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -107,6 +110,7 @@ impl RequestCtx {
             browser_navigation: false,
             upstream_time: None,
             decision: "refused",
+            failure: None,
         }
     }
 
@@ -144,9 +148,10 @@ pub async fn handle(
     ctx.browser_navigation = outbound::is_browser_navigation(&req);
     let mut resp = match drive(&mut ctx, req).await {
         Ok(resp) => resp,
-        Err(err) => outbound::error_response(&ctx, &err),
+        Err(err) => outbound::error_response(&mut ctx, &err),
     };
     outbound::finish(&mut ctx, &mut resp);
+    outbound::record(&ctx, &resp);
     outbound::access_log(&ctx, &resp);
     Ok(resp)
 }

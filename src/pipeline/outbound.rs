@@ -119,7 +119,11 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
 
 /// The problem+json response for `err`, or a 303 to `errors.login_url` for a
 /// browser page load that would get a 401.
-pub fn error_response(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
+pub fn error_response(ctx: &mut RequestCtx, err: &GatewayError) -> Response<Body> {
+    if matches!(err.status().as_u16(), 401 | 403) {
+        ctx.failure = Some(err.code());
+    }
+    ctx.decision = err.code();
     if err.status() == StatusCode::UNAUTHORIZED && ctx.browser_navigation {
         if let Some(resp) = login_redirect(ctx) {
             return resp;
@@ -189,7 +193,27 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
     );
 }
 
-fn policy_name(route: &crate::route::Route) -> &'static str {
+/// Metrics for one answered request.
+pub fn record(ctx: &RequestCtx, resp: &Response<Body>) {
+    let m = &ctx.gw.metrics;
+    let route = ctx.route();
+    let labels = crate::metrics::RequestLabels {
+        route: route.map_or("-", |r| r.pattern.as_str()).to_owned(),
+        policy: route.map_or("-", policy_name).to_owned(),
+        status: resp.status().as_str().to_owned(),
+    };
+    m.requests.get_or_create(&labels).inc();
+    m.request_duration.observe(ctx.started.elapsed().as_secs_f64());
+    if let Some(t) = ctx.upstream_time {
+        m.upstream_duration.observe(t.as_secs_f64());
+    }
+    if let Some(code) = ctx.failure {
+        m.auth_failures.get_or_create(&crate::metrics::ReasonLabels { reason: code.into() }).inc();
+    }
+}
+
+/// The route's policy (or handler) as logs and metrics name it.
+pub fn policy_name(route: &crate::route::Route) -> &'static str {
     use crate::route::{Handler, Policy};
     match (route.handler, route.policy) {
         (Some(Handler::Login), _) => "handler:login",

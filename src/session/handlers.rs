@@ -140,7 +140,7 @@ async fn refresh(ctx: &mut RequestCtx, req: Request<Incoming>, jar: &CookieJar) 
     }
     check_revoked(ctx, &claims).await?;
     let pair = if ctx.snap.runtime.sessions.rotate_refresh {
-        rotate(ctx, &claims).await?
+        rotate(ctx, &claims, "explicit").await?
     } else {
         access_only(ctx, &claims, &token).await?
     };

@@ -98,7 +98,7 @@ pub async fn refresh_phase(ctx: &mut RequestCtx, jar: &CookieJar) -> Result<(), 
         return Err(GatewayError::FreshTokenRequired { reason: "a fresh login is required", max_age });
     }
     crate::pipeline::check_revoked(ctx, &refresh).await?;
-    let pair = rotate(ctx, &refresh).await?;
+    let pair = rotate(ctx, &refresh, "implicit").await?;
     let claims = ctx.snap.runtime.tokens.verifier.verify(&pair.access_token, ctx.now)?;
     ctx.token = TokenState::Valid(claims);
     ctx.refreshed = Some(pair);

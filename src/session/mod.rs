@@ -75,7 +75,7 @@ pub fn cookie_mode(rt: &Runtime) -> bool {
 /// The rotation step (DESIGN.md §7) for a verified refresh token: pre-mint a
 /// NON-fresh candidate pair, then one atomic compare-and-rotate in the store.
 /// Reuse revokes the family and clears the cookies (on this very response).
-pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims) -> Result<TokenPair, GatewayError> {
+pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Result<TokenPair, GatewayError> {
     const NO_FAMILY: GatewayError = GatewayError::InvalidToken("no usable session family");
     let rt = &ctx.snap.runtime;
     let extra = refresh.extra();
@@ -89,7 +89,20 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims) -> Result<TokenPair,
         reuse_grace: rt.sessions.reuse_grace.as_secs() as i64,
         idle_timeout: rt.sessions.idle_timeout.as_secs() as i64,
     };
-    let outcome = with_timeout(rt, ctx.gw.store.rotate(&req, ctx.now)).await?;
+    let outcome = match with_timeout(rt, ctx.gw.store.rotate(&req, ctx.now)).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            ctx.gw.metrics.refresh_outcome(mode, "store_error");
+            return Err(e);
+        }
+    };
+    let name = match &outcome {
+        RotateOutcome::Rotated(_) => "rotated",
+        RotateOutcome::Replayed(_) => "replayed",
+        RotateOutcome::ReuseDetected => "reuse",
+        RotateOutcome::Dead => "dead",
+    };
+    ctx.gw.metrics.refresh_outcome(mode, name);
     match outcome {
         RotateOutcome::Rotated(pair) | RotateOutcome::Replayed(pair) => {
             if cookie_mode(rt) {
