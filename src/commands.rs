@@ -135,6 +135,9 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     let store = crate::store::open(&rt.store).map_err(|e| CommandError::Usage(format!("store: {e}")))?;
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
     tokio::spawn(purge_loop(gw.clone()));
+    if gw.snapshot().runtime.server.watch_config {
+        tokio::spawn(watch_loop(gw.clone(), path.to_path_buf()));
+    }
     if let Some(admin) = admin {
         let listener = tokio::net::TcpListener::bind(admin.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "admin listening");
@@ -159,6 +162,21 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// `watch_config`: reloads when the file's bytes change. Polling (1 s) sees
+/// in-place writes and editors' rename-over alike, with no platform watcher.
+async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf) {
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = std::fs::read(&path).ok();
+        if now.is_some() && now != last {
+            last = now;
+            reload(&gw, &path);
+        }
+    }
 }
 
 /// Drops dead families, expired revocations and stale `prev_result`s once a minute.
