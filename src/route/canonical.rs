@@ -18,6 +18,8 @@
 //! - decoded C1 controls and the compatibility forms that NFKC folds to `.`, `..` or
 //!   `\` (U+2024, U+2025, U+FE52, U+FE68) are refused along with rule 2's look-alikes.
 
+use crate::error::GatewayError;
+
 /// Longest request target accepted; longer ones get 414 (DESIGN.md §4 rule 2).
 pub const MAX_TARGET_BYTES: usize = 8192;
 
@@ -39,6 +41,16 @@ pub enum PathError {
     /// The target could be read two ways (or is malformed) → 400; the text says why.
     #[error("{0}")]
     Ambiguous(&'static str),
+}
+
+impl PathError {
+    /// The refusal sent to the client: 414 uri_too_long or 400 bad_request.
+    pub fn into_error(self) -> GatewayError {
+        match self {
+            PathError::TooLong => GatewayError::UriTooLong,
+            PathError::Ambiguous(why) => GatewayError::BadRequest(why),
+        }
+    }
 }
 
 use PathError::Ambiguous;
