@@ -74,7 +74,13 @@ pub fn canonicalize(target: &str, allow_semicolon: bool) -> Result<Canonical, Pa
         Some((path, query)) => (path, Some(query.to_owned())),
         None => (target, None),
     };
-    Ok(Canonical { path: canonical_path(raw_path, allow_semicolon)?, query })
+    let path = canonical_path(raw_path, allow_semicolon)?;
+    // Encoding raw characters can lengthen the path; refusing here keeps the
+    // output a fixed point (it is always accepted again).
+    if path.len() > MAX_TARGET_BYTES {
+        return Err(PathError::TooLong);
+    }
+    Ok(Canonical { path, query })
 }
 
 /// Rule 2 on the raw bytes of the whole target.
@@ -276,6 +282,8 @@ mod tests {
         assert_eq!(canonicalize(&long, false), Err(PathError::TooLong));
         let max = format!("/{}", "a".repeat(MAX_TARGET_BYTES - 1));
         assert!(canonicalize(&max, false).is_ok());
+        let grows = format!("/{}", "\"".repeat(3000));
+        assert_eq!(canonicalize(&grows, false), Err(PathError::TooLong));
         for t in ["", "*", "a/b", "http://x/a", "%2Fa"] {
             assert!(refused(t), "{t:?}");
         }
