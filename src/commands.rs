@@ -75,7 +75,9 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
             let allow: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
             explained(&format!("method not allowed: 405 (Allow: {})", allow.join(", ")))
         }
-        Err(RouteMiss::CaseConflict) => explained("rejected: 400 (case-folded path matches a route with other rules)"),
+        Err(RouteMiss::CaseConflict) => {
+            explained("rejected: 400 (case-folded path matches a route with other rules)")
+        }
     }
 }
 
@@ -99,7 +101,13 @@ fn split_url(url: &str) -> Result<(String, String), CommandError> {
 }
 
 /// `jwtgate token mint`.
-pub fn mint(path: &Path, sub: &str, fresh: bool, token_type: &str, claims: &[String]) -> Result<ExitCode, CommandError> {
+pub fn mint(
+    path: &Path,
+    sub: &str,
+    fresh: bool,
+    token_type: &str,
+    claims: &[String],
+) -> Result<ExitCode, CommandError> {
     let rt = load(path)?;
     let token_type = match token_type {
         "access" => TokenType::Access,
@@ -114,7 +122,8 @@ pub fn mint(path: &Path, sub: &str, fresh: bool, token_type: &str, claims: &[Str
         let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
         extra.insert(k.to_owned(), value);
     }
-    let spec = MintSpec { sub, token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra: &extra };
+    let spec =
+        MintSpec { sub, token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra: &extra };
     let minted = rt.tokens.minter.mint(&spec, SystemClock.now())?;
     println!("{}", minted.token);
     Ok(ExitCode::SUCCESS)
@@ -267,9 +276,11 @@ pub fn inspect(path: &Path, token: &str) -> Result<ExitCode, CommandError> {
 /// `jwtgate keygen --alg A [--out DIR]`: HS* → `secret.txt`; others →
 /// `signing.pem` (PKCS#8) and `signing.pub.pem` (SPKI). Without `--out`, printed.
 pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
-    let algorithm = crate::token::keys::parse_algorithm(alg)
-        .ok_or_else(|| CommandError::Usage(format!("--alg {alg:?}: use ES256, ES384, RS256, PS256, EdDSA, HS256, …")))?;
-    let key = crate::token::generate(algorithm).map_err(|e| CommandError::Usage(format!("keygen failed: {e:?}")))?;
+    let algorithm = crate::token::keys::parse_algorithm(alg).ok_or_else(|| {
+        CommandError::Usage(format!("--alg {alg:?}: use ES256, ES384, RS256, PS256, EdDSA, HS256, …"))
+    })?;
+    let key = crate::token::generate(algorithm)
+        .map_err(|e| CommandError::Usage(format!("keygen failed: {e:?}")))?;
     let files: Vec<(&str, String)> = match key {
         crate::token::GeneratedKey::Secret { secret } => vec![("secret.txt", secret + "\n")],
         crate::token::GeneratedKey::KeyPair { private_pem, public_pem } => {
@@ -286,7 +297,10 @@ pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
     for (name, text) in &files {
         let path = dir.join(name);
         if path.exists() {
-            return Err(CommandError::Usage(format!("{} exists; refusing to overwrite a key", path.display())));
+            return Err(CommandError::Usage(format!(
+                "{} exists; refusing to overwrite a key",
+                path.display()
+            )));
         }
         write_private(&path, text, name.ends_with(".pub.pem"))?;
         println!("wrote {}", path.display());

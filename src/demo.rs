@@ -129,7 +129,8 @@ async fn serve_app(listener: TcpListener) {
         let Ok((stream, _)) = listener.accept().await else { continue };
         tokio::spawn(async move {
             let svc = service_fn(app);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -180,7 +181,10 @@ async fn app(req: Request<Incoming>) -> Result<AppResponse, Infallible> {
         (&Method::GET, "/account") => page(
             StatusCode::OK,
             "Account (fresh login only)",
-            &format!("<p>Only a login within 5 minutes opens this page. X-Auth-Fresh: {}</p>", header(&req, "x-auth-fresh")),
+            &format!(
+                "<p>Only a login within 5 minutes opens this page. X-Auth-Fresh: {}</p>",
+                header(&req, "x-auth-fresh")
+            ),
         ),
         _ => page(StatusCode::NOT_FOUND, "Not found", ""),
     };
@@ -196,7 +200,11 @@ async fn login(req: Request<Incoming>) -> AppResponse {
         form.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or("").to_owned()
     };
     if field("username") != "test" || field("password") != "test" {
-        return page(StatusCode::UNAUTHORIZED, "Log in", &format!("<p><b>Wrong username or password.</b></p>{LOGIN_FORM}"));
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Log in",
+            &format!("<p><b>Wrong username or password.</b></p>{LOGIN_FORM}"),
+        );
     }
     let next = field("next").replace("%2F", "/");
     let next = if next.starts_with('/') && !next.starts_with("//") { next } else { "/protected".into() };
@@ -205,10 +213,8 @@ async fn login(req: Request<Incoming>) -> AppResponse {
     if let Ok(v) = http::HeaderValue::from_str(&next) {
         resp.headers_mut().insert(LOCATION, v);
     }
-    resp.headers_mut().insert(
-        "x-jwtgate-identity",
-        http::HeaderValue::from_static(r#"{"sub":"test","name":"Test User"}"#),
-    );
+    resp.headers_mut()
+        .insert("x-jwtgate-identity", http::HeaderValue::from_static(r#"{"sub":"test","name":"Test User"}"#));
     resp
 }
 

@@ -28,16 +28,16 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod route;
-pub mod store;
-pub mod tls;
-pub mod token;
 pub mod forward;
 pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
+pub mod route;
 pub mod server;
 pub mod session;
+pub mod store;
+pub mod tls;
+pub mod token;
 
 pub use gateway::Gateway;
 

@@ -2,7 +2,6 @@
 //! every config snapshot; every series exists from startup, counters with a
 //! known label set pre-registered at 0.
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -93,11 +92,27 @@ impl Metrics {
         m.preregister();
         let r = &mut m.registry;
         r.register("jwtgate_requests", "Requests answered, by route, policy and status", m.requests.clone());
-        r.register("jwtgate_auth_failures", "Requests refused with 401/403, by error code", m.auth_failures.clone());
+        r.register(
+            "jwtgate_auth_failures",
+            "Requests refused with 401/403, by error code",
+            m.auth_failures.clone(),
+        );
         r.register("jwtgate_refresh", "Refresh attempts, by mode and outcome", m.refresh.clone());
-        r.register("jwtgate_request_duration_seconds", "Time from request to response headers", m.request_duration.clone());
-        r.register("jwtgate_upstream_duration_seconds", "Upstream time to response headers", m.upstream_duration.clone());
-        r.register("jwtgate_config_reloads", "Config reload attempts, failed ones included", m.config_reloads.clone());
+        r.register(
+            "jwtgate_request_duration_seconds",
+            "Time from request to response headers",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "jwtgate_upstream_duration_seconds",
+            "Upstream time to response headers",
+            m.upstream_duration.clone(),
+        );
+        r.register(
+            "jwtgate_config_reloads",
+            "Config reload attempts, failed ones included",
+            m.config_reloads.clone(),
+        );
         r.register("jwtgate_connections_active", "Open client connections", m.connections_active.clone());
         m
     }
@@ -108,7 +123,9 @@ impl Metrics {
         }
         for mode in REFRESH_MODES {
             for outcome in REFRESH_OUTCOMES {
-                let _ = self.refresh.get_or_create(&RefreshLabels { mode: (*mode).into(), outcome: (*outcome).into() });
+                let _ = self
+                    .refresh
+                    .get_or_create(&RefreshLabels { mode: (*mode).into(), outcome: (*outcome).into() });
             }
         }
         for result in ["ok", "error"] {
@@ -157,7 +174,6 @@ impl Drop for ConnectionGuard<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,9 +181,10 @@ mod tests {
     #[test]
     fn every_series_is_exported_from_startup() {
         let m = Metrics::new();
+        m.register_routes([("/api/**", "access")].into_iter());
         let text = m.encode();
         for name in [
-            "jwtgate_requests_total",
+            "jwtgate_requests_total{route=\"/api/**\",policy=\"access\",status=\"200\"} 0",
             "jwtgate_auth_failures_total{reason=\"missing_token\"} 0",
             "jwtgate_refresh_total{mode=\"implicit\",outcome=\"rotated\"} 0",
             "jwtgate_request_duration_seconds_count 0",

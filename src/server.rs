@@ -22,7 +22,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for up to `shutdown_grace`.
-pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let settings = gw.snapshot().runtime.server.clone();
     let tls = match &settings.tls {
         Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(files).map_err(io::Error::other)?)),
@@ -79,9 +83,9 @@ async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; 24];
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within header_read_timeout"))??;
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "no request within header_read_timeout")
+        })??;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -113,9 +117,9 @@ async fn accept(
         let conn = ConnInfo { peer, tls: false };
         return serve_connection(stream, is_h2, conn, gw, settings, stop).await;
     };
-    let stream = tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"))??;
+    let stream = tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream)).await.map_err(
+        |_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"),
+    )??;
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { peer, tls: true };
     serve_connection(stream, is_h2, conn, gw, settings, stop).await

@@ -160,14 +160,27 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
         let r = get(app.addr, "/protected", &[("Authorization", &bearer(&fresh))]).await;
         check(200, &r, "GET /protected with a jwtgate access token");
         assert_eq!(r.json()["sub"], "alice");
-        check(200, &get(app.addr, "/fresh", &[("Authorization", &bearer(&fresh))]).await, "fresh token on /fresh");
-        check(401, &get(app.addr, "/fresh", &[("Authorization", &bearer(&stale))]).await, "refreshed token on /fresh");
-        check(200, &get(app.addr, "/protected", &[("Authorization", &bearer(&stale))]).await, "refreshed token");
+        check(
+            200,
+            &get(app.addr, "/fresh", &[("Authorization", &bearer(&fresh))]).await,
+            "fresh token on /fresh",
+        );
+        check(
+            401,
+            &get(app.addr, "/fresh", &[("Authorization", &bearer(&stale))]).await,
+            "refreshed token on /fresh",
+        );
+        check(
+            200,
+            &get(app.addr, "/protected", &[("Authorization", &bearer(&stale))]).await,
+            "refreshed token",
+        );
         let r = request(app.addr, "POST", "/refresh", &[("Authorization", &bearer(&new_refresh))], "").await;
         check(200, &r, "a jwtgate refresh token on the app's refresh endpoint");
         // Cookie mode with CSRF, exactly as a browser behind jwtgate would send it.
         let cookie = format!("access_token_cookie={fresh}; csrf_access_token={csrf}");
-        let r = request(app.addr, "POST", "/protected", &[("Cookie", &cookie), ("X-CSRF-TOKEN", &csrf)], "").await;
+        let r = request(app.addr, "POST", "/protected", &[("Cookie", &cookie), ("X-CSRF-TOKEN", &csrf)], "")
+            .await;
         check(200, &r, "cookie + CSRF");
         let r = request(app.addr, "POST", "/protected", &[("Cookie", &cookie)], "").await;
         check(401, &r, "cookie without CSRF");

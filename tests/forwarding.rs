@@ -103,7 +103,9 @@ async fn spoofed_identity_headers_are_replaced_on_protected_routes() {
 #[tokio::test]
 async fn headers_named_in_connection_are_dropped() {
     let (up, gw) = env("").await;
-    let resp = get(gw.addr, "/public/x", &[("Connection", "close, X-Secret"), ("X-Secret", "1"), ("X-Kept", "2")]).await;
+    let resp =
+        get(gw.addr, "/public/x", &[("Connection", "close, X-Secret"), ("X-Secret", "1"), ("X-Kept", "2")])
+            .await;
     assert_eq!(resp.status, 200);
     let seen = up.last();
     assert!(seen.headers.get("x-secret").is_none());
@@ -116,7 +118,8 @@ async fn trusted_proxy_chain_is_kept_and_extended() {
     drop(gw);
     let cfg = base_config(ROUTES).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
     let gw = start_gateway(&cfg, up.addr, None).await;
-    let resp = get(gw.addr, "/public/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]).await;
+    let resp =
+        get(gw.addr, "/public/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]).await;
     assert_eq!(resp.status, 200);
     let seen = up.last();
     assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
@@ -128,7 +131,8 @@ async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_defa
     let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
     let t = token(&gw);
     let cookie = format!("a=1; access_token_cookie={t}; refresh_token_cookie=r; b=2");
-    let resp = get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {t}")), ("Cookie", &cookie)]).await;
+    let resp =
+        get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {t}")), ("Cookie", &cookie)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     let seen = up.last();
     assert!(seen.headers.get("authorization").is_none());

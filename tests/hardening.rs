@@ -62,7 +62,11 @@ async fn a_correctly_signed_handmade_token_is_accepted() {
 async fn alg_none_in_any_case_is_refused() {
     let (up, gw) = env().await;
     for alg in ["none", "None", "NONE", "nOnE"] {
-        let token = format!("{}.{}.", B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)), B64.encode(claims_json()));
+        let token = format!(
+            "{}.{}.",
+            B64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+            B64.encode(claims_json())
+        );
         bearer(&gw, &token).await.assert_problem(401, "invalid_token");
         let signed = hs256_with_header(&format!(r#"{{"alg":"{alg}"}}"#), &claims_json());
         bearer(&gw, &signed).await.assert_problem(401, "invalid_token");
@@ -111,12 +115,19 @@ async fn oversized_token_is_refused() {
 #[tokio::test]
 async fn claims_unfit_for_a_header_refuse_the_request() {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let cfg = base_config(ROUTES).replace("[tokens]\n", "[forward]\nclaims = { sub = \"X-Auth-Subject\", team = \"X-Auth-Team\" }\n\n[tokens]\n");
+    let cfg = base_config(ROUTES).replace(
+        "[tokens]\n",
+        "[forward]\nclaims = { sub = \"X-Auth-Subject\", team = \"X-Auth-Team\" }\n\n[tokens]\n",
+    );
     let gw = start_gateway(&cfg, up.addr, None).await;
     let payload = claims_json().replacen('{', r#"{"team":"a\r\nX-Admin: 1","#, 1);
-    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload)).await.assert_problem(401, "invalid_token");
+    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload))
+        .await
+        .assert_problem(401, "invalid_token");
     let payload = claims_json().replacen('{', r#"{"team":["a,b"],"#, 1);
-    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload)).await.assert_problem(401, "invalid_token");
+    bearer(&gw, &hs256_with_header(r#"{"alg":"HS256"}"#, &payload))
+        .await
+        .assert_problem(401, "invalid_token");
     assert_eq!(up.count(), 0);
 }
 
@@ -174,10 +185,12 @@ async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     use http_body_util::{BodyExt, Empty};
     let (up, gw) = env().await;
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     let req = http::Request::get("http://app.test:8443/public/h2?x=1")
         .header("cookie", "a=1")

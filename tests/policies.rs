@@ -60,7 +60,16 @@ fn now() -> i64 {
 impl Env {
     fn mint_at(&self, token_type: TokenType, fresh: bool, at: i64, extra: &Map<String, Value>) -> String {
         let snap = self.gw.gateway.snapshot();
-        let spec = MintSpec { sub: "alice", token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra };
+        let spec = MintSpec {
+            sub: "alice",
+            token_type,
+            fresh,
+            csrf: None,
+            fid: None,
+            auth_time: None,
+            exp: None,
+            extra,
+        };
         snap.runtime.tokens.minter.mint(&spec, at).unwrap().token
     }
 
@@ -95,7 +104,11 @@ enum State {
 
 async fn credential(env: &Env, path: &str, state: State) -> Option<String> {
     let wants_refresh = path.starts_with("/app-refresh");
-    let (right, wrong) = if wants_refresh { (TokenType::Refresh, TokenType::Access) } else { (TokenType::Access, TokenType::Refresh) };
+    let (right, wrong) = if wants_refresh {
+        (TokenType::Refresh, TokenType::Access)
+    } else {
+        (TokenType::Access, TokenType::Refresh)
+    };
     let token = match state {
         State::None => return None,
         State::Valid => env.mint(right, true),
@@ -233,7 +246,8 @@ async fn require_checks_scalar_and_array_claims() {
 async fn tokens_are_found_in_cookie_and_query_and_query_token_is_removed() {
     let env = env().await;
     let t = env.mint(TokenType::Access, false);
-    let resp = get(env.gw.addr, "/api/c", &[("Cookie", &format!("theme=dark; access_token_cookie={t}"))]).await;
+    let resp =
+        get(env.gw.addr, "/api/c", &[("Cookie", &format!("theme=dark; access_token_cookie={t}"))]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(env.up.last().header("x-auth-subject"), Some("alice"));
     let resp = get(env.gw.addr, &format!("/api/q?a=1&token={t}&b=2"), &[]).await;
@@ -259,7 +273,9 @@ async fn duplicate_authorization_or_auth_cookie_is_a_bad_request() {
     let env = env().await;
     let t = env.mint(TokenType::Access, false);
     let auth = format!("Bearer {t}");
-    get(env.gw.addr, "/api/x", &[("Authorization", &auth), ("Authorization", &auth)]).await.assert_problem(400, "bad_request");
+    get(env.gw.addr, "/api/x", &[("Authorization", &auth), ("Authorization", &auth)])
+        .await
+        .assert_problem(400, "bad_request");
     let c = format!("access_token_cookie={t}; access_token_cookie={t}");
     get(env.gw.addr, "/api/x", &[("Cookie", &c)]).await.assert_problem(400, "bad_request");
     assert_eq!(env.up.count(), 0);
@@ -273,7 +289,8 @@ async fn cookie_authenticated_unsafe_request_needs_the_csrf_header() {
     let resp = request(env.gw.addr, "POST", "/api/x", &[("Cookie", &cookie)], "{}").await;
     resp.assert_problem(403, "csrf_failed");
     // The same token as a bearer header needs no CSRF token.
-    let resp = request(env.gw.addr, "POST", "/api/x", &[("Authorization", &format!("Bearer {t}"))], "{}").await;
+    let resp =
+        request(env.gw.addr, "POST", "/api/x", &[("Authorization", &format!("Bearer {t}"))], "{}").await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(env.up.last().body, "{}");
 }
@@ -286,7 +303,8 @@ async fn login_url_redirects_browser_navigations_only() {
     let resp = get(gw.addr, "/api/page?x=1", &[("Accept", "text/html,application/xhtml+xml")]).await;
     assert_eq!(resp.status, 303);
     assert_eq!(resp.header("location"), Some("/login?next=%2Fapi%2Fpage%3Fx%3D1"));
-    let resp = get(gw.addr, "/api/page", &[("Accept", "text/html"), ("X-Requested-With", "XMLHttpRequest")]).await;
+    let resp =
+        get(gw.addr, "/api/page", &[("Accept", "text/html"), ("X-Requested-With", "XMLHttpRequest")]).await;
     resp.assert_problem(401, "missing_token");
     let resp = request(gw.addr, "POST", "/api/page", &[("Accept", "text/html")], "").await;
     resp.assert_problem(401, "missing_token");

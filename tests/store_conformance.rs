@@ -37,11 +37,20 @@ async fn login(store: &dyn Store, fid: &str) {
 pub async fn rotation_rules(store: Arc<dyn Store>) {
     login(&*store, "f1").await;
     assert_eq!(store.family("f1").await.unwrap().unwrap().sub, "alice");
-    assert_eq!(store.rotate(&req("f1", "r0", "r1"), T0 + 10).await.unwrap(), RotateOutcome::Rotated(pair("r1")));
-    assert_eq!(store.rotate(&req("f1", "r0", "rX"), T0 + 20).await.unwrap(), RotateOutcome::Replayed(pair("r1")));
+    assert_eq!(
+        store.rotate(&req("f1", "r0", "r1"), T0 + 10).await.unwrap(),
+        RotateOutcome::Rotated(pair("r1"))
+    );
+    assert_eq!(
+        store.rotate(&req("f1", "r0", "rX"), T0 + 20).await.unwrap(),
+        RotateOutcome::Replayed(pair("r1"))
+    );
     assert_eq!(store.family("f1").await.unwrap().unwrap().current_jti, "r1", "a replay never forks");
     assert!(!store.is_revoked(None, Some("f1"), T0 + 20).await.unwrap());
-    assert_eq!(store.rotate(&req("f1", "r0", "rY"), T0 + 10 + GRACE).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert_eq!(
+        store.rotate(&req("f1", "r0", "rY"), T0 + 10 + GRACE).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
     assert!(store.is_revoked(None, Some("f1"), T0 + 41).await.unwrap(), "reuse revokes the family");
     assert_eq!(store.rotate(&req("f1", "r1", "r2"), T0 + 42).await.unwrap(), RotateOutcome::Dead);
 }
@@ -51,7 +60,10 @@ pub async fn older_jti_and_unknown_family(store: Arc<dyn Store>) {
     store.rotate(&req("f2", "r0", "r1"), T0 + 1).await.unwrap();
     store.rotate(&req("f2", "r1", "r2"), T0 + 2).await.unwrap();
     // r0 was rotated away 1 s before r1: still inside the grace → current pair.
-    assert_eq!(store.rotate(&req("f2", "r0", "rZ"), T0 + 3).await.unwrap(), RotateOutcome::Replayed(pair("r2")));
+    assert_eq!(
+        store.rotate(&req("f2", "r0", "rZ"), T0 + 3).await.unwrap(),
+        RotateOutcome::Replayed(pair("r2"))
+    );
     assert_eq!(store.rotate(&req("f2", "bogus", "rZ"), T0 + 4).await.unwrap(), RotateOutcome::ReuseDetected);
     assert_eq!(store.rotate(&req("nope", "r0", "r1"), T0).await.unwrap(), RotateOutcome::Dead);
 }
@@ -98,7 +110,9 @@ pub async fn concurrent_rotation_is_single(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.rotate(&req("race", "r0", &format!("c{i}")), T0 + 5).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store.rotate(&req("race", "r0", &format!("c{i}")), T0 + 5).await.unwrap()
+        }));
     }
     let mut rotated = 0;
     let mut pairs = Vec::new();
@@ -170,5 +184,8 @@ async fn embedded_state_survives_reopen() {
     let store = jwtgate::store::EmbeddedStore::open(&path).unwrap();
     assert_eq!(store.family("durable").await.unwrap().unwrap().current_jti, "r1");
     assert!(store.is_revoked(Some("gone"), None, T0 + 2).await.unwrap());
-    assert_eq!(store.rotate(&req("durable", "r0", "x"), T0 + 60).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert_eq!(
+        store.rotate(&req("durable", "r0", "x"), T0 + 60).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
 }

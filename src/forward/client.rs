@@ -88,7 +88,9 @@ pub struct Upstreams(HashMap<String, Arc<Upstream>>);
 
 impl Upstreams {
     pub fn new(settings: &[UpstreamSettings], idle_timeout: Duration) -> Upstreams {
-        Upstreams(settings.iter().map(|s| (s.name.clone(), Arc::new(Upstream::new(s, idle_timeout)))).collect())
+        Upstreams(
+            settings.iter().map(|s| (s.name.clone(), Arc::new(Upstream::new(s, idle_timeout)))).collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {

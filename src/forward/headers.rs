@@ -136,7 +136,8 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     let element = format!("for={node};proto={}", hop.proto);
     if hop.peer_trusted {
         let joined_xff = join_values(headers, &xff).map_or(peer.clone(), |prev| format!("{prev}, {peer}"));
-        let joined_fwd = join_values(headers, &fwd).map_or(element.clone(), |prev| format!("{prev}, {element}"));
+        let joined_fwd =
+            join_values(headers, &fwd).map_or(element.clone(), |prev| format!("{prev}, {element}"));
         set(headers, xff, &joined_xff);
         set(headers, fwd, &joined_fwd);
         if !headers.contains_key(&xfp) {
@@ -182,7 +183,10 @@ mod tests {
     use super::*;
 
     fn rules() -> StripRules {
-        StripRules { prefixes: vec!["x-auth-".into()], names: vec!["x-jwtgate-identity".into(), "x-user".into()] }
+        StripRules {
+            prefixes: vec!["x-auth-".into()],
+            names: vec!["x-jwtgate-identity".into(), "x-user".into()],
+        }
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -209,7 +213,12 @@ mod tests {
 
     #[test]
     fn strips_names_smuggled_through_connection() {
-        let mut h = map(&[("connection", "close, X-Custom, x_other"), ("x-custom", "1"), ("x-other", "2"), ("x-keep", "3")]);
+        let mut h = map(&[
+            ("connection", "close, X-Custom, x_other"),
+            ("x-custom", "1"),
+            ("x-other", "2"),
+            ("x-keep", "3"),
+        ]);
         strip_request(&mut h, &StripRules::default());
         assert!(!h.contains_key("connection"));
         assert!(!h.contains_key("x-custom"));
@@ -219,7 +228,11 @@ mod tests {
 
     #[test]
     fn strips_url_and_method_override_headers() {
-        let mut h = map(&[("x-original-url", "/admin"), ("X-HTTP-Method-Override", "DELETE"), ("x_rewrite_url", "/a")]);
+        let mut h = map(&[
+            ("x-original-url", "/admin"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x_rewrite_url", "/a"),
+        ]);
         strip_request(&mut h, &StripRules::default());
         assert!(h.is_empty(), "{h:?}");
     }
@@ -233,7 +246,8 @@ mod tests {
             ("true-client-ip", "1.2.3.4"),
             ("forwarded", "for=1.2.3.4"),
         ]);
-        let hop = Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: false, proto: "http", host: "app.test" };
+        let hop =
+            Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: false, proto: "http", host: "app.test" };
         apply_forwarded(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-host"], "app.test");
@@ -244,7 +258,8 @@ mod tests {
 
     #[test]
     fn trusted_proxy_chain_is_extended() {
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("x-real-ip", "1.2.3.4")]);
+        let mut h =
+            map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("x-real-ip", "1.2.3.4")]);
         let hop = Hop { peer: "::1".parse().unwrap(), peer_trusted: true, proto: "http", host: "app.test" };
         apply_forwarded(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
@@ -255,7 +270,13 @@ mod tests {
 
     #[test]
     fn response_loses_hop_by_hop_and_identity() {
-        let mut h = map(&[("connection", "x-secret"), ("x-secret", "1"), ("x-jwtgate-identity", "{}"), ("keep-alive", "5"), ("etag", "1")]);
+        let mut h = map(&[
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("x-jwtgate-identity", "{}"),
+            ("keep-alive", "5"),
+            ("etag", "1"),
+        ]);
         strip_response(&mut h, &HeaderName::from_static("x-jwtgate-identity"));
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("etag"));

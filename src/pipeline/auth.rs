@@ -26,9 +26,9 @@ pub fn extract<B>(ctx: &mut RequestCtx, req: &Request<B>, jar: &CookieJar) -> Re
                 .get(cookie_name)
                 .filter(|v| !v.is_empty())
                 .map(|v| (String::from_utf8_lossy(v).into_owned(), Source::Cookie)),
-            Location::Query => {
-                query.and_then(|q| query_token(q, &rt.tokens.query_param)).map(|t| (t.to_owned(), Source::Query))
-            }
+            Location::Query => query
+                .and_then(|q| query_token(q, &rt.tokens.query_param))
+                .map(|t| (t.to_owned(), Source::Query)),
         };
         if found.is_some() {
             break;
@@ -65,7 +65,9 @@ pub async fn verify(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
 fn check_type(policy: Policy, claims: &Claims) -> Result<(), GatewayError> {
     match (policy, claims.token_type) {
         (Policy::Refresh, TokenType::Refresh) | (Policy::Access | Policy::Fresh, TokenType::Access) => Ok(()),
-        (Policy::Refresh, TokenType::Access) => Err(GatewayError::WrongTokenType("this route needs a refresh token")),
+        (Policy::Refresh, TokenType::Access) => {
+            Err(GatewayError::WrongTokenType("this route needs a refresh token"))
+        }
         _ => Err(GatewayError::WrongTokenType("this route needs an access token")),
     }
 }
@@ -120,7 +122,10 @@ fn check_fresh(claims: &Claims, max_age: Option<u64>, now: i64) -> Result<(), Ga
     if let Some(limit) = max_age {
         let login = claims.auth_time.or_else(|| claims.iat.map(|t| t as i64));
         if login.is_none_or(|t| now.saturating_sub(t) > limit as i64) {
-            return Err(GatewayError::FreshTokenRequired { reason: "the login is older than max_age", max_age });
+            return Err(GatewayError::FreshTokenRequired {
+                reason: "the login is older than max_age",
+                max_age,
+            });
         }
     }
     Ok(())

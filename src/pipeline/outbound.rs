@@ -15,7 +15,11 @@ use crate::forward::{claims, headers};
 
 /// Strips spoofable headers, then adds jwtgate's own: X-Forwarded-*, claim
 /// headers, the (possibly swapped) token; points the request at the canonical path.
-pub fn rewrite(ctx: &mut RequestCtx, req: &mut Request<Incoming>, jar: &CookieJar) -> Result<(), GatewayError> {
+pub fn rewrite(
+    ctx: &mut RequestCtx,
+    req: &mut Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
     let route = ctx.route().ok_or(GatewayError::Internal)?;
     let hdrs = req.headers_mut();
@@ -30,7 +34,8 @@ pub fn rewrite(ctx: &mut RequestCtx, req: &mut Request<Incoming>, jar: &CookieJa
     }
     // HTTP/2 clients send :authority; an HTTP/1.1 upstream needs it as Host.
     if !hdrs.contains_key(HOST) {
-        let host = HeaderValue::from_str(&ctx.host).map_err(|_| GatewayError::BadRequest("malformed host"))?;
+        let host =
+            HeaderValue::from_str(&ctx.host).map_err(|_| GatewayError::BadRequest("malformed host"))?;
         hdrs.insert(HOST, host);
     }
     let canonical = ctx.canonical.as_ref().ok_or(GatewayError::Internal)?;

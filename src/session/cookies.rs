@@ -14,7 +14,13 @@ enum Script {
     Readable,
 }
 
-fn cookie(settings: &CookieSettings, name: &str, value: &str, max_age: i64, script: Script) -> Option<HeaderValue> {
+fn cookie(
+    settings: &CookieSettings,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    script: Script,
+) -> Option<HeaderValue> {
     let mut s = format!("{name}={value}; Path={}; Max-Age={}", settings.path, max_age.max(0));
     if let Some(domain) = &settings.domain {
         s.push_str("; Domain=");
@@ -35,7 +41,12 @@ fn cookie(settings: &CookieSettings, name: &str, value: &str, max_age: i64, scri
 }
 
 /// Set-Cookie values for a new or rotated session.
-pub fn session(settings: &CookieSettings, pair: &TokenPair, csrf: Option<&str>, now: i64) -> Vec<HeaderValue> {
+pub fn session(
+    settings: &CookieSettings,
+    pair: &TokenPair,
+    csrf: Option<&str>,
+    now: i64,
+) -> Vec<HeaderValue> {
     let max_age = pair.refresh_exp - now;
     let mut out = vec![
         cookie(settings, &settings.access, &pair.access_token, max_age, Script::Hidden),
@@ -87,9 +98,14 @@ mod tests {
             refresh_jti: "j".into(),
             refresh_exp: 4600,
         };
-        let cookies: Vec<String> =
-            session(&settings(), &pair, Some("x"), 1000).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-        assert_eq!(cookies[0], "access_token_cookie=a.b.c; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax");
+        let cookies: Vec<String> = session(&settings(), &pair, Some("x"), 1000)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            cookies[0],
+            "access_token_cookie=a.b.c; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"
+        );
         assert!(cookies[1].starts_with("refresh_token_cookie=d.e.f;") && cookies[1].contains("HttpOnly"));
         assert_eq!(cookies[2], "csrf_access_token=x; Path=/; Max-Age=3600; Secure; SameSite=Lax");
         assert!(!cookies[3].contains("HttpOnly"));

@@ -71,7 +71,9 @@ pub fn check_origin(rt: &Runtime, meta: &FetchMeta, tls: bool, host: &str) -> Re
     };
     let host = meta.forwarded_host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(host);
     let own = normalize_origin(&format!("{scheme}://{host}"));
-    if origin != "null" && (origin == own || rt.csrf.allowed_origins.iter().any(|o| normalize_origin(o) == origin)) {
+    if origin != "null"
+        && (origin == own || rt.csrf.allowed_origins.iter().any(|o| normalize_origin(o) == origin))
+    {
         Ok(())
     } else {
         Err(GatewayError::CsrfFailed("cross-origin request"))
@@ -93,7 +95,9 @@ fn normalize_origin(origin: &str) -> String {
 /// Double submit: exactly one CSRF header, equal in constant time to the
 /// session's `csrf` claim; a missing or empty claim fails.
 pub fn check_double_submit(meta: &FetchMeta, expected: Option<&str>) -> Result<(), GatewayError> {
-    let expected = expected.filter(|c| !c.is_empty()).ok_or(GatewayError::CsrfFailed("the session has no csrf value"))?;
+    let expected = expected
+        .filter(|c| !c.is_empty())
+        .ok_or(GatewayError::CsrfFailed("the session has no csrf value"))?;
     match meta.csrf_header.as_deref() {
         Some(sent) if bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
         Some(_) => Err(GatewayError::CsrfFailed("CSRF header does not match")),

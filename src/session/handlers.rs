@@ -56,7 +56,11 @@ fn tokens_body(pair: &TokenPair, now: i64) -> Value {
 
 /// Login handoff: the app checks the credentials and names the user in the
 /// identity header; jwtgate starts a family and mints a FRESH pair.
-async fn login(ctx: &mut RequestCtx, mut req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+async fn login(
+    ctx: &mut RequestCtx,
+    mut req: Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<Response<Body>, GatewayError> {
     // Login CSRF: a cross-site form must not log the victim into our session.
     check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
     outbound::rewrite(ctx, &mut req, jar)?;
@@ -73,14 +77,17 @@ async fn login(ctx: &mut RequestCtx, mut req: Request<Incoming>, jar: &CookieJar
     let csrf = cookie_mode(rt).then(|| uuid::Uuid::new_v4().to_string());
     let seed = SessionSeed { sub: &sub, fid: &fid, csrf: csrf.as_deref(), auth_time: ctx.now, extra: &extra };
     let pair = mint_pair(rt, &seed, true, ctx.now)?;
-    let family = Family::new(&fid, &sub, &pair.refresh_jti, ctx.now, rt.sessions.max_session.as_secs() as i64);
+    let family =
+        Family::new(&fid, &sub, &pair.refresh_jti, ctx.now, rt.sessions.max_session.as_secs() as i64);
     with_timeout(rt, ctx.gw.store.start_family(&family)).await?;
     if cookie_mode(rt) {
         ctx.set_cookies = cookies::session(&rt.cookies, &pair, csrf.as_deref(), ctx.now);
     }
     ctx.decision = "login";
     match rt.sessions.login_response {
-        crate::config::LoginResponse::Tokens => Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now))),
+        crate::config::LoginResponse::Tokens => {
+            Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now)))
+        }
         crate::config::LoginResponse::Upstream => Ok(resp.map(|b| b.boxed())),
     }
 }
@@ -99,7 +106,8 @@ fn identity(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<Identi
         if first.len() > MAX_IDENTITY_BYTES {
             return Err(GatewayError::BadIdentity("the identity header is larger than 4 KiB"));
         }
-        let text = std::str::from_utf8(first.as_bytes()).map_err(|_| GatewayError::BadIdentity("not UTF-8"))?;
+        let text =
+            std::str::from_utf8(first.as_bytes()).map_err(|_| GatewayError::BadIdentity("not UTF-8"))?;
         let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
             return Err(GatewayError::BadIdentity("not a JSON object"));
         };
@@ -122,7 +130,11 @@ enum From {
 
 /// Explicit refresh: Authorization header, JSON body `{"refresh_token"}`, or
 /// (unsafe methods only, CSRF applies) the refresh cookie; GET: header only.
-async fn refresh(ctx: &mut RequestCtx, req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+async fn refresh(
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<Response<Body>, GatewayError> {
     let (token, from) = refresh_credential(ctx, req, jar).await?;
     let claims = match ctx.snap.runtime.tokens.verifier.verify(&token, ctx.now) {
         Ok(c) => c,
@@ -203,7 +215,11 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
 
 /// Logout: revoke the presented session family (expired tokens count if the
 /// signature is valid), clear all four cookies, 204.
-async fn logout(ctx: &mut RequestCtx, _req: Request<Incoming>, jar: &CookieJar) -> Result<Response<Body>, GatewayError> {
+async fn logout(
+    ctx: &mut RequestCtx,
+    _req: Request<Incoming>,
+    jar: &CookieJar,
+) -> Result<Response<Body>, GatewayError> {
     let rt = &ctx.snap.runtime;
     let header = ctx.credential.as_ref().filter(|c| c.source == crate::pipeline::extract::Source::Header);
     let token = match header {
@@ -239,7 +255,8 @@ async fn revoke(ctx: &RequestCtx, claims: &Claims) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
     let exp = claims.exp.map_or(ctx.now, |e| e as i64);
     if let Some(fid) = &claims.fid {
-        let session_end = claims.auth_time.unwrap_or(ctx.now).saturating_add(rt.sessions.max_session.as_secs() as i64);
+        let session_end =
+            claims.auth_time.unwrap_or(ctx.now).saturating_add(rt.sessions.max_session.as_secs() as i64);
         with_timeout(rt, ctx.gw.store.revoke_family(fid, session_end.max(exp), ctx.now)).await?;
     }
     if let Some(jti) = &claims.jti {

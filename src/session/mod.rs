@@ -41,7 +41,12 @@ impl<'a> SessionSeed<'a> {
 
 /// Mints an access + refresh pair. The refresh token ends at
 /// min(now + refresh_ttl, auth_time + max_session); rotation never extends it.
-pub fn mint_pair(rt: &Runtime, seed: &SessionSeed<'_>, fresh: bool, now: i64) -> Result<TokenPair, GatewayError> {
+pub fn mint_pair(
+    rt: &Runtime,
+    seed: &SessionSeed<'_>,
+    fresh: bool,
+    now: i64,
+) -> Result<TokenPair, GatewayError> {
     let tokens = &rt.tokens;
     let session_end = seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64);
     let refresh_exp = now.saturating_add(tokens.refresh_ttl.as_secs() as i64).min(session_end);

@@ -123,7 +123,12 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn is_revoked<'a>(&'a self, jti: Option<&'a str>, fid: Option<&'a str>, now: i64) -> StoreFuture<'a, bool> {
+    fn is_revoked<'a>(
+        &'a self,
+        jti: Option<&'a str>,
+        fid: Option<&'a str>,
+        now: i64,
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             // Reads never wait for writers (MVCC) and touch no disk we did not
             // just write: cheap enough to run inline on the request task.

@@ -63,7 +63,12 @@ impl Store for MemoryStore {
         })
     }
 
-    fn is_revoked<'a>(&'a self, jti: Option<&'a str>, fid: Option<&'a str>, now: i64) -> StoreFuture<'a, bool> {
+    fn is_revoked<'a>(
+        &'a self,
+        jti: Option<&'a str>,
+        fid: Option<&'a str>,
+        now: i64,
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let inner = self.lock();
             let jti_revoked = jti.and_then(|j| inner.revoked_jtis.get(j)).is_some_and(|&exp| exp >= now);

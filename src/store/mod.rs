@@ -48,7 +48,12 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one token id until its `exp`.
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> StoreFuture<'a, ()>;
     /// Is this jti revoked, or this family? An unknown family is not revoked.
-    fn is_revoked<'a>(&'a self, jti: Option<&'a str>, fid: Option<&'a str>, now: i64) -> StoreFuture<'a, bool>;
+    fn is_revoked<'a>(
+        &'a self,
+        jti: Option<&'a str>,
+        fid: Option<&'a str>,
+        now: i64,
+    ) -> StoreFuture<'a, bool>;
     /// The family record, for inspection and tests.
     fn family<'a>(&'a self, fid: &'a str) -> StoreFuture<'a, Option<Family>>;
     /// Drops records nothing can use any more (expired revocations, families
@@ -63,6 +68,8 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings.backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreBackend::Embedded => Ok(Arc::new(EmbeddedStore::open(&settings.path)?)),
-        StoreBackend::Redis => Err(StoreError::new("the redis backend is not built yet; use embedded or memory")),
+        StoreBackend::Redis => {
+            Err(StoreError::new("the redis backend is not built yet; use embedded or memory"))
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Shared integration-test harness: a real upstream that records what it
 //! received, the real gateway on port 0 in front of it, and clients.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod python;
 pub mod raw;
@@ -47,7 +47,11 @@ impl Drop for TestGateway {
 
 /// Starts the gateway from config text; `{upstream}` in the text is replaced by
 /// the upstream's address. Uses the wall clock unless `clock` is given.
-pub async fn start_gateway(config: &str, upstream: SocketAddr, clock: Option<Arc<ManualClock>>) -> TestGateway {
+pub async fn start_gateway(
+    config: &str,
+    upstream: SocketAddr,
+    clock: Option<Arc<ManualClock>>,
+) -> TestGateway {
     let store = Arc::new(MemoryStore::new());
     start_gateway_with(config, upstream, clock, store.clone(), store).await
 }

@@ -58,7 +58,13 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Ra
     request(addr, "GET", target, headers, "").await
 }
 
-pub async fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> RawResponse {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawResponse {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));

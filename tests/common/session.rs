@@ -37,3 +37,12 @@ pub fn set_cookies(resp: &RawResponse) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Just the `name=value` of each Set-Cookie, sorted: two responses carrying the
+/// same tokens compare equal even when their Max-Age counts from another second.
+pub fn cookie_values(resp: &RawResponse) -> Vec<String> {
+    let mut v: Vec<String> =
+        resp.all("set-cookie").iter().map(|c| c.split(';').next().unwrap_or_default().to_owned()).collect();
+    v.sort();
+    v
+}

@@ -58,7 +58,9 @@ impl Upstream {
                 let (s, r) = (s.clone(), r.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| record(req, s.clone(), r.clone(), behavior));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });

@@ -119,7 +119,7 @@ fn parse_reports_syntax_and_unknown_keys_before_validating() {
 }
 
 #[test]
-#[ignore = "needs token+route modules"]
+
 fn example_validates_in_full() {
     let runtime = validate(&example_raw(), Path::new("/srv/jwtgate")).unwrap();
     assert_eq!(runtime.upstreams[0].name, "app");
@@ -127,7 +127,7 @@ fn example_validates_in_full() {
 }
 
 #[test]
-#[ignore = "needs token+route modules"]
+
 fn validate_collects_errors_from_every_section() {
     let mut raw = example_raw();
     raw.server.max_headers = 0;
@@ -145,7 +145,7 @@ fn validate_collects_errors_from_every_section() {
 }
 
 #[test]
-#[ignore = "needs token+route modules"]
+
 fn admin_on_the_server_address_is_an_error() {
     let mut raw = example_raw();
     raw.admin = Some(raw::RawAdmin { listen: "0.0.0.0:8080".into() });
