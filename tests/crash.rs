@@ -121,11 +121,14 @@ async fn kill_9_during_a_refresh_storm_loses_no_session_and_forks_none() {
             let (mut last, mut last_access) = (first.clone(), access);
             while !stop.load(Ordering::Relaxed) {
                 let resp = refresh(addr, &last).await;
-                if resp.status != 200 {
-                    break; // the gateway died mid-request: keep what we had
-                }
-                last = resp.json()["refresh_token"].as_str().unwrap().to_owned();
-                last_access = resp.json()["access_token"].as_str().unwrap().to_owned();
+                let body: Option<serde_json::Value> = serde_json::from_str(&resp.body).ok();
+                let pair = body
+                    .as_ref()
+                    .and_then(|b| Some((b["refresh_token"].as_str()?, b["access_token"].as_str()?)));
+                let (Some((r, a)), 200) = (pair, resp.status) else {
+                    break; // the gateway died mid-request (or mid-response): keep what we had
+                };
+                (last, last_access) = (r.to_owned(), a.to_owned());
             }
             (first, last, last_access) as Chain
         }));
