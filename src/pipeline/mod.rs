@@ -6,6 +6,7 @@ mod auth;
 pub mod extract;
 mod inbound;
 pub(crate) mod outbound;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -172,6 +173,10 @@ async fn drive(ctx: &mut RequestCtx, mut req: Request<Incoming>) -> Result<Respo
     crate::session::implicit::csrf_phase(ctx, &jar)?;
     crate::session::implicit::refresh_phase(ctx, &jar).await?;
     auth::decide(ctx)?;
+    let websocket = upgrade::is_websocket(&req);
     outbound::rewrite(ctx, &mut req, &jar)?;
+    if websocket {
+        return upgrade::forward(ctx, req).await;
+    }
     outbound::forward(ctx, req).await
 }

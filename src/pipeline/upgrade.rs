@@ -1,0 +1,92 @@
+//! WebSocket upgrades (DESIGN.md §8): the handshake is authenticated like any
+//! request, then the two upgraded connections are spliced. The tunnel closes
+//! when the session's family (or token) is revoked. Only `websocket` is ever
+//! forwarded as an upgrade: `h2c` and anything else are stripped.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::extract::Source;
+use super::{full, outbound, Body, RequestCtx};
+use crate::error::GatewayError;
+use crate::forward::headers;
+
+/// How often an open tunnel asks the store whether its session was revoked.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// An HTTP/1.1 `Upgrade: websocket` handshake (with `Connection: upgrade`).
+pub fn is_websocket<B>(req: &Request<B>) -> bool {
+    let upgrade = req.headers().get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let connection = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade && connection && req.version() == http::Version::HTTP_11
+}
+
+/// Forwards the handshake; on 101 splices client and upstream in a task.
+pub async fn forward(
+    ctx: &mut RequestCtx,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    // Cross-site WebSocket hijacking: a cookie-carried handshake must come from us.
+    if ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie) {
+        crate::session::csrf::check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let h = req.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    let mut resp = outbound::send(ctx, req).await?;
+    let upgraded_upstream = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
+    if !upgraded_upstream {
+        return Ok(resp.map(|b| b.boxed()));
+    }
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    let (jti, fid) = ctx.claims().map_or((None, None), |c| (c.jti.clone(), c.fid.clone()));
+    let gw = ctx.gw.clone();
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) else {
+            tracing::debug!("websocket upgrade did not complete");
+            return;
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let revoked = watch_revocation(&gw, jti, fid);
+        tokio::select! {
+            res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                tracing::debug!(result = ?res.map(|_| ()), "websocket tunnel closed");
+            }
+            () = revoked => tracing::info!("websocket tunnel closed: session revoked"),
+        }
+    });
+    ctx.decision = "tunnel";
+    Ok(resp.map(|_| full("")))
+}
+
+/// Resolves when the tunnel's session is revoked. A public tunnel (no
+/// claims) never resolves; a store error keeps polling (the tunnel is already
+/// authenticated; failing closed here would cut every socket on a store blip).
+async fn watch_revocation(gw: &crate::Gateway, jti: Option<String>, fid: Option<String>) {
+    if jti.is_none() && fid.is_none() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        tick.tick().await;
+        if let Ok(true) = gw.store.is_revoked(jti.as_deref(), fid.as_deref(), gw.clock.now()).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! WebSocket upgrades through the gateway: authenticated at the handshake,
+//! tunnelled both ways, closed when the session is revoked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{get, request};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/login"
+handler = "login"
+upstream = "ws"
+
+[[routes]]
+path = "/logout"
+handler = "logout"
+
+[[routes]]
+path = "/ws"
+policy = "access"
+upstream = "ws"
+
+[[upstreams]]
+name = "ws"
+urls = ["http://{ws}"]
+"#;
+
+/// An echo WebSocket server that also answers the identity header on any
+/// plain HTTP request (so it doubles as the login app) — and records the
+/// handshake headers it saw.
+async fn echo_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<http::HeaderMap>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let cb = |req: &http::Request<()>, resp| {
+                    let _ = tx.send(req.headers().clone());
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, cb).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        let _ = ws.send(msg).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn login_app() -> Upstream {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
+    up
+}
+
+async fn setup(
+) -> (TestGateway, tokio::sync::mpsc::UnboundedReceiver<http::HeaderMap>, Upstream, std::net::SocketAddr) {
+    let (ws, seen) = echo_upstream().await;
+    let app = login_app().await;
+    let routes = ROUTES.replace("{ws}", &ws.to_string()).replace(
+        "upstream = \"ws\"\n\n[[routes]]\npath = \"/logout\"",
+        "upstream = \"app\"\n\n[[routes]]\npath = \"/logout\"",
+    );
+    let cfg = base_config(&routes).replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
+    let gw = start_gateway(&cfg, app.addr, None).await;
+    (gw, seen, app, ws)
+}
+
+async fn connect(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://app.test{path}").into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    tokio_tungstenite::client_async(req, stream).await.map(|(ws, _)| ws)
+}
+
+#[tokio::test]
+async fn handshake_without_a_token_is_refused() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    let err = connect(&gw, "/ws", &[]).await.expect_err("no token, no tunnel");
+    let text = err.to_string();
+    assert!(text.contains("401"), "{text}");
+}
+
+#[tokio::test]
+async fn tunnel_carries_messages_both_ways_with_claims_at_the_handshake() {
+    let (gw, mut seen, _app, _ws) = setup().await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let mut ws =
+        connect(&gw, &format!("/ws?token={token}"), &[("X-Auth-Subject", "root")]).await.expect("handshake");
+    ws.send(Message::text("ping")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "ping");
+    let headers = seen.recv().await.unwrap();
+    assert_eq!(headers.get("x-auth-subject").unwrap(), "alice", "claims, not the spoofed header");
+    assert_eq!(headers.get_all("x-auth-subject").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn cookie_handshake_from_another_site_is_refused() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let cookie = format!("access_token_cookie={token}");
+    let err = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "https://evil.test")])
+        .await
+        .expect_err("CSWSH");
+    assert!(err.to_string().contains("403"), "{err}");
+    let ok = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
+    assert!(ok.is_ok(), "same-origin cookie handshake works");
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_never_forwarded() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(
+        &base_config("[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n"),
+        up.addr,
+        None,
+    )
+    .await;
+    let resp = get(
+        gw.addr,
+        "/x",
+        &[
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+            ("Connection", "Upgrade, HTTP2-Settings"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = up.last();
+    assert!(seen.headers.get("upgrade").is_none());
+    assert!(seen.headers.get("http2-settings").is_none());
+}
+
+#[tokio::test]
+async fn an_open_tunnel_closes_when_its_session_is_revoked() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let mut ws = connect(&gw, &format!("/ws?token={token}"), &[]).await.expect("handshake");
+    ws.send(Message::text("before")).await.unwrap();
+    assert!(ws.next().await.unwrap().is_ok());
+    let out = request(gw.addr, "POST", "/logout", &[("Authorization", &format!("Bearer {token}"))], "").await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the tunnel stayed open after logout");
+}
