@@ -1,6 +1,8 @@
 //! WebSocket upgrades through the gateway: authenticated at the handshake,
 //! tunnelled both ways, closed when the session is revoked.
 
+#![allow(clippy::result_large_err)] // tungstenite's handshake callback signature
+
 mod common;
 
 use std::time::Duration;
