@@ -10,6 +10,11 @@ use serde_json::Map;
 
 const ROUTES: &str = r#"
 [[routes]]
+path = "/app-refresh"
+policy = "refresh"
+upstream = "app"
+
+[[routes]]
 path = "/public/**"
 policy = "public"
 upstream = "app"
@@ -169,4 +174,30 @@ async fn identity_header_from_the_upstream_never_reaches_the_client() {
     let resp = get(gw.addr, "/public/x", &[]).await;
     assert_eq!(resp.status, 200);
     assert!(resp.header("x-jwtgate-identity").is_none());
+}
+
+#[tokio::test]
+async fn a_refresh_route_keeps_the_refresh_cookie_it_authenticated_with() {
+    let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let extra = Map::new();
+    let spec = MintSpec {
+        sub: "alice",
+        token_type: TokenType::Refresh,
+        fresh: false,
+        csrf: None,
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &extra,
+    };
+    let refresh = gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now).unwrap().token;
+    let cookie = format!("refresh_token_cookie={refresh}");
+    let resp = get(gw.addr, "/app-refresh", &[("Cookie", &cookie)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().header("cookie"), Some(cookie.as_str()), "the app can still refresh itself");
+    // Elsewhere the default `refresh_cookie = "strip"` applies.
+    let resp = get(gw.addr, "/public/x", &[("Cookie", &format!("{cookie}; a=1"))]).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().header("cookie"), Some("a=1"));
 }

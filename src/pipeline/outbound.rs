@@ -79,15 +79,19 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
         }
         None => jar,
     };
+    // On a `refresh` route the refresh token IS the credential the app
+    // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
+    // strip options never remove the credential a route authenticated with.
+    let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
     let mut drop: Vec<&str> = Vec::new();
-    if fwd.token == Keep::Strip {
+    if fwd.token == Keep::Strip && !refresh_route {
         drop.push(&cookies.access);
         let bearer_is_token = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
         if bearer_is_token {
             hdrs.remove(AUTHORIZATION);
         }
     }
-    if fwd.refresh_cookie == Keep::Strip {
+    if fwd.refresh_cookie == Keep::Strip && !refresh_route {
         drop.push(&cookies.refresh);
     }
     hdrs.remove(COOKIE);
