@@ -50,7 +50,12 @@ pub async fn verify(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     match ctx.snap.runtime.tokens.verifier.verify(&credential.token, ctx.now) {
         Ok(claims) => {
             check_type(policy, &claims)?;
-            check_revoked(ctx, &claims).await?;
+            if let Err(e) = check_revoked(ctx, &claims).await {
+                if matches!(e, GatewayError::TokenRevoked) {
+                    ctx.snap.runtime.tokens.verifier.forget(&credential.token);
+                }
+                return Err(e);
+            }
             ctx.token = TokenState::Valid(claims);
         }
         Err(TokenError::Expired(claims)) => ctx.token = TokenState::Expired(*claims),

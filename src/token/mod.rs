@@ -6,6 +6,7 @@
 //! jwtgate-specific ones: an app may insist on, say, `roles` being present.
 //! A claim whose value is `null` counts as absent.
 
+mod cache;
 pub mod claims;
 mod der;
 mod inspect;

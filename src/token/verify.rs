@@ -12,6 +12,7 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
+use super::cache::VerifiedCache;
 use super::claims::{Claims, TokenType};
 use super::keys::{parse_algorithm, VerifyKey};
 use super::strict_json::{self, StrictError};
@@ -78,6 +79,9 @@ pub(crate) struct ClaimRules {
 pub struct Verifier {
     keys: Vec<VerifyKey>,
     rules: ClaimRules,
+    /// Present when an asymmetric key is configured: hashing an HS256 token
+    /// costs about what verifying it does, so HMAC-only configs skip it.
+    pub(crate) cache: Option<VerifiedCache>,
 }
 
 /// The three dot-separated parts of a compact JWS, still encoded.
@@ -97,16 +101,34 @@ struct Header {
 
 impl Verifier {
     pub(crate) fn new(keys: Vec<VerifyKey>, rules: ClaimRules) -> Verifier {
-        Verifier { keys, rules }
+        let asymmetric = keys.iter().any(|k| k.jwk.is_some());
+        let cache = asymmetric.then(VerifiedCache::new);
+        Verifier { keys, rules, cache }
     }
 
-    /// Full verification at `now` (Unix seconds).
+    /// Full verification at `now` (Unix seconds). With an asymmetric key
+    /// configured, the signature verdict is cached (see [`super::cache`]); the
+    /// claim and time checks run every time.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(token)) {
+            return self.check_claims(Claims::clone(&cached), now);
+        }
         let parts = split(token, self.rules.max_token_bytes)?;
         let header = parse_header(parts.header)?;
         self.check_signature(&parts, &header)?;
         let claims = decode_claims(parts.payload)?;
-        self.check_claims(claims, now)
+        let claims = self.check_claims(claims, now)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(token, claims.clone(), now);
+        }
+        Ok(claims)
+    }
+
+    /// Drops `token` from the verified cache: it was found revoked.
+    pub fn forget(&self, token: &str) {
+        if let Some(cache) = &self.cache {
+            cache.remove(token);
+        }
     }
 
     /// The JWK Set (RFC 7517) of the asymmetric verification keys, each with

@@ -345,3 +345,69 @@ fn inspect_shows_header_and_claims_even_when_refused() {
     let junk = v.inspect("not a token", NOW);
     assert!(junk.header.is_none() && junk.claims.is_none() && !junk.is_valid());
 }
+
+mod cache {
+    use super::super::*;
+    use crate::token::{MintSpec, TokenError, TokenType};
+
+    fn es256() -> (crate::token::TokenSettings, tempfile::TempDir) {
+        let dir = tempdir();
+        let settings = build_ok(&raw_private(dir.path(), Algorithm::ES256), dir.path());
+        (settings, dir)
+    }
+
+    fn mint(s: &crate::token::TokenSettings, now: i64) -> String {
+        let extra = serde_json::Map::new();
+        let spec = MintSpec {
+            sub: "alice",
+            token_type: TokenType::Access,
+            fresh: true,
+            csrf: None,
+            fid: None,
+            auth_time: None,
+            exp: None,
+            extra: &extra,
+        };
+        s.minter.mint(&spec, now).unwrap().token
+    }
+
+    #[test]
+    fn asymmetric_verdicts_are_cached_and_hmac_ones_are_not() {
+        let (s, _dir) = es256();
+        let cache = s.verifier.cache.as_ref().expect("ES256 config has a cache");
+        let token = mint(&s, 1_000_000);
+        assert_eq!(cache.len(), 0);
+        let first = s.verifier.verify(&token, 1_000_000).unwrap();
+        assert_eq!(cache.len(), 1);
+        assert_eq!(s.verifier.verify(&token, 1_000_001).unwrap(), first);
+        assert!(hs_settings().verifier.cache.is_none());
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let (s, _dir) = es256();
+        let token = mint(&s, 1_000_000);
+        s.verifier.verify(&token, 1_000_000).unwrap();
+        let later = 1_000_000 + 15 * 60 + 60;
+        assert!(matches!(s.verifier.verify(&token, later), Err(TokenError::Expired(_))));
+    }
+
+    #[test]
+    fn a_tampered_token_is_not_a_cache_hit() {
+        let (s, _dir) = es256();
+        let token = mint(&s, 1_000_000);
+        s.verifier.verify(&token, 1_000_000).unwrap();
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let forged = format!("{head}.{}A", &sig[..sig.len() - 1]);
+        assert!(s.verifier.verify(&forged, 1_000_000).is_err());
+    }
+
+    #[test]
+    fn forgetting_drops_the_entry() {
+        let (s, _dir) = es256();
+        let token = mint(&s, 1_000_000);
+        s.verifier.verify(&token, 1_000_000).unwrap();
+        s.verifier.forget(&token);
+        assert_eq!(s.verifier.cache.as_ref().unwrap().len(), 0);
+    }
+}
