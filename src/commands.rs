@@ -61,12 +61,21 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
     match rt.routes.lookup(&host, &method, &canonical.path) {
         Ok(route) => {
             println!("route:          routes[{}] {}", route.index, route.pattern);
+            // The config's own spelling (`access`, `login`), as `check` prints it.
             match route.handler {
-                Some(h) => println!("handler:        {h:?}"),
-                None => println!("policy:         {:?}", route.policy),
+                Some(h) => println!("handler:        {}", h.as_str()),
+                None => println!("policy:         {}", route.policy.as_str()),
+            }
+            if let Some(age) = route.max_age {
+                println!("max_age:        {}", humantime::format_duration(age));
+            }
+            for (claim, value) in &route.require {
+                println!("require:        {claim} = {value}");
             }
             if let Some(up) = &route.upstream {
-                println!("upstream:       {up} {}", route.upstream_path(&canonical.path));
+                // The upstream receives the canonical path plus the query verbatim (DESIGN §4 rule 8).
+                let query = canonical.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+                println!("upstream:       {up} {}{query}", route.upstream_path(&canonical.path));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -91,13 +100,30 @@ fn split_url(url: &str) -> Result<(String, String), CommandError> {
     if url.starts_with('/') {
         return Ok((String::new(), url.to_owned()));
     }
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| CommandError::Usage(format!("{url:?}: give /path?query or http(s)://host/path")))?;
-    let (authority, target) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_ascii_lowercase();
-    Ok((host, target.to_owned()))
+    let usage = || CommandError::Usage(format!("{url:?}: give /path?query or http(s)://host/path"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(usage)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(usage());
+    }
+    // A browser never sends the fragment; the authority ends at the first `/`, `?` or `#`.
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    let target = match target {
+        "" => "/".to_owned(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_owned(),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        // IPv6 literal: `[::1]:8080` → `[::1]`; its colons are not a port separator.
+        Some(v6) => v6.split_once(']').map(|(addr, _)| format!("[{addr}]")).ok_or_else(usage)?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned(),
+    };
+    if host.is_empty() {
+        return Err(usage());
+    }
+    Ok((host.to_ascii_lowercase(), target))
 }
 
 /// `jwtgate token mint`.
@@ -250,7 +276,9 @@ fn init_tracing(log: &LogSettings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only on a terminal: logs piped to a file or journald stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _ = match log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -294,14 +322,16 @@ pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(dir)?;
+    // Check every file before writing any: a leftover signing.pub.pem must not
+    // leave a new signing.pem behind that matches no public key.
+    if let Some(existing) = files.iter().map(|(name, _)| dir.join(name)).find(|p| p.exists()) {
+        return Err(CommandError::Usage(format!(
+            "{} exists; refusing to overwrite a key",
+            existing.display()
+        )));
+    }
     for (name, text) in &files {
         let path = dir.join(name);
-        if path.exists() {
-            return Err(CommandError::Usage(format!(
-                "{} exists; refusing to overwrite a key",
-                path.display()
-            )));
-        }
         write_private(&path, text, name.ends_with(".pub.pem"))?;
         println!("wrote {}", path.display());
     }

@@ -1,0 +1,685 @@
+//! The `jwtgate` command line (DESIGN.md §2), run as the real binary: exit
+//! codes and what an operator reads on stdout / stderr. Every test works in
+//! its own temp dir and leaves no process behind (see [`Running`]).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
+
+/// What one finished command printed.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// The binary with a clean environment for what it reads: no secret, no log filter.
+fn jwtgate(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_remove("JWTGATE_SECRET").env_remove("RUST_LOG");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> Out {
+    let out = cmd.stdin(Stdio::null()).output().expect("run jwtgate");
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml.example")
+}
+
+/// 48 random alphanumeric characters, as `openssl rand` would give an operator.
+fn secret48() -> String {
+    let hex = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    hex[..48].to_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// A minimal valid config around `tokens` (the `[tokens]` body) and `routes`.
+fn config(tokens: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nwatch_config = false\n\n\
+         [tokens]\n{tokens}\n\n[store]\nbackend = \"memory\"\n\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9\"]\n\n{routes}"
+    )
+}
+
+const CATCH_ALL: &str = "[[routes]]\npath = \"/**\"\npolicy = \"access\"\nupstream = \"app\"\n";
+
+// ---------------------------------------------------------------- check
+
+#[test]
+fn check_accepts_the_example_and_prints_every_route() {
+    let dir = tempdir();
+    let out =
+        output(jwtgate(dir.path()).env("JWTGATE_SECRET", secret48()).arg("check").arg("-c").arg(example()));
+    out.expect_code(0);
+    assert!(out.stdout.contains(": ok"), "{}", out.stdout);
+    let text = std::fs::read_to_string(example()).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).unwrap();
+    let routes = parsed["routes"].as_array().expect("the example has [[routes]]");
+    assert!(routes.len() >= 5, "the example shows several routes");
+    let table: Vec<&str> = out.stdout.lines().collect();
+    for (i, route) in routes.iter().enumerate() {
+        let path = route["path"].as_str().unwrap();
+        let kind = match (route.get("handler"), route.get("policy")) {
+            (Some(h), _) => format!("handler:{}", h.as_str().unwrap()),
+            (None, Some(p)) => p.as_str().unwrap().to_owned(),
+            (None, None) => panic!("routes[{i}] has neither policy nor handler"),
+        };
+        let row = table.iter().find(|l| l.starts_with(&format!("{i} ")));
+        let row = row.unwrap_or_else(|| panic!("no row for routes[{i}] in\n{}", out.stdout));
+        assert!(row.split_whitespace().any(|c| c == path), "routes[{i}] {path} missing: {row}");
+        assert!(row.contains(&kind), "routes[{i}] should show {kind}: {row}");
+    }
+}
+
+#[test]
+fn check_without_the_secret_names_the_key_and_the_variable() {
+    let dir = tempdir();
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(example()));
+    out.expect_code(1);
+    let all = out.all();
+    assert!(all.contains("tokens.secret") && all.contains("JWTGATE_SECRET"), "{all}");
+}
+
+#[test]
+fn check_of_a_missing_file_says_so() {
+    let dir = tempdir();
+    let out = output(jwtgate(dir.path()).args(["check", "-c", "nope.toml"]));
+    out.expect_code(1);
+    assert!(out.all().contains("nope.toml") && out.all().contains("cannot read"), "{}", out.all());
+}
+
+/// Mistakes found by validation: all of them in one run, each with its key path.
+#[test]
+fn check_lists_every_validation_error_with_its_key_path() {
+    let dir = tempdir();
+    let secret = "Xq7kP2mZ9wR"; // 11 bytes: too short for HS256
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nshutdown_grace = \"soon\"\n\n\
+         [tokens]\nsecret = \"{secret}\"\n\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9000\"]\n\n\
+         [[routes]]\npath = \"/a\"\npolicy = \"public\"\nupstream = \"app\"\n\n\
+         [[routes]]\npath = \"/b\"\nupstream = \"app\"\n\n\
+         [[routes]]\npath = \"/c\"\npolicy = \"access\"\nupstream = \"nowhere\"\n"
+    );
+    let cfg = write(dir.path(), "bad.toml", &text);
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    let all = out.all();
+    for key in ["server.shutdown_grace", "tokens.secret", "routes[1].policy", "routes[2].upstream"] {
+        assert!(all.contains(&format!("{key}:")), "{key} not reported:\n{all}");
+    }
+    assert!(all.contains("nowhere") && all.contains("soon"), "errors name the bad values:\n{all}");
+    assert!(!all.contains(secret), "the secret leaked:\n{all}");
+}
+
+#[test]
+fn check_reports_every_unknown_key_with_its_path_and_a_hint() {
+    let dir = tempdir();
+    let routes = "[[routes]]\npath = \"/a\"\npolcy = \"public\"\npolicy = \"public\"\nupstream = \"app\"\n\n\
+                  [[routes]]\npath = \"/b\"\npolicy = \"public\"\nupstreams = \"app\"\nupstream = \"app\"\n";
+    let text = config(&format!("secret = \"{}\"\nleway = \"5s\"", secret48()), routes);
+    let cfg = write(dir.path(), "gw.toml", &text);
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    let all = out.all();
+    for key in ["routes[0].polcy", "routes[1].upstreams", "tokens.leway"] {
+        assert!(all.contains(&format!("{key}:")), "{key} not reported:\n{all}");
+    }
+    assert!(all.contains("\"policy\"") && all.contains("\"leeway\""), "did-you-mean hints:\n{all}");
+}
+
+#[test]
+fn check_names_the_key_of_a_missing_environment_variable() {
+    let dir = tempdir();
+    let text =
+        config("secret = \"${JWTGATE_TEST_UNSET_A}\"\nissuer = \"${JWTGATE_TEST_UNSET_B}\"", CATCH_ALL);
+    let cfg = write(dir.path(), "gw.toml", &text);
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    let all = out.all();
+    assert!(all.contains("tokens.secret:") && all.contains("JWTGATE_TEST_UNSET_A"), "{all}");
+    assert!(all.contains("tokens.issuer:") && all.contains("JWTGATE_TEST_UNSET_B"), "{all}");
+}
+
+/// DESIGN §3: "`jwtgate check` reports all errors at once" — only a TOML syntax
+/// error or a wrongly typed value may be reported alone. Today
+/// `config::parse` (src/config/mod.rs) returns after the `${VAR}` pass and
+/// after the unknown-key pass, so the later errors only show up on the next run.
+#[test]
+#[ignore = "src/config/mod.rs parse() stops after interpolation / unknown-key errors; un-ignore once fixed"]
+fn check_lists_errors_of_every_kind_in_one_run() {
+    let dir = tempdir();
+    let secret = "Xq7kP2mZ9wR";
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nshutdown_grace = \"soon\"\n\n\
+         [tokens]\nsecret = \"{secret}\"\nissuer = \"${{JWTGATE_TEST_MISSING_VAR}}\"\n\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9000\"]\n\n\
+         [[routes]]\npath = \"/a\"\npolcy = \"public\"\nupstream = \"app\"\n\n\
+         [[routes]]\npath = \"/b\"\nupstream = \"app\"\n\n\
+         [[routes]]\npath = \"/c\"\npolicy = \"access\"\nupstream = \"nowhere\"\n"
+    );
+    let cfg = write(dir.path(), "bad.toml", &text);
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    let all = out.all();
+    for key in [
+        "routes[0].polcy",
+        "tokens.secret",
+        "routes[1].policy",
+        "routes[2].upstream",
+        "server.shutdown_grace",
+        "tokens.issuer",
+    ] {
+        assert!(all.contains(&format!("{key}:")), "{key} not reported:\n{all}");
+    }
+    assert!(!all.contains(secret), "the secret leaked:\n{all}");
+}
+
+/// A secret must never be echoed, even when its `${` is malformed.
+#[test]
+#[ignore = "src/config/interp.rs expand() quotes the whole string in the unterminated-${ message"]
+fn check_never_echoes_a_secret_with_a_malformed_reference() {
+    let dir = tempdir();
+    let secret = format!("{}${{oops", secret48());
+    let cfg = write(dir.path(), "gw.toml", &config(&format!("secret = \"{secret}\""), CATCH_ALL));
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    assert!(out.all().contains("tokens.secret"), "{}", out.all());
+    assert!(!out.all().contains(&secret[..48]), "the secret leaked:\n{}", out.all());
+}
+
+// ---------------------------------------------------------------- explain
+
+fn explain(method: &str, url: &str) -> Out {
+    let dir = tempdir();
+    output(
+        jwtgate(dir.path())
+            .env("JWTGATE_SECRET", secret48())
+            .arg("explain")
+            .arg("-c")
+            .arg(example())
+            .args([method, url]),
+    )
+}
+
+/// The value printed after `label:` on its own line.
+fn field<'a>(out: &'a Out, label: &str) -> &'a str {
+    let prefix = format!("{label}:");
+    let line = out.stdout.lines().find(|l| l.starts_with(&prefix));
+    line.unwrap_or_else(|| panic!("no {label:?} line in\n{}", out.all()))[prefix.len()..].trim()
+}
+
+#[test]
+fn explain_shows_route_policy_and_the_stripped_upstream_path() {
+    let out = explain("GET", "/static/css/app.css?v=3");
+    out.expect_code(0);
+    assert_eq!(field(&out, "canonical path"), "/static/css/app.css");
+    assert_eq!(field(&out, "route"), "routes[0] /static/**");
+    assert_eq!(field(&out, "policy"), "public");
+    assert_eq!(field(&out, "upstream"), "app /css/app.css?v=3");
+
+    let out = explain("GET", "/admin/users");
+    out.expect_code(0);
+    assert_eq!(field(&out, "route"), "routes[4] /admin/**");
+    assert_eq!(field(&out, "policy"), "access");
+    assert_eq!(field(&out, "require"), "roles = \"admin\"");
+    assert_eq!(field(&out, "upstream"), "app /admin/users");
+
+    let out = explain("POST", "/login");
+    out.expect_code(0);
+    assert_eq!(field(&out, "handler"), "login");
+}
+
+#[test]
+fn explain_accepts_an_absolute_url_and_matches_its_host() {
+    let dir = tempdir();
+    let routes = "[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n\n\
+                  [[routes]]\npath = \"/**\"\nhost = \"app.example.com\"\npolicy = \"access\"\nupstream = \"app\"\n";
+    let cfg = write(dir.path(), "gw.toml", &config(&format!("secret = \"{}\"", secret48()), routes));
+    let run = |url: &str| output(jwtgate(dir.path()).arg("explain").arg("-c").arg(&cfg).args(["GET", url]));
+
+    let out = run("https://App.Example.COM:8443/x/y?q=1");
+    out.expect_code(0);
+    assert_eq!(field(&out, "route"), "routes[1] /**", "the host-specific route wins");
+    assert_eq!(field(&out, "policy"), "access");
+    assert_eq!(field(&out, "upstream"), "app /x/y?q=1");
+
+    let out = run("http://other.example.com/x/y");
+    out.expect_code(0);
+    assert_eq!(field(&out, "route"), "routes[0] /**");
+
+    let out = run("/x/y");
+    out.expect_code(0);
+    assert_eq!(field(&out, "route"), "routes[0] /**", "origin-form has no host");
+
+    let out = run("http://app.example.com?q=1");
+    out.expect_code(0);
+    assert_eq!(field(&out, "canonical path"), "/");
+    assert_eq!(field(&out, "upstream"), "app /?q=1");
+
+    let out = run("ftp://app.example.com/x");
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("http(s)://host/path"), "{}", out.all());
+}
+
+#[test]
+fn explain_rejects_dot_segments_with_400_and_the_reason() {
+    let out = explain("GET", "/static/../admin");
+    out.expect_code(1);
+    assert!(out.stdout.contains("rejected: 400"), "{}", out.all());
+    assert!(out.stdout.contains("dot segment"), "the reason is shown:\n{}", out.all());
+    assert!(!out.stdout.contains("route:"), "{}", out.all());
+}
+
+#[test]
+fn explain_unknown_path_is_404() {
+    let out = explain("GET", "/nowhere/at/all");
+    out.expect_code(1);
+    assert_eq!(field(&out, "canonical path"), "/nowhere/at/all");
+    assert!(out.stdout.contains("404"), "{}", out.all());
+}
+
+#[test]
+fn explain_wrong_method_is_405_with_allow() {
+    let out = explain("DELETE", "/app/refresh");
+    out.expect_code(1);
+    assert!(out.stdout.contains("405") && out.stdout.contains("Allow: POST"), "{}", out.all());
+
+    let out = explain("DELETE", "/static/app.css");
+    out.expect_code(1);
+    assert!(out.stdout.contains("Allow: GET, HEAD"), "{}", out.all());
+}
+
+#[test]
+fn explain_decodes_unreserved_escapes_before_matching() {
+    let out = explain("GET", "/%61pi/x");
+    out.expect_code(0);
+    assert_eq!(field(&out, "canonical path"), "/api/x");
+    assert_eq!(field(&out, "route"), "routes[2] /api/**");
+    assert_eq!(field(&out, "upstream"), "app /api/x");
+}
+
+// ---------------------------------------------------------------- token
+
+/// `jwtgate token …` against `cfg` with `secret` in the environment.
+fn token(dir: &Path, cfg: &Path, secret: &str, args: &[&str]) -> Out {
+    output(jwtgate(dir).env("JWTGATE_SECRET", secret).arg("token").arg("-c").arg(cfg).args(args))
+}
+
+fn mint(dir: &Path, cfg: &Path, secret: &str, args: &[&str]) -> String {
+    let mut all = vec!["mint"];
+    all.extend_from_slice(args);
+    let out = token(dir, cfg, secret, &all);
+    out.expect_code(0);
+    let token = out.stdout.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a compact JWS: {token}");
+    token
+}
+
+/// The JSON printed after `label:` by `token inspect` (pretty, multi-line).
+fn inspected(out: &Out, label: &str) -> Value {
+    let start =
+        out.stdout.find(&format!("{label}: ")).unwrap_or_else(|| panic!("no {label} in\n{}", out.stdout));
+    let rest = &out.stdout[start + label.len() + 2..];
+    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+    stream.next().expect("a JSON value").expect("valid JSON")
+}
+
+#[test]
+fn minted_tokens_inspect_valid_with_their_claims() {
+    let dir = tempdir();
+    let secret = secret48();
+    let cfg = example();
+    let t = mint(
+        dir.path(),
+        &cfg,
+        &secret,
+        &[
+            "--sub",
+            "alice",
+            "--fresh",
+            "--claim",
+            r#"roles=["admin"]"#,
+            "--claim",
+            "team=blue",
+            "--claim",
+            "n=a=b",
+        ],
+    );
+    let out = token(dir.path(), &cfg, &secret, &["inspect", &t]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("verdict: valid"), "{}", out.stdout);
+    let header = inspected(&out, "header");
+    assert_eq!(header["alg"], "HS256");
+    let claims = inspected(&out, "claims");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["type"], "access");
+    assert_eq!(claims["fresh"], true);
+    assert_eq!(claims["roles"], serde_json::json!(["admin"]), "JSON claim values stay JSON");
+    assert_eq!(claims["team"], "blue", "a non-JSON value is a string");
+    assert_eq!(claims["n"], "a=b", "only the first = splits");
+    for claim in ["exp", "iat", "jti"] {
+        assert!(claims.get(claim).is_some(), "{claim} missing: {claims}");
+    }
+    assert!(claims.get("nbf").is_none(), "no nbf (DESIGN §5)");
+}
+
+#[test]
+fn refresh_tokens_have_type_refresh_and_no_fresh() {
+    let dir = tempdir();
+    let secret = secret48();
+    let t = mint(dir.path(), &example(), &secret, &["--sub", "bob", "--type", "refresh"]);
+    let out = token(dir.path(), &example(), &secret, &["inspect", &t]);
+    out.expect_code(0);
+    let claims = inspected(&out, "claims");
+    assert_eq!(claims["type"], "refresh");
+    assert!(claims.get("fresh").is_none(), "{claims}");
+    assert!(out.stdout.contains("refresh token for bob"), "{}", out.stdout);
+
+    let out = token(dir.path(), &example(), &secret, &["mint", "--sub", "bob", "--type", "id"]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--type"), "{}", out.all());
+}
+
+#[test]
+fn tampered_or_foreign_tokens_inspect_invalid() {
+    let dir = tempdir();
+    let secret = secret48();
+    let t = mint(dir.path(), &example(), &secret, &["--sub", "alice"]);
+    let parts: Vec<&str> = t.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = "mallory".into();
+    let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let out = token(dir.path(), &example(), &secret, &["inspect", &forged]);
+    out.expect_code(1);
+    assert!(out.stdout.contains("INVALID"), "{}", out.stdout);
+    assert!(out.stdout.contains("mallory"), "the claims are still shown for diagnosis:\n{}", out.stdout);
+
+    let out = token(dir.path(), &example(), &secret48(), &["inspect", &t]);
+    out.expect_code(1);
+    assert!(out.stdout.contains("INVALID"), "another secret: {}", out.stdout);
+
+    let out = token(dir.path(), &example(), &secret, &["inspect", "not-a-token"]);
+    out.expect_code(1);
+}
+
+// ---------------------------------------------------------------- keygen
+
+fn keygen(dir: &Path, alg: &str, out: Option<&Path>) -> Out {
+    let mut cmd = jwtgate(dir);
+    cmd.args(["keygen", "--alg", alg]);
+    if let Some(out) = out {
+        cmd.arg("--out").arg(out);
+    }
+    output(&mut cmd)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn es256_keygen_writes_a_key_pair_that_check_mint_and_inspect_accept() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    keygen(dir.path(), "ES256", Some(&keys)).expect_code(0);
+    let (private, public) = (keys.join("signing.pem"), keys.join("signing.pub.pem"));
+    let private_pem = std::fs::read_to_string(&private).unwrap();
+    assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{private_pem}");
+    assert!(std::fs::read_to_string(&public).unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+    #[cfg(unix)]
+    assert_eq!(mode(&private), 0o600, "a private key is readable by its owner only");
+
+    // `private_key` is relative to the config's directory, not the working directory.
+    let cfg =
+        write(&keys, "gw.toml", &config("algorithm = \"ES256\"\nprivate_key = \"signing.pem\"", CATCH_ALL));
+    output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg)).expect_code(0);
+    let t = mint(dir.path(), &cfg, "", &["--sub", "carol"]);
+    let out = token(dir.path(), &cfg, "", &["inspect", &t]);
+    out.expect_code(0);
+    assert_eq!(inspected(&out, "header")["alg"], "ES256");
+    assert!(out.stdout.contains("verdict: valid"), "{}", out.stdout);
+}
+
+#[test]
+fn keygen_never_overwrites_a_key() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    keygen(dir.path(), "ES256", Some(&keys)).expect_code(0);
+    let before = [
+        std::fs::read(keys.join("signing.pem")).unwrap(),
+        std::fs::read(keys.join("signing.pub.pem")).unwrap(),
+    ];
+    let out = keygen(dir.path(), "ES256", Some(&keys));
+    assert_ne!(out.code, Some(0), "{}", out.all());
+    assert!(out.stderr.contains("refusing to overwrite"), "{}", out.all());
+    let after = [
+        std::fs::read(keys.join("signing.pem")).unwrap(),
+        std::fs::read(keys.join("signing.pub.pem")).unwrap(),
+    ];
+    assert_eq!(before, after, "the key files are unchanged");
+
+    // Only the public half left over: nothing new is written next to it either.
+    std::fs::remove_file(keys.join("signing.pem")).unwrap();
+    let out = keygen(dir.path(), "ES256", Some(&keys));
+    assert_ne!(out.code, Some(0), "{}", out.all());
+    assert!(!keys.join("signing.pem").exists(), "no private key that matches no public key");
+    assert_eq!(std::fs::read(keys.join("signing.pub.pem")).unwrap(), before[1]);
+}
+
+#[test]
+fn hs256_keygen_writes_a_secret_file_the_config_can_use() {
+    let dir = tempdir();
+    keygen(dir.path(), "HS256", Some(dir.path())).expect_code(0);
+    let secret_file = dir.path().join("secret.txt");
+    #[cfg(unix)]
+    assert_eq!(mode(&secret_file), 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(secret.trim().len() >= 32, "HS256 needs ≥ 32 bytes: {secret:?}");
+
+    let sub = dir.path().join("conf");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::rename(&secret_file, sub.join("secret.txt")).unwrap();
+    let cfg = write(&sub, "gw.toml", &config("secret_file = \"secret.txt\"", CATCH_ALL));
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(0);
+    assert!(!out.all().contains(secret.trim()), "check never prints the secret");
+    let t = mint(dir.path(), &cfg, "", &["--sub", "dave"]);
+    token(dir.path(), &cfg, "", &["inspect", &t]).expect_code(0);
+}
+
+#[test]
+fn keygen_without_out_prints_the_key() {
+    let dir = tempdir();
+    let out = keygen(dir.path(), "RS256", None);
+    out.expect_code(0);
+    assert!(out.stdout.contains("-----BEGIN PRIVATE KEY-----"), "{}", out.stdout);
+    assert!(out.stdout.contains("-----BEGIN PUBLIC KEY-----"), "{}", out.stdout);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
+fn keygen_refuses_unknown_algorithms() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    let out = keygen(dir.path(), "none", Some(&keys));
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--alg") && out.stderr.contains("none"), "{}", out.all());
+    assert!(!keys.exists(), "nothing written for a refused algorithm");
+}
+
+// ---------------------------------------------------------------- run / demo
+
+/// A spawned server, killed on drop so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Exit code once it has exited within `limit`, else panic.
+    fn wait_for_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "jwtgate did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A raw HTTP/1.1 GET; returns the status line, the headers and the body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    response
+}
+
+#[test]
+fn run_with_a_bad_config_exits_listing_every_error() {
+    let dir = tempdir();
+    let text =
+        "[server]\nlisten = \"127.0.0.1:0\"\nidle_timeout = \"later\"\n\n[tokens]\nsecret = \"short\"\n\n\
+                [[routes]]\npath = \"/x\"\npolicy = \"access\"\nupstream = \"ghost\"\n";
+    let cfg = write(dir.path(), "gw.toml", text);
+    let mut child = Running(
+        jwtgate(dir.path())
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let code = child.wait_for_exit(Duration::from_secs(10));
+    assert_ne!(code, Some(0));
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    for key in ["server.idle_timeout", "tokens.secret", "routes[0].upstream"] {
+        assert!(stderr.contains(&format!("{key}:")), "{key} not reported:\n{stderr}");
+    }
+    assert!(!stderr.contains("\"short\""), "{stderr}");
+}
+
+#[test]
+fn run_serves_until_sigterm_then_exits_0() {
+    let dir = tempdir();
+    let addr = free_port();
+    let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
+        .replace("127.0.0.1:8080", &addr.to_string())
+        .replace("watch_config = false", "watch_config = false\nshutdown_grace = \"3s\"");
+    let cfg = write(dir.path(), "gw.toml", &text);
+    let mut child = Running(
+        jwtgate(dir.path())
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(child.0.try_wait().unwrap().is_none(), "jwtgate exited before listening");
+        assert!(Instant::now() < deadline, "jwtgate did not listen on {addr} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let response = http_get(addr, "/api/me");
+    assert!(response.starts_with("HTTP/1.1 401"), "no token on an access route:\n{response}");
+
+    let killed = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait_for_exit(Duration::from_secs(3) + Duration::from_millis(500)), Some(0));
+    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+}
+
+#[test]
+fn demo_prints_its_url_and_serves_the_home_page() {
+    let dir = tempdir();
+    let mut child = Running(
+        jwtgate(dir.path())
+            .args(["demo", "--listen", "127.0.0.1:0", "--access-ttl", "3s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("the demo prints its URL within 10 s");
+    assert!(line.contains("3s"), "the access TTL is shown: {line}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr: SocketAddr =
+        url.trim_start_matches("http://").trim_end_matches('/').parse().expect("host:port");
+    assert_ne!(addr.port(), 0, "the real port, not the requested :0");
+
+    let response = http_get(addr, "/");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/html"), "{head}");
+    assert!(body.contains("<html") && body.contains("/login"), "{body}");
+}
