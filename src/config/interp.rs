@@ -19,12 +19,14 @@ use super::ConfigErrors;
 #[cfg(test)]
 mod tests;
 
-/// Parses TOML (a syntax error is reported alone) and replaces `${VAR}` in every
-/// string using `env`; each missing variable is an error naming its key.
+/// Parses TOML (a syntax error is reported alone: `Err`) and replaces `${VAR}`
+/// in every string using `env`. `Ok` carries the tree and the problems found
+/// (each missing variable names its key); a string that could not be expanded
+/// is left as written.
 pub fn parse_and_interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<toml::Value, ConfigErrors> {
+) -> Result<(toml::Value, ConfigErrors), ConfigErrors> {
     let mut value = match toml::from_str::<toml::Table>(text) {
         Ok(table) => Value::Table(table),
         Err(e) => {
@@ -35,17 +37,15 @@ pub fn parse_and_interpolate(
     };
     let mut errs = ConfigErrors::default();
     interpolate_tree(&mut value, &mut Vec::new(), env, &mut errs);
-    if errs.is_empty() {
-        Ok(value)
-    } else {
-        Err(errs)
-    }
+    Ok((value, errs))
 }
 
 /// Deserializes into [`RawConfig`], collecting EVERY unknown key with its path
 /// (e.g. `routes[1].polcy`) instead of stopping at the first. Wrongly typed
 /// values are all reported too, each with its key path.
-pub fn deserialize_collecting_unknown(value: toml::Value) -> Result<RawConfig, ConfigErrors> {
+pub fn deserialize_collecting_unknown(
+    value: toml::Value,
+) -> Result<(RawConfig, ConfigErrors, Vec<String>), ConfigErrors> {
     super::unknown::deserialize(value)
 }
 
@@ -95,9 +95,11 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<S
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
             let Some(end) = after.find('}') else {
-                problems.push(format!(
-                    "unterminated \"${{\" in {s:?}; close it as \"${{NAME}}\" or write \"$${{\" for a literal \"${{\""
-                ));
+                // Never quote the value: it may be a secret.
+                problems.push(
+                    "unterminated \"${\"; close it as \"${NAME}\" or write \"$${\" for a literal \"${\""
+                        .to_owned(),
+                );
                 return Err(problems);
             };
             let name = &after[..end];

@@ -33,10 +33,35 @@ pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
 }
 
 /// [`load`] for text already in memory; `base_dir` resolves relative paths.
+/// Every stage collects: missing variables, unknown and mistyped keys and
+/// validation errors are all reported in one run (a TOML syntax error alone).
 pub fn parse(text: &str, base_dir: &Path) -> Result<Runtime, ConfigErrors> {
-    let value = interp::parse_and_interpolate(text, &|name| std::env::var(name).ok())?;
-    let raw = interp::deserialize_collecting_unknown(value)?;
-    validate::validate(&raw, base_dir)
+    let (value, mut errs) = interp::parse_and_interpolate(text, &|name| std::env::var(name).ok())?;
+    // Keys that already failed: validation must not report them again (an
+    // unexpanded "${JWTGATE_SECRET}" is not also "too short").
+    let mut failed: Vec<String> = errs.iter().map(|e| e.key.clone()).collect();
+    let (raw, more, dropped) = match interp::deserialize_collecting_unknown(value) {
+        Ok(parts) => parts,
+        Err(e) => {
+            errs.0.extend(e.0);
+            return Err(errs);
+        }
+    };
+    errs.0.extend(more.0);
+    failed.extend(dropped);
+    match validate::validate(&raw, base_dir) {
+        Ok(runtime) if errs.is_empty() => Ok(runtime),
+        Ok(_) => Err(errs),
+        Err(v) => {
+            errs.0.extend(v.0.into_iter().filter(|e| !failed.iter().any(|f| covers(f, &e.key))));
+            Err(errs)
+        }
+    }
+}
+
+/// Is `key` the failed key `failed` or inside it?
+fn covers(failed: &str, key: &str) -> bool {
+    key.strip_prefix(failed).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// Parses a humantime duration (`"15m"`, `"30d"`), recording an error naming `key`.

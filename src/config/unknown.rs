@@ -23,9 +23,12 @@ use super::ConfigErrors;
 #[cfg(test)]
 mod tests;
 
-/// See the module doc.
-pub fn deserialize(value: Value) -> Result<RawConfig, ConfigErrors> {
+/// See the module doc. `Ok` carries the config built from everything that was
+/// well typed, the errors found, and the key paths of the values dropped (so
+/// validation does not report them again as missing).
+pub fn deserialize(value: Value) -> Result<(RawConfig, ConfigErrors, Vec<String>), ConfigErrors> {
     let mut errs = ConfigErrors::default();
+    let mut dropped = Vec::new();
     let mut value = value;
     if RawConfig::deserialize(value.clone()).is_err() {
         let mut bad = Vec::new();
@@ -33,6 +36,7 @@ pub fn deserialize(value: Value) -> Result<RawConfig, ConfigErrors> {
         for path in &bad {
             remove_enclosing_key(&mut value, path);
         }
+        dropped.extend(bad.iter().map(|p| keypath::format(p)));
     }
     let mut unknown = Vec::new();
     let raw = serde_ignored::deserialize(value, |path| unknown.push(segments(&path)));
@@ -40,8 +44,7 @@ pub fn deserialize(value: Value) -> Result<RawConfig, ConfigErrors> {
         errs.push(keypath::format(&path), unknown_key_message(&path));
     }
     match raw {
-        Ok(raw) if errs.is_empty() => Ok(raw),
-        Ok(_) => Err(errs),
+        Ok(raw) => Ok((raw, errs, dropped)),
         Err(e) => {
             if errs.is_empty() {
                 errs.push("(root)", type_message(&e));

@@ -1,7 +1,11 @@
 use super::*;
 
+/// The config when every key was known and well typed, else every problem.
 fn load(text: &str) -> Result<RawConfig, ConfigErrors> {
-    deserialize(Value::Table(toml::from_str(text).unwrap()))
+    match deserialize(Value::Table(toml::from_str(text).unwrap()))? {
+        (raw, errs, _) if errs.is_empty() => Ok(raw),
+        (_, errs, _) => Err(errs),
+    }
 }
 
 fn pairs(errs: &ConfigErrors) -> Vec<(&str, &str)> {

@@ -14,8 +14,11 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn example_raw() -> RawConfig {
-    let value = parse_and_interpolate(EXAMPLE, &env).unwrap();
-    deserialize_collecting_unknown(value).unwrap()
+    let (value, errs) = parse_and_interpolate(EXAMPLE, &env).unwrap();
+    assert!(errs.is_empty(), "{errs}");
+    let (raw, errs, dropped) = deserialize_collecting_unknown(value).unwrap();
+    assert!(errs.is_empty() && dropped.is_empty(), "{errs}");
+    raw
 }
 
 #[test]
@@ -29,7 +32,7 @@ fn example_loads_without_unknown_keys_and_interpolates_the_secret() {
 
 #[test]
 fn example_needs_the_secret_variable() {
-    let errs = parse_and_interpolate(EXAMPLE, &|_| None).unwrap_err();
+    let (_, errs) = parse_and_interpolate(EXAMPLE, &|_| None).unwrap();
     let keys: Vec<_> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["tokens.secret"]);
 }
@@ -109,13 +112,19 @@ fn example_documents_every_key() {
 }
 
 #[test]
-fn parse_reports_syntax_and_unknown_keys_before_validating() {
+fn parse_reports_syntax_alone_and_everything_else_in_one_run() {
     let errs = crate::config::parse("[server\n", Path::new(".")).unwrap_err();
+    assert_eq!(errs.0.len(), 1);
     assert_eq!(errs.0[0].key, "(syntax)");
-    let errs =
-        crate::config::parse("[server]\nlisen = 1\n[[routes]]\npolcy = 2\n", Path::new(".")).unwrap_err();
+    let text = "[server]\nlisen = 1\nmax_headers = \"many\"\n[tokens]\nsecret = \"${NOPE_NOT_SET}\"\n[[routes]]\npolcy = 2\n";
+    let errs = crate::config::parse(text, Path::new(".")).unwrap_err();
     let keys: Vec<_> = errs.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["routes[0].polcy", "server.lisen"]);
+    for key in ["tokens.secret", "server.max_headers", "routes[0].polcy", "server.lisen", "routes[0].path"] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    // No knock-on errors on keys that already failed.
+    assert_eq!(keys.iter().filter(|k| **k == "tokens.secret").count(), 1, "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| **k == "server.max_headers").count(), 1, "{keys:?}");
 }
 
 #[test]
