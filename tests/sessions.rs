@@ -383,3 +383,116 @@ async fn a_refresh_cookie_without_fid_is_ignored_not_cleared() {
     resp.assert_problem(401, "missing_token");
     assert!(resp.all("set-cookie").is_empty());
 }
+
+/// A store that fails on demand, wrapping a real one.
+struct Flaky {
+    inner: Arc<jwtgate::store::MemoryStore>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), jwtgate::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(jwtgate::store::StoreError::new("test: store down"));
+        }
+        Ok(())
+    }
+}
+
+impl jwtgate::store::Store for Flaky {
+    fn start_family<'a>(&'a self, f: &'a jwtgate::store::Family) -> jwtgate::store::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.start_family(f).await
+        })
+    }
+    fn rotate<'a>(
+        &'a self,
+        req: &'a jwtgate::store::RotateRequest,
+        now: i64,
+    ) -> jwtgate::store::StoreFuture<'a, jwtgate::store::RotateOutcome> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.rotate(req, now).await
+        })
+    }
+    fn revoke_family<'a>(
+        &'a self,
+        fid: &'a str,
+        until: i64,
+        now: i64,
+    ) -> jwtgate::store::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.revoke_family(fid, until, now).await
+        })
+    }
+    fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> jwtgate::store::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.revoke_jti(jti, exp, now).await
+        })
+    }
+    fn is_revoked<'a>(
+        &'a self,
+        jti: Option<&'a str>,
+        fid: Option<&'a str>,
+        now: i64,
+    ) -> jwtgate::store::StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.is_revoked(jti, fid, now).await
+        })
+    }
+    fn family<'a>(&'a self, fid: &'a str) -> jwtgate::store::StoreFuture<'a, Option<jwtgate::store::Family>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.family(fid).await
+        })
+    }
+    fn purge<'a>(&'a self, now: i64, grace: i64) -> jwtgate::store::StoreFuture<'a, usize> {
+        Box::pin(async move { self.inner.purge(now, grace).await })
+    }
+    fn ping(&self) -> jwtgate::store::StoreFuture<'_, ()> {
+        Box::pin(async move { self.check() })
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cookie_touched() {
+    use jwtgate::store::Store;
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
+    let clock = Arc::new(ManualClock::new(T0));
+    let memory = Arc::new(jwtgate::store::MemoryStore::new());
+    let flaky = Arc::new(Flaky { inner: memory.clone(), down: false.into() });
+    let cfg = base_config(ROUTES)
+        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
+        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
+    let gw = start_gateway_with(&cfg, up.addr, Some(clock.clone()), memory.clone(), flaky.clone()).await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let mut jar = Jar::default();
+    jar.absorb(&login);
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
+    let fid = gw.gateway.snapshot().runtime.tokens.verifier.verify(&refresh, T0).unwrap().fid.unwrap();
+    let before = memory.family(&fid).await.unwrap().unwrap();
+    clock.advance(120);
+    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let hits = up.count();
+    let cookie = jar.header();
+    for resp in [
+        get(gw.addr, "/api/x", &[("Cookie", &cookie)]).await,
+        get(gw.addr, "/refresh", &[("Authorization", &format!("Bearer {refresh}"))]).await,
+    ] {
+        resp.assert_problem(503, "store_unavailable");
+        assert!(resp.header("retry-after").is_some(), "503 carries Retry-After");
+        assert!(resp.all("set-cookie").is_empty(), "no cookie touched on a store failure");
+    }
+    assert_eq!(up.count(), hits, "nothing reached the upstream");
+    assert_eq!(memory.family(&fid).await.unwrap().unwrap(), before, "nothing rotated");
+    // The store is back: the same cookies refresh normally.
+    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let resp = get(gw.addr, "/api/x", &[("Cookie", &cookie)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(cookie_values(&resp).len(), 4);
+}
