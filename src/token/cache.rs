@@ -1,5 +1,6 @@
-//! The verified-token cache (DESIGN.md §12): asymmetric signatures cost far
-//! more than HS256, and a browser sends the same token many times. An entry is
+//! The verified-token cache (DESIGN.md §12): a browser sends the same token
+//! many times, and verifying costs ~5 µs (HS256, mostly parsing) to ~50 µs
+//! (RS256/ES256) against ~1.5 µs for a hit. An entry is
 //! the signature-checked, decoded claims of one token, keyed by the SHA-256 of
 //! the whole token (never a short or non-cryptographic hash: a collision would
 //! let one token pass as another). The time, issuer and audience checks run on

@@ -79,8 +79,9 @@ pub(crate) struct ClaimRules {
 pub struct Verifier {
     keys: Vec<VerifyKey>,
     rules: ClaimRules,
-    /// Present when an asymmetric key is configured: hashing an HS256 token
-    /// costs about what verifying it does, so HMAC-only configs skip it.
+    /// Always present: a hit (SHA-256 of the token + the time checks) costs
+    /// ~1.5 µs against ~5 µs for a cold HS256 verify (parsing dominates, not
+    /// the HMAC) and ~50 µs for RS256/ES256 (`cargo bench --bench hot_path -- verify`).
     pub(crate) cache: Option<VerifiedCache>,
 }
 
@@ -101,14 +102,11 @@ struct Header {
 
 impl Verifier {
     pub(crate) fn new(keys: Vec<VerifyKey>, rules: ClaimRules) -> Verifier {
-        let asymmetric = keys.iter().any(|k| k.jwk.is_some());
-        let cache = asymmetric.then(VerifiedCache::new);
-        Verifier { keys, rules, cache }
+        Verifier { keys, rules, cache: Some(VerifiedCache::new()) }
     }
 
-    /// Full verification at `now` (Unix seconds). With an asymmetric key
-    /// configured, the signature verdict is cached (see [`super::cache`]); the
-    /// claim and time checks run every time.
+    /// Full verification at `now` (Unix seconds). The signature verdict is
+    /// cached (see [`super::cache`]); the claim and time checks run every time.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(token)) {
             return self.check_claims(Claims::clone(&cached), now);

@@ -372,7 +372,7 @@ mod cache {
     }
 
     #[test]
-    fn asymmetric_verdicts_are_cached_and_hmac_ones_are_not() {
+    fn verdicts_are_cached() {
         let (s, _dir) = es256();
         let cache = s.verifier.cache.as_ref().expect("ES256 config has a cache");
         let token = mint(&s, 1_000_000);
@@ -380,7 +380,10 @@ mod cache {
         let first = s.verifier.verify(&token, 1_000_000).unwrap();
         assert_eq!(cache.len(), 1);
         assert_eq!(s.verifier.verify(&token, 1_000_001).unwrap(), first);
-        assert!(hs_settings().verifier.cache.is_none());
+        let hs = hs_settings();
+        let token = forge_hs(r#"{"alg":"HS256"}"#, &payload(""));
+        hs.verifier.verify(&token, NOW).unwrap();
+        assert_eq!(hs.verifier.cache.as_ref().unwrap().len(), 1, "HS256 verdicts are cached too");
     }
 
     #[test]
