@@ -26,7 +26,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use jwtgate::config::raw::RawRoute;
 use jwtgate::config::{ConfigErrors, Runtime};
 use jwtgate::forward::claims::inject;
-use jwtgate::forward::headers::{apply_forwarded, fold_name, strip_request, Hop, StripRules};
+use jwtgate::forward::headers::{apply_forwarded, strip_request, Hop, StripRules};
 use jwtgate::pipeline::extract::{bearer, CookieJar};
 use jwtgate::route::{canonicalize, RouteTable};
 use jwtgate::token::{generate, Claims, GeneratedKey, MintSpec, TokenType};
@@ -234,11 +234,7 @@ fn bench_extract(c: &mut Criterion, token: &str) {
 
 /// The strip rules `Snapshot::new` derives from `[forward]` and `[sessions]`.
 fn strip_rules(runtime: &Runtime) -> StripRules {
-    let forward = &runtime.forward;
-    let mut names: Vec<String> = forward.claims.iter().map(|(_, h)| fold_name(h.as_str())).collect();
-    names.extend(forward.claims_json_header.iter().map(|h| fold_name(h.as_str())));
-    names.push(fold_name(runtime.sessions.identity_header.as_str()));
-    StripRules { prefixes: forward.strip_prefixes.clone(), names }
+    StripRules::new(&runtime.forward, &runtime.sessions.identity_header)
 }
 
 fn bench_headers(c: &mut Criterion, runtime: &Runtime) {

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use crate::clock::Clock;
 use crate::config::Runtime;
 use crate::forward::client::Upstreams;
-use crate::forward::headers::{fold_name, StripRules};
+use crate::forward::headers::StripRules;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -24,11 +24,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(runtime: Runtime) -> Snapshot {
         let upstreams = Upstreams::new(&runtime.upstreams, runtime.server.idle_timeout);
-        let forward = &runtime.forward;
-        let mut names: Vec<String> = forward.claims.iter().map(|(_, h)| fold_name(h.as_str())).collect();
-        names.extend(forward.claims_json_header.iter().map(|h| fold_name(h.as_str())));
-        names.push(fold_name(runtime.sessions.identity_header.as_str()));
-        let strip = StripRules { prefixes: forward.strip_prefixes.clone(), names };
+        let strip = StripRules::new(&runtime.forward, &runtime.sessions.identity_header);
         Snapshot { runtime, upstreams, strip }
     }
 }

@@ -2,6 +2,7 @@
 //! jwtgate adds its own headers, X-Forwarded-*, and response cleanup. Pure
 //! functions over a `HeaderMap`; the pipeline decides when each one runs.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION};
@@ -45,8 +46,13 @@ const UNTRUSTED_ADDRESS_HEADERS: &[&str] = &[
 
 /// Lower-cases and reads `_` as `-`, the way many app servers (CGI, WSGI,
 /// some Node frameworks) merge `X_Auth_Subject` into `X-Auth-Subject`.
-pub fn fold_name(name: &str) -> String {
-    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+/// Borrows when there is nothing to fold (the common case: `HeaderName`s
+/// are already lower-case), so stripping allocates nothing per header.
+pub fn fold_name(name: &str) -> Cow<'_, str> {
+    if name.bytes().all(|b| b != b'_' && !b.is_ascii_uppercase()) {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect())
 }
 
 /// The names jwtgate removes from every request, folded.
@@ -59,6 +65,16 @@ pub struct StripRules {
 }
 
 impl StripRules {
+    /// The rules a config implies: `strip_prefixes`, every claim header,
+    /// `claims_json_header` and the identity header.
+    pub fn new(forward: &crate::config::ForwardSettings, identity: &HeaderName) -> StripRules {
+        let fold = |h: &HeaderName| fold_name(h.as_str()).into_owned();
+        let mut names: Vec<String> = forward.claims.iter().map(|(_, h)| fold(h)).collect();
+        names.extend(forward.claims_json_header.iter().map(fold));
+        names.push(fold(identity));
+        StripRules { prefixes: forward.strip_prefixes.clone(), names }
+    }
+
     fn strips(&self, folded: &str, connection_listed: &[String]) -> bool {
         HOP_BY_HOP.contains(&folded)
             || REWRITE_HEADERS.contains(&folded)
@@ -75,7 +91,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| fold_name(s.trim()))
+        .map(|s| fold_name(s.trim()).into_owned())
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -95,12 +111,12 @@ pub fn strip_request(headers: &mut HeaderMap, rules: &StripRules) {
 /// from an upstream response; the identity header never reaches a client.
 pub fn strip_response(headers: &mut HeaderMap, identity: &HeaderName) {
     let listed = connection_listed(headers);
-    let identity = fold_name(identity.as_str());
+    let identity = fold_name(identity.as_str()).into_owned();
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let folded = fold_name(name.as_str());
-            HOP_BY_HOP.contains(&folded.as_str()) || listed.contains(&folded) || folded == identity
+            HOP_BY_HOP.contains(&folded.as_ref()) || listed.iter().any(|l| *l == folded) || folded == identity
         })
         .cloned()
         .collect();
