@@ -5,7 +5,7 @@ mod common;
 
 use common::raw::{get, request};
 use common::*;
-use jwtgate::token::{MintSpec, TokenType};
+use jwtgate::token::TokenType;
 use serde_json::Map;
 
 const ROUTES: &str = r#"
@@ -32,19 +32,7 @@ async fn env(extra: &str) -> (Upstream, TestGateway) {
 }
 
 fn token(gw: &TestGateway) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let extra = Map::new();
-    let spec = MintSpec {
-        sub: "alice",
-        token_type: TokenType::Access,
-        fresh: false,
-        csrf: None,
-        fid: None,
-        auth_time: None,
-        exp: None,
-        extra: &extra,
-    };
-    gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now).unwrap().token
+    mint(gw, TokenType::Access, false, unix_now(), &Map::new())
 }
 
 const SPOOFS: &[(&str, &str)] = &[
@@ -179,19 +167,7 @@ async fn identity_header_from_the_upstream_never_reaches_the_client() {
 #[tokio::test]
 async fn a_refresh_route_keeps_the_refresh_cookie_it_authenticated_with() {
     let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let extra = Map::new();
-    let spec = MintSpec {
-        sub: "alice",
-        token_type: TokenType::Refresh,
-        fresh: false,
-        csrf: None,
-        fid: None,
-        auth_time: None,
-        exp: None,
-        extra: &extra,
-    };
-    let refresh = gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now).unwrap().token;
+    let refresh = mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new());
     let cookie = format!("refresh_token_cookie={refresh}");
     let resp = get(gw.addr, "/app-refresh", &[("Cookie", &cookie)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);

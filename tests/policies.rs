@@ -5,7 +5,7 @@ mod common;
 
 use common::raw::{get, request};
 use common::*;
-use jwtgate::token::{MintSpec, TokenType};
+use jwtgate::token::TokenType;
 use serde_json::{json, Map, Value};
 
 const ROUTES: &str = r#"
@@ -59,18 +59,7 @@ fn now() -> i64 {
 
 impl Env {
     fn mint_at(&self, token_type: TokenType, fresh: bool, at: i64, extra: &Map<String, Value>) -> String {
-        let snap = self.gw.gateway.snapshot();
-        let spec = MintSpec {
-            sub: "alice",
-            token_type,
-            fresh,
-            csrf: None,
-            fid: None,
-            auth_time: None,
-            exp: None,
-            extra,
-        };
-        snap.runtime.tokens.minter.mint(&spec, at).unwrap().token
+        common::mint(&self.gw, token_type, fresh, at, extra)
     }
 
     fn mint(&self, token_type: TokenType, fresh: bool) -> String {

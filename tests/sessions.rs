@@ -366,19 +366,7 @@ async fn fifty_racing_requests_with_the_same_expired_cookies_rotate_once() {
 #[tokio::test]
 async fn a_refresh_cookie_without_fid_is_ignored_not_cleared() {
     let env = env().await;
-    let snap = env.gw.gateway.snapshot();
-    let extra = serde_json::Map::new();
-    let spec = jwtgate::token::MintSpec {
-        sub: "alice",
-        token_type: jwtgate::token::TokenType::Refresh,
-        fresh: false,
-        csrf: None,
-        fid: None,
-        auth_time: None,
-        exp: None,
-        extra: &extra,
-    };
-    let refresh = snap.runtime.tokens.minter.mint(&spec, T0).unwrap().token;
+    let refresh = mint(&env.gw, jwtgate::token::TokenType::Refresh, false, T0, &serde_json::Map::new());
     let resp = get(env.gw.addr, "/api/x", &[("Cookie", &format!("refresh_token_cookie={refresh}"))]).await;
     resp.assert_problem(401, "missing_token");
     assert!(resp.all("set-cookie").is_empty());

@@ -113,3 +113,29 @@ timeout = "2s"
 "#
     )
 }
+
+/// Mints a token for `alice` with the running gateway's key, as of `at`.
+pub fn mint(
+    gw: &TestGateway,
+    token_type: jwtgate::token::TokenType,
+    fresh: bool,
+    at: i64,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let spec = jwtgate::token::MintSpec {
+        sub: "alice",
+        token_type,
+        fresh,
+        csrf: None,
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra,
+    };
+    gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, at).expect("mint").token
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
