@@ -25,3 +25,14 @@ export JWTGATE_PYTHON
 
 "$JWTGATE_PYTHON" tests/python/selftest.py
 cargo test --all-targets --locked
+
+# Real browser: Debian's chromium driven by Playwright (Python) through
+# `jwtgate demo` (tests/browser/demo_flow.py). browser-env.sh installs both
+# and prints the paths; the assignment (not eval "$(...)") keeps its failure
+# fatal under set -e.
+BROWSER_ENV=$(bash scripts/browser-env.sh)
+eval "$BROWSER_ENV"
+cargo build --locked --bin jwtgate
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
+  | "$JWTGATE_PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$JWTGATE_PYTHON" tests/browser/demo_flow.py "$TARGET_DIR/debug/jwtgate"
