@@ -64,6 +64,12 @@ upstream = "demo"
 methods = ["GET", "HEAD"]
 
 [[routes]]
+path = "/favicon.ico"
+policy = "public"
+upstream = "demo"
+methods = ["GET", "HEAD"]
+
+[[routes]]
 path = "/login"
 handler = "login"
 upstream = "demo"
@@ -158,6 +164,11 @@ async fn app(req: Request<Incoming>) -> Result<AppResponse, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => page(StatusCode::OK, "jwtgate demo", INDEX),
         (&Method::GET, "/login") => page(StatusCode::OK, "Log in", LOGIN_FORM),
+        (&Method::GET, "/favicon.ico") => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
         (&Method::POST, "/login") => login(req).await,
         (&Method::GET, "/protected") => {
             let body = format!(
@@ -195,10 +206,8 @@ async fn app(req: Request<Incoming>) -> Result<AppResponse, Infallible> {
 /// turns that into a session.
 async fn login(req: Request<Incoming>) -> AppResponse {
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let form = String::from_utf8_lossy(&body);
-    let field = |name: &str| {
-        form.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or("").to_owned()
-    };
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     if field("username") != "test" || field("password") != "test" {
         return page(
             StatusCode::UNAUTHORIZED,
@@ -206,16 +215,27 @@ async fn login(req: Request<Incoming>) -> AppResponse {
             &format!("<p><b>Wrong username or password.</b></p>{LOGIN_FORM}"),
         );
     }
-    let next = field("next").replace("%2F", "/");
-    let next = if next.starts_with('/') && !next.starts_with("//") { next } else { "/protected".into() };
+    let requested = field("next");
+    let next = safe_next(&requested);
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = http::HeaderValue::from_str(&next) {
+    if let Ok(v) = http::HeaderValue::from_str(next) {
         resp.headers_mut().insert(LOCATION, v);
     }
     resp.headers_mut()
         .insert("x-jwtgate-identity", http::HeaderValue::from_static(r#"{"sub":"test","name":"Test User"}"#));
     resp
+}
+
+/// Only a local path: never an open redirect to another site (`//host` and
+/// `/\host` both leave the site in a browser).
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if local {
+        next
+    } else {
+        "/protected"
+    }
 }
 
 const INDEX: &str = "<p>This page is public. The app behind jwtgate has no authentication code: \
@@ -234,3 +254,17 @@ the session silently (watch the cookies rotate), the app never sees an expired t
 <p><button id=api onclick=\"fetch('/api/whoami').then(r=>r.text().then(t=>document.getElementById('out').textContent=r.status+' '+t))\">Call the API</button></p>\
 <pre id=out></pre>\
 <p><button id=logout onclick=\"fetch('/logout',{method:'POST',headers:{'X-CSRF-TOKEN':(document.cookie.match(/csrf_access_token=([^;]+)/)||[])[1]||''}}).then(()=>location='/')\">Log out</button></p>";
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_local_path_or_the_protected_page() {
+        assert_eq!(safe_next("/protected?x=1"), "/protected?x=1");
+        assert_eq!(safe_next("/account"), "/account");
+        for bad in ["//evil.test/", "/\\evil.test", "https://evil.test/", "", "evil"] {
+            assert_eq!(safe_next(bad), "/protected", "{bad}");
+        }
+    }
+}

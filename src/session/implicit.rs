@@ -67,7 +67,8 @@ fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Claims> {
 
 /// `exp - refresh_ahead <= now`: leeway never delays a refresh.
 fn wants_refresh(ctx: &RequestCtx) -> bool {
-    let ahead = ctx.snap.runtime.sessions.refresh_ahead.as_secs() as f64;
+    // f64 seconds: a sub-second refresh_ahead ("750ms") must not round to 0.
+    let ahead = ctx.snap.runtime.sessions.refresh_ahead.as_secs_f64();
     match &ctx.token {
         TokenState::Absent | TokenState::Expired(_) => true,
         TokenState::Valid(c) => c.exp.is_some_and(|exp| exp - ahead <= ctx.now as f64),
