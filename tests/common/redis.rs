@@ -40,6 +40,15 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: its sockets stay open
+    /// but nothing answers, as with a hung host or a dead network path.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("redis-server is not running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// (Re)starts the server on the same port, empty, and waits for PING.
     pub fn restart(&mut self) {
         self.stop();
