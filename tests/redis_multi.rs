@@ -231,6 +231,23 @@ async fn redis_outage_fails_closed_and_recovers_on_its_own() {
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(bearer(&env.b, "/api/x", &access).await.status, 200);
 
+    // Traffic on both instances all along: only ever 200 or a clean 503.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let (addrs, access, stop) = ([env.a.gw.addr, env.b.gw.addr], access.clone(), stop.clone());
+        async move {
+            let mut statuses = std::collections::BTreeMap::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for addr in addrs {
+                    let resp = get(addr, "/api/bg", &[("Authorization", &format!("Bearer {access}"))]).await;
+                    *statuses.entry(resp.status).or_insert(0) += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            statuses
+        }
+    });
+
     env.redis.stop();
     // An explicit refresh cannot rotate: 503, nothing set.
     let resp = bearer(&env.b, "/refresh", &refresh).await;
@@ -245,8 +262,10 @@ async fn redis_outage_fails_closed_and_recovers_on_its_own() {
         assert!(closed, "an instance kept serving on a stale revocation feed");
     }
     let forwarded = env.up.count();
-    // An implicit refresh is refused the same way, and nothing reached the upstream.
-    env.advance(120);
+    // An implicit refresh (no access cookie, a valid refresh cookie) is refused
+    // the same way, and nothing reached the upstream.
+    let mut jar = jar;
+    jar.0.remove("access_token_cookie");
     let resp = with_jar(&env.a, "GET", "/api/y", &jar, &[]).await;
     resp.assert_problem(503, "store_unavailable");
     assert!(resp.all("set-cookie").is_empty(), "nothing rotated");
@@ -269,6 +288,10 @@ async fn redis_outage_fails_closed_and_recovers_on_its_own() {
     })
     .await;
     assert!(recovered, "not recovered {:?} after Redis restarted", restarted.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = traffic.await.unwrap();
+    assert!(statuses.keys().all(|s| [200, 503].contains(s)), "background traffic saw {statuses:?}");
+    assert!(statuses.contains_key(&503), "background traffic never failed closed: {statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

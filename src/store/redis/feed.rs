@@ -7,7 +7,10 @@
 //! harmless). A PING on the subscription connection every heartbeat proves it
 //! is alive (a frozen Redis or a dead network path does not close the socket).
 //!
-//! Staleness: while the subscription is live the set is complete. When it is
+//! Staleness: while the subscription is live the set is complete. A frozen
+//! connection is noticed within one heartbeat plus one PING timeout
+//! (max(`timeout`, heartbeat)); with the defaults that is well inside
+//! `max_staleness`. When it is
 //! lost, answers come from the set as it was for at most `max_staleness` past
 //! the last proof of life; after that [`Feed::check`] fails and the gateway
 //! answers 503 until the feed has resubscribed AND rescanned. Resync is a
@@ -160,17 +163,24 @@ pub fn parse_message(payload: &str) -> Option<(Kind, i64, &str)> {
 /// subscription is lost. Runs until the store drops (and aborts it).
 pub async fn run(feed: Arc<Feed>, client: Client, conn: ConnectionManager, timeout: Duration) {
     let mut delay = RETRY_MIN;
+    let mut failures = 0u32;
     loop {
         match subscribe_and_sync(&feed, &client, conn.clone(), timeout).await {
             Ok((sink, stream)) => {
-                delay = RETRY_MIN;
+                (delay, failures) = (RETRY_MIN, 0);
                 tracing::info!("redis revocation feed synced");
                 follow(&feed, sink, stream, timeout).await;
                 feed.set_lost();
                 tracing::warn!("redis revocation feed lost; resubscribing");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "redis revocation feed: cannot sync");
+                // One warning per outage; the retries (every ≤ 400 ms) at debug.
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "redis revocation feed: cannot sync; retrying");
+                } else {
+                    tracing::debug!(error = %e, failures, "redis revocation feed: still cannot sync");
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(RETRY_MAX);
             }
