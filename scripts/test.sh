@@ -23,6 +23,10 @@ command -v python3 >/dev/null || need_root_apt python3 python3-venv
 JWTGATE_PYTHON="$(bash scripts/python-env.sh | tail -n 1)"
 export JWTGATE_PYTHON
 
+# redis-server: the redis store's conformance suite and tests/redis_multi.rs
+# start private servers on free loopback ports (no persistence).
+command -v redis-server >/dev/null || need_root_apt redis-server
+
 "$JWTGATE_PYTHON" tests/python/selftest.py
 cargo test --all-targets --locked
 

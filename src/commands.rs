@@ -167,7 +167,8 @@ pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
 async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     let listen = rt.server.listen.clone();
     let admin = rt.admin.clone();
-    let store = crate::store::open(&rt.store).map_err(|e| CommandError::Usage(format!("store: {e}")))?;
+    let store =
+        crate::store::open(&rt.store).await.map_err(|e| CommandError::Usage(format!("store: {e}")))?;
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
     tokio::spawn(purge_loop(gw.clone()));
     if gw.snapshot().runtime.server.watch_config {

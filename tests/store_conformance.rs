@@ -1,9 +1,20 @@
 //! One conformance suite for every store backend (DESIGN.md §10). Each backend
 //! module below runs the same scenarios; time is passed in, never slept.
+//!
+//! Memory and embedded decide with the `now` they are given. Redis decides
+//! with its own clock (`TIME`, so instances agree), which the suite moves to
+//! the same instant through [`Subject::at`] before each call.
 
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
-use jwtgate::store::{Family, RotateOutcome, RotateRequest, Store, TokenPair};
+use jwtgate::clock::{Clock, SystemClock};
+use jwtgate::config::{StoreBackend, StoreSettings};
+use jwtgate::store::{Family, RedisStore, RotateOutcome, RotateRequest, Store, TokenPair};
 
 const GRACE: i64 = 30;
 const IDLE: i64 = 7 * 86400;
@@ -30,88 +41,135 @@ fn req(fid: &str, presented: &str, candidate: &str) -> RotateRequest {
     }
 }
 
+/// A backend under test and how to set its clock.
+pub struct Subject {
+    store: Arc<dyn Store>,
+    set_clock: Box<dyn Fn(i64) + Send + Sync>,
+    /// Whatever must live as long as the store (a redis-server).
+    _guard: Option<Box<dyn Any + Send>>,
+}
+
+impl Subject {
+    /// A backend that takes time from the `now` it is given.
+    fn caller_clock(store: Arc<dyn Store>) -> Subject {
+        Subject { store, set_clock: Box::new(|_| {}), _guard: None }
+    }
+
+    /// `t`, after moving the backend's own clock (if it has one) to `t`.
+    fn at(&self, t: i64) -> i64 {
+        (self.set_clock)(t);
+        t
+    }
+}
+
 async fn login(store: &dyn Store, fid: &str) {
     store.start_family(&Family::new(fid, "alice", "r0", T0, MAX_SESSION)).await.unwrap();
 }
 
-pub async fn rotation_rules(store: Arc<dyn Store>) {
-    login(&*store, "f1").await;
+pub async fn rotation_rules(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "f1").await;
     assert_eq!(store.family("f1").await.unwrap().unwrap().sub, "alice");
     assert_eq!(
-        store.rotate(&req("f1", "r0", "r1"), T0 + 10).await.unwrap(),
+        store.rotate(&req("f1", "r0", "r1"), s.at(T0 + 10)).await.unwrap(),
         RotateOutcome::Rotated(pair("r1"))
     );
     assert_eq!(
-        store.rotate(&req("f1", "r0", "rX"), T0 + 20).await.unwrap(),
+        store.rotate(&req("f1", "r0", "rX"), s.at(T0 + 20)).await.unwrap(),
         RotateOutcome::Replayed(pair("r1"))
     );
     assert_eq!(store.family("f1").await.unwrap().unwrap().current_jti, "r1", "a replay never forks");
-    assert!(!store.is_revoked(None, Some("f1"), T0 + 20).await.unwrap());
+    assert!(!store.is_revoked(None, Some("f1"), s.at(T0 + 20)).await.unwrap());
     assert_eq!(
-        store.rotate(&req("f1", "r0", "rY"), T0 + 10 + GRACE).await.unwrap(),
+        store.rotate(&req("f1", "r0", "rY"), s.at(T0 + 10 + GRACE)).await.unwrap(),
         RotateOutcome::ReuseDetected
     );
-    assert!(store.is_revoked(None, Some("f1"), T0 + 41).await.unwrap(), "reuse revokes the family");
-    assert_eq!(store.rotate(&req("f1", "r1", "r2"), T0 + 42).await.unwrap(), RotateOutcome::Dead);
+    assert!(store.is_revoked(None, Some("f1"), s.at(T0 + 41)).await.unwrap(), "reuse revokes the family");
+    assert_eq!(store.rotate(&req("f1", "r1", "r2"), s.at(T0 + 42)).await.unwrap(), RotateOutcome::Dead);
 }
 
-pub async fn older_jti_and_unknown_family(store: Arc<dyn Store>) {
-    login(&*store, "f2").await;
-    store.rotate(&req("f2", "r0", "r1"), T0 + 1).await.unwrap();
-    store.rotate(&req("f2", "r1", "r2"), T0 + 2).await.unwrap();
+pub async fn older_jti_and_unknown_family(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "f2").await;
+    store.rotate(&req("f2", "r0", "r1"), s.at(T0 + 1)).await.unwrap();
+    store.rotate(&req("f2", "r1", "r2"), s.at(T0 + 2)).await.unwrap();
     // r0 was rotated away 1 s before r1: still inside the grace → current pair.
     assert_eq!(
-        store.rotate(&req("f2", "r0", "rZ"), T0 + 3).await.unwrap(),
+        store.rotate(&req("f2", "r0", "rZ"), s.at(T0 + 3)).await.unwrap(),
         RotateOutcome::Replayed(pair("r2"))
     );
-    assert_eq!(store.rotate(&req("f2", "bogus", "rZ"), T0 + 4).await.unwrap(), RotateOutcome::ReuseDetected);
-    assert_eq!(store.rotate(&req("nope", "r0", "r1"), T0).await.unwrap(), RotateOutcome::Dead);
+    assert_eq!(
+        store.rotate(&req("f2", "bogus", "rZ"), s.at(T0 + 4)).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
+    assert_eq!(store.rotate(&req("nope", "r0", "r1"), s.at(T0)).await.unwrap(), RotateOutcome::Dead);
 }
 
-pub async fn family_limits(store: Arc<dyn Store>) {
-    login(&*store, "idle").await;
-    assert_eq!(store.rotate(&req("idle", "r0", "r1"), T0 + IDLE + 1).await.unwrap(), RotateOutcome::Dead);
-    login(&*store, "old").await;
-    assert_eq!(store.rotate(&req("old", "r0", "r1"), T0 + MAX_SESSION).await.unwrap(), RotateOutcome::Dead);
+pub async fn family_limits(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "idle").await;
+    assert_eq!(
+        store.rotate(&req("idle", "r0", "r1"), s.at(T0 + IDLE + 1)).await.unwrap(),
+        RotateOutcome::Dead
+    );
+    s.at(T0);
+    login(&**store, "old").await;
+    assert_eq!(
+        store.rotate(&req("old", "r0", "r1"), s.at(T0 + MAX_SESSION)).await.unwrap(),
+        RotateOutcome::Dead
+    );
     assert_eq!(store.family("old").await.unwrap().unwrap().current_jti, "r0", "a dead family is not rotated");
 }
 
-pub async fn revocations(store: Arc<dyn Store>) {
-    store.revoke_jti("j1", T0 + 100, T0).await.unwrap();
-    assert!(store.is_revoked(Some("j1"), None, T0 + 50).await.unwrap());
-    assert!(!store.is_revoked(Some("j2"), None, T0 + 50).await.unwrap());
-    assert!(!store.is_revoked(None, Some("unknown"), T0).await.unwrap(), "unknown family is not revoked");
-    store.revoke_family("never-seen", T0 + 500, T0).await.unwrap();
-    assert!(store.is_revoked(None, Some("never-seen"), T0 + 1).await.unwrap());
-    login(&*store, "f3").await;
-    store.revoke_family("f3", T0 + 500, T0).await.unwrap();
-    assert!(store.is_revoked(Some("other"), Some("f3"), T0 + 1).await.unwrap());
-    assert_eq!(store.rotate(&req("f3", "r0", "r1"), T0 + 2).await.unwrap(), RotateOutcome::Dead);
+pub async fn revocations(s: Subject) {
+    let store = &s.store;
+    store.revoke_jti("j1", T0 + 100, s.at(T0)).await.unwrap();
+    assert!(store.is_revoked(Some("j1"), None, s.at(T0 + 50)).await.unwrap());
+    assert!(!store.is_revoked(Some("j2"), None, s.at(T0 + 50)).await.unwrap());
+    assert!(
+        !store.is_revoked(None, Some("unknown"), s.at(T0)).await.unwrap(),
+        "unknown family is not revoked"
+    );
+    store.revoke_family("never-seen", T0 + 500, s.at(T0)).await.unwrap();
+    assert!(store.is_revoked(None, Some("never-seen"), s.at(T0 + 1)).await.unwrap());
+    s.at(T0);
+    login(&**store, "f3").await;
+    store.revoke_family("f3", T0 + 500, s.at(T0)).await.unwrap();
+    assert!(store.is_revoked(Some("other"), Some("f3"), s.at(T0 + 1)).await.unwrap());
+    assert_eq!(store.rotate(&req("f3", "r0", "r1"), s.at(T0 + 2)).await.unwrap(), RotateOutcome::Dead);
 }
 
-pub async fn purge(store: Arc<dyn Store>) {
-    store.revoke_jti("short", T0 + 10, T0).await.unwrap();
-    login(&*store, "p1").await;
-    store.rotate(&req("p1", "r0", "r1"), T0 + 1).await.unwrap();
-    let dropped = store.purge(T0 + 1 + GRACE, GRACE).await.unwrap();
+pub async fn purge(s: Subject) {
+    let store = &s.store;
+    store.revoke_jti("short", T0 + 10, s.at(T0)).await.unwrap();
+    s.at(T0);
+    login(&**store, "p1").await;
+    store.rotate(&req("p1", "r0", "r1"), s.at(T0 + 1)).await.unwrap();
+    let dropped = store.purge(s.at(T0 + 1 + GRACE), GRACE).await.unwrap();
     assert_eq!(dropped, 1, "the expired jti revocation is dropped, the live family kept");
     let fam = store.family("p1").await.unwrap().unwrap();
     assert!(fam.prev_result.is_none(), "prev_result erased after the grace");
-    assert!(!store.is_revoked(Some("short"), None, T0 + 11).await.unwrap());
-    let dropped = store.purge(T0 + MAX_SESSION + 1, GRACE).await.unwrap();
+    assert!(!store.is_revoked(Some("short"), None, s.at(T0 + 11)).await.unwrap());
+    let dropped = store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
     assert_eq!(dropped, 1, "the family past max_session is dropped");
     assert!(store.family("p1").await.unwrap().is_none());
 }
 
 /// 50 racing refreshes of the same token: exactly one rotation, and all 50
 /// answers carry the same pair.
-pub async fn concurrent_rotation_is_single(store: Arc<dyn Store>) {
-    login(&*store, "race").await;
+pub async fn concurrent_rotation_is_single(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "race").await;
+    let now = s.at(T0 + 5);
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.rotate(&req("race", "r0", &format!("c{i}")), T0 + 5).await.unwrap()
+            store.rotate(&req("race", "r0", &format!("c{i}")), now).await.unwrap()
         }));
     }
     let mut rotated = 0;
@@ -163,13 +221,34 @@ macro_rules! conformance {
     };
 }
 
-fn embedded() -> Arc<dyn Store> {
+fn embedded() -> Subject {
     let dir = tempfile::tempdir().unwrap().keep();
-    Arc::new(jwtgate::store::EmbeddedStore::open(&dir.join("s.redb")).unwrap())
+    Subject::caller_clock(Arc::new(jwtgate::store::EmbeddedStore::open(&dir.join("s.redb")).unwrap()))
 }
 
-conformance!(memory, Arc::new(jwtgate::store::MemoryStore::new()));
+/// A private redis-server per test (so `purge` counts only this test's
+/// records); the script clock is moved with the store's clock offset.
+async fn redis() -> Subject {
+    let server = redis_server::RedisServer::start();
+    let settings = StoreSettings {
+        backend: StoreBackend::Redis,
+        path: Default::default(),
+        url: Some(server.url()),
+        timeout: Duration::from_secs(2),
+        max_staleness: Duration::from_secs(5),
+    };
+    let store = Arc::new(RedisStore::connect(&settings).await.unwrap());
+    let clock = store.clone();
+    Subject {
+        store,
+        set_clock: Box::new(move |t| clock.set_clock_offset(t - SystemClock.now())),
+        _guard: Some(Box::new(server)),
+    }
+}
+
+conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
 conformance!(embedded, embedded());
+conformance!(redis, redis().await);
 
 #[tokio::test]
 async fn embedded_state_survives_reopen() {
