@@ -27,6 +27,9 @@ export JWTGATE_PYTHON
 # start private servers on free loopback ports (no persistence).
 command -v redis-server >/dev/null || need_root_apt redis-server
 
+# curl: tests/ops_tls.rs checks HTTP/2 over TLS with a real client.
+command -v curl >/dev/null || need_root_apt curl
+
 "$JWTGATE_PYTHON" tests/python/selftest.py
 cargo test --all-targets --locked
 

@@ -28,10 +28,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let settings = gw.snapshot().runtime.server.clone();
-    let tls = match &settings.tls {
-        Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(files).map_err(io::Error::other)?)),
-        None => None,
-    };
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -56,7 +52,9 @@ pub async fn serve(
         let gw = gw.clone();
         let settings = gw.snapshot().runtime.server.clone();
         let stop = stop_rx.clone();
-        let tls = tls.clone();
+        // From the current snapshot: a reload that renewed the certificate
+        // applies to the next connection.
+        let tls = settings.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
         tokio::spawn(async move {
             let metrics_gw = gw.clone();
             let _active = crate::metrics::ConnectionGuard::new(&metrics_gw.metrics.connections_active);

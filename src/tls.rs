@@ -1,14 +1,13 @@
-//! TLS termination with rustls: certificate chain + key from PEM files, ALPN
-//! `h2` and `http/1.1`.
+//! TLS with rustls: termination (certificate chain + key from PEM files, ALPN
+//! `h2` and `http/1.1`) and the client side of https upstreams (system roots
+//! plus an upstream's `tls_ca`).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
-
-use crate::config::TlsFiles;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why the certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +16,17 @@ pub enum TlsError {
     Certificate { path: String, reason: String },
     #[error("{path}: no PEM private key could be read ({reason})")]
     Key { path: String, reason: String },
+    #[error("{path}: no CA certificate could be added as a trust root ({reason})")]
+    Root { path: String, reason: String },
     #[error("certificate and key do not form a usable pair: {0}")]
     Config(#[from] rustls::Error),
 }
 
 /// Builds the server config; done at startup (and on reload), never per connection.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| TlsError::Key { path: files.key.display().to_string(), reason: e.to_string() })?;
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key { path: key.display().to_string(), reason: e.to_string() })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -33,6 +34,46 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The trust roots of an https upstream: the system roots (read once per
+/// process) plus every certificate in `extra_ca` (the upstream's `tls_ca`).
+pub fn upstream_roots(extra_ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut roots = system_roots().clone();
+    if let Some(path) = extra_ca {
+        let err = |reason: String| TlsError::Root { path: path.display().to_string(), reason };
+        for cert in read_certs(path).map_err(|e| err(e.to_string()))? {
+            roots.add(cert).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// The client config for upstream connections; built with each config
+/// snapshot, never per connection. ALPN is left to the connector.
+pub fn client_config(roots: RootCertStore) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The platform's trust store, loaded on first use. Unreadable entries are
+/// skipped (logged): one bad file must not make every https upstream fail.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "a system trust root could not be read");
+        }
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "system trust roots loaded");
+        roots
+    })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

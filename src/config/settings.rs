@@ -50,6 +50,9 @@ pub struct ServerSettings {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Loaded at config load, so a reload picks up renewed certificates and a
+    /// bad certificate is a config error, not a failure at the first handshake.
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// The validated `[admin]`.

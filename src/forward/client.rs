@@ -1,14 +1,30 @@
 //! The upstream side: one pooled keep-alive client per `[[upstreams]]` entry,
 //! round-robin over its URLs, connect and response-header timeouts.
+//!
+//! A target that fails to connect is skipped for a while (1 s, doubling per
+//! consecutive failure up to 30 s); when its pause ends one request probes it
+//! while the others keep going elsewhere. A request whose connect failed has
+//! sent nothing, so it is re-sent once to another target, whatever its method,
+//! as long as its body was never read (see [`ReplayBody`]).
+//!
+//! https targets: rustls with the system roots plus the upstream's `tls_ca`,
+//! HTTP/1.1 only (ALPN `http/1.1`); h2 upstreams are not supported, since an
+//! upstream URL has no way to ask for them yet.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -16,23 +32,58 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 
+/// First pause after a connect failure; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest pause: a target that came back is found within this.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// One named upstream and its connection pool.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    targets: Vec<(Scheme, http::uri::Authority)>,
+    targets: Vec<Target>,
     next: AtomicUsize,
     timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    /// How long a probe of a paused target keeps others off it.
+    probe_hold: Duration,
+    /// Zero point of the targets' `paused_until` clocks.
+    epoch: Instant,
+    client: Client<HttpsConnector<HttpConnector>, ReplayBody>,
+}
+
+/// Why an attempt got no response.
+enum Failure {
+    /// No connection (refused, connect timeout, TLS handshake): nothing was sent.
+    Connect,
+    /// The connection was made; the request may have been (partly) sent.
+    Exchange,
+}
+
+/// One URL of an upstream and whether it is being skipped.
+#[derive(Debug)]
+struct Target {
+    scheme: Scheme,
+    authority: Authority,
+    /// Consecutive connect failures; 0 = healthy.
+    failures: AtomicU32,
+    /// Milliseconds after `Upstream::epoch` until which the target is skipped.
+    paused_until: AtomicU64,
 }
 
 impl Upstream {
     /// Builds the pool; no connection is opened until the first request.
     pub fn new(settings: &UpstreamSettings, idle_timeout: Duration) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(settings))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle_timeout)
             .pool_timer(TokioTimer::new())
@@ -41,44 +92,231 @@ impl Upstream {
         let targets = settings
             .urls
             .iter()
-            .filter_map(|u| Some((u.scheme()?.clone(), u.authority()?.clone())))
+            .filter_map(|u| {
+                Some(Target {
+                    scheme: u.scheme()?.clone(),
+                    authority: u.authority()?.clone(),
+                    failures: AtomicU32::new(0),
+                    paused_until: AtomicU64::new(0),
+                })
+            })
             .collect();
         Upstream {
             name: settings.name.clone(),
             targets,
             next: AtomicUsize::new(0),
             timeout: settings.timeout,
+            probe_hold: settings.connect_timeout + Duration::from_millis(500),
+            epoch: Instant::now(),
             client,
         }
     }
 
-    /// Points `req` at the next target (keeping its path and query) and sends it.
-    /// Connection failures → 502, no response headers within `timeout` → 504.
-    pub async fn send(&self, mut req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
-        let (scheme, authority) = self.pick().ok_or(GatewayError::UpstreamUnavailable)?;
-        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| GatewayError::Internal)?;
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+    /// Points `req` at the next target (keeping its path and query) and sends it
+    /// as HTTP/1.1, the client's Host (HTTP/2: `:authority`) unchanged. A connect
+    /// failure is re-sent once to another target; then 502. No response headers
+    /// within `timeout`, retry included → 504.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+        match tokio::time::timeout(self.timeout, self.send_with_retry(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.name, error = %e, connect = e.is_connect(), "upstream request failed");
-                Err(GatewayError::UpstreamUnavailable)
-            }
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(result) => result,
         }
     }
 
-    fn pick(&self) -> Option<&(Scheme, http::uri::Authority)> {
-        if self.targets.is_empty() {
-            return None;
+    async fn send_with_retry(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+        let (mut parts, body) = req.into_parts();
+        if !parts.headers.contains_key(HOST) {
+            if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                parts.headers.insert(HOST, value);
+            }
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
-        self.targets.get(i)
+        if parts.version > Version::HTTP_11 {
+            parts.version = Version::HTTP_11;
+        }
+        let first = self.pick(None).ok_or(GatewayError::UpstreamUnavailable)?;
+        if self.targets.len() < 2 {
+            // Nowhere to re-send: no copy of the head, no shared slot.
+            let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
+            return self.attempt(first, req).await.map_err(|_| GatewayError::UpstreamUnavailable);
+        }
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let req = Request::from_parts(parts.clone(), ReplayBody::new(slot.clone()));
+        match self.attempt(first, req).await {
+            Ok(resp) => return Ok(resp),
+            Err(Failure::Exchange) => return Err(GatewayError::UpstreamUnavailable),
+            Err(Failure::Connect) => {}
+        }
+        // Nothing reached the upstream; re-send only a body nobody has read.
+        if slot.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
+            return Err(GatewayError::UpstreamUnavailable);
+        }
+        let second = self.pick(Some(first)).ok_or(GatewayError::UpstreamUnavailable)?;
+        let req = Request::from_parts(parts, ReplayBody::new(slot));
+        self.attempt(second, req).await.map_err(|_| GatewayError::UpstreamUnavailable)
+    }
+
+    /// Sends `req` (origin-form) to target `i` and keeps its pause state.
+    async fn attempt(&self, i: usize, mut req: Request<ReplayBody>) -> Result<Response<Incoming>, Failure> {
+        let target = &self.targets[i];
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| Failure::Exchange)?;
+        match self.client.request(req).await {
+            Ok(resp) => {
+                self.mark_reachable(target);
+                Ok(resp)
+            }
+            Err(err) if err.is_connect() => {
+                self.mark_unreachable(target, &err);
+                Err(Failure::Connect)
+            }
+            Err(err) => {
+                self.mark_reachable(target);
+                tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+                Err(Failure::Exchange)
+            }
+        }
+    }
+
+    /// The next target in turn that is not paused (and not `avoid`). When all are
+    /// paused, the next one anyway: a slow answer beats refusing outright.
+    fn pick(&self, avoid: Option<usize>) -> Option<usize> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n).map(|k| (start + k) % n).filter(|&i| Some(i) != avoid);
+        let now = self.now_ms();
+        let hold = now + self.probe_hold.as_millis() as u64;
+        for i in candidates.clone() {
+            let t = &self.targets[i];
+            let until = t.paused_until.load(Ordering::Relaxed);
+            if until <= now
+                && (t.failures.load(Ordering::Relaxed) == 0
+                    // The pause is over: this request probes, the others keep off it.
+                    || t.paused_until.compare_exchange(until, hold, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+            {
+                return Some(i);
+            }
+        }
+        candidates.into_iter().next()
+    }
+
+    /// The target answered (or at least accepted a connection).
+    fn mark_reachable(&self, target: &Target) {
+        if target.failures.swap(0, Ordering::AcqRel) != 0 {
+            target.paused_until.store(0, Ordering::Release);
+            tracing::info!(upstream = %self.name, target = %target.authority, "upstream target reachable again");
+        }
+    }
+
+    /// Pauses the target after a connect failure.
+    fn mark_unreachable(&self, target: &Target, err: &hyper_util::client::legacy::Error) {
+        let pause = self.pause(target);
+        let cause = std::error::Error::source(err).map(ToString::to_string).unwrap_or_default();
+        tracing::warn!(upstream = %self.name, target = %target.authority, ?pause, %cause, "upstream target unreachable; skipping it");
+    }
+
+    /// 1 s, doubling per consecutive failure, at most 30 s.
+    fn pause(&self, target: &Target) -> Duration {
+        let failures = target.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let pause = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(16)).min(BACKOFF_CAP);
+        target.paused_until.store(self.now_ms() + pause.as_millis() as u64, Ordering::Release);
+        pause
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The targets (`host:port`) skipped right now after connect failures.
+    pub fn paused_targets(&self) -> Vec<String> {
+        let now = self.now_ms();
+        self.targets
+            .iter()
+            .filter(|t| {
+                t.failures.load(Ordering::Relaxed) > 0 && t.paused_until.load(Ordering::Relaxed) > now
+            })
+            .map(|t| t.authority.to_string())
+            .collect()
+    }
+}
+
+/// rustls for https targets; http-only upstreams skip reading the system
+/// roots. An unreadable `tls_ca` is logged and left out, so that upstream fails
+/// verification (502) instead of being trusted by some other root.
+fn client_tls(settings: &UpstreamSettings) -> rustls::ClientConfig {
+    let wants_tls = settings.urls.iter().any(|u| u.scheme() == Some(&Scheme::HTTPS));
+    let roots = if wants_tls {
+        crate::tls::upstream_roots(settings.tls_ca.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(upstream = %settings.name, error = %e, "tls_ca unusable; trusting the system roots only");
+            crate::tls::upstream_roots(None).unwrap_or_else(|_| rustls::RootCertStore::empty())
+        })
+    } else {
+        rustls::RootCertStore::empty()
+    };
+    crate::tls::client_config(roots)
+}
+
+/// The client's request body, handed to the upstream client so that a request
+/// whose connect failed can be re-sent: the body stays in a shared slot until
+/// the client first reads it, so "still in the slot" means "no byte was sent".
+#[derive(Debug)]
+pub struct ReplayBody {
+    state: ReplayState,
+}
+
+#[derive(Debug)]
+enum ReplayState {
+    Unread(Arc<Mutex<Option<Incoming>>>),
+    Reading(Incoming),
+}
+
+impl ReplayBody {
+    fn new(slot: Arc<Mutex<Option<Incoming>>>) -> ReplayBody {
+        ReplayBody { state: ReplayState::Unread(slot) }
+    }
+
+    fn peek<T>(&self, f: impl FnOnce(Option<&Incoming>) -> T) -> T {
+        match &self.state {
+            ReplayState::Unread(slot) => f(slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref()),
+            ReplayState::Reading(body) => f(Some(body)),
+        }
+    }
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let ReplayState::Unread(slot) = &this.state {
+            let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            // Empty: an earlier attempt read it. Sending a truncated body is never right.
+            let Some(body) = taken else {
+                return Poll::Ready(Some(Err("the request body was already sent to another target".into())));
+            };
+            this.state = ReplayState::Reading(body);
+        }
+        match &mut this.state {
+            ReplayState::Reading(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ReplayState::Unread(_) => Poll::Ready(None),
+        }
+    }
+
+    // An emptied slot reports "more to come", so the client polls and meets the error.
+    fn is_end_stream(&self) -> bool {
+        self.peek(|b| b.is_some_and(Body::is_end_stream))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.peek(|b| b.map(Body::size_hint).unwrap_or_default())
     }
 }
 
@@ -95,5 +333,66 @@ impl Upstreams {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.0.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(urls: &[&str]) -> Upstream {
+        let settings = UpstreamSettings {
+            name: "app".into(),
+            urls: urls.iter().map(|u| u.parse().unwrap()).collect(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(30),
+            tls_ca: None,
+        };
+        Upstream::new(&settings, Duration::from_secs(75))
+    }
+
+    #[test]
+    fn round_robin_skips_a_paused_target() {
+        let up = upstream(&["http://a:1", "http://b:2", "http://c:3"]);
+        let picks: Vec<usize> = (0..6).map(|_| up.pick(None).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        up.pause(&up.targets[1]);
+        assert_eq!(up.paused_targets(), ["b:2"]);
+        let picks: Vec<usize> = (0..6).map(|_| up.pick(None).unwrap()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        assert_eq!(up.pick(Some(0)), Some(2), "a re-send avoids the target that failed");
+    }
+
+    #[test]
+    fn pauses_double_up_to_the_cap_and_reset_on_success() {
+        let up = upstream(&["http://a:1", "http://b:2"]);
+        let t = &up.targets[0];
+        let pauses: Vec<u64> = (0..7).map(|_| up.pause(t).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30]);
+        up.mark_reachable(t);
+        assert!(up.paused_targets().is_empty());
+        assert_eq!(up.pause(t), BACKOFF_BASE);
+    }
+
+    #[test]
+    fn one_request_probes_a_target_whose_pause_is_over() {
+        let up = upstream(&["http://a:1", "http://b:2"]);
+        up.pause(&up.targets[0]);
+        up.targets[0].paused_until.store(0, Ordering::Release); // the pause ran out
+        let picks: Vec<usize> = (0..4).map(|_| up.pick(None).unwrap()).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 1, "one probe, the rest elsewhere: {picks:?}");
+    }
+
+    #[test]
+    fn all_paused_still_picks_one() {
+        let up = upstream(&["http://a:1", "http://b:2"]);
+        up.pause(&up.targets[0]);
+        up.pause(&up.targets[1]);
+        assert!(up.pick(None).is_some());
+        assert_eq!(up.pick(Some(0)), Some(1));
+        let single = upstream(&["http://a:1"]);
+        single.pause(&single.targets[0]);
+        assert_eq!(single.pick(None), Some(0));
+        assert_eq!(single.pick(Some(0)), None);
     }
 }

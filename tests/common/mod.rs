@@ -2,6 +2,9 @@
 //! received, the real gateway on port 0 in front of it, and clients.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
+pub mod client;
+pub mod process;
 pub mod python;
 pub mod raw;
 pub mod session;

@@ -78,9 +78,21 @@ fn tls(raw: &RawServer, base_dir: &Path, errs: &mut ConfigErrors) -> Option<TlsF
     match (set(&raw.tls_cert), set(&raw.tls_key)) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            let cert = existing_file("server.tls_cert", base_dir, &cert, errs);
-            let key = existing_file("server.tls_key", base_dir, &key, errs);
-            Some(TlsFiles { cert: cert?, key: key? })
+            let (cert, key) = (
+                existing_file("server.tls_cert", base_dir, &cert, errs),
+                existing_file("server.tls_key", base_dir, &key, errs),
+            );
+            let (cert, key) = (cert?, key?);
+            match crate::tls::server_config(&cert, &key) {
+                Ok(config) => Some(TlsFiles { cert, key, config }),
+                Err(e) => {
+                    errs.push(
+                        "server.tls_cert",
+                        format!("{e}; give a PEM certificate chain and its PEM private key"),
+                    );
+                    None
+                }
+            }
         }
         (Some(_), None) => {
             errs.push("server.tls_key", "tls_cert is set but tls_key is not; write both (HTTPS) or neither");

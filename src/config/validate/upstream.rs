@@ -41,7 +41,7 @@ pub(super) fn upstreams(
             tls_ca: up
                 .tls_ca
                 .as_deref()
-                .and_then(|ca| existing_file(&keypath::join(&at, "tls_ca"), base_dir, ca, errs)),
+                .and_then(|ca| tls_ca(&keypath::join(&at, "tls_ca"), base_dir, ca, errs)),
         };
         out.push(settings);
     }
@@ -84,4 +84,16 @@ fn urls(at: &str, raw: &[String], errs: &mut ConfigErrors) -> Vec<http::Uri> {
         }
     }
     out
+}
+
+/// `tls_ca`: an existing file of PEM certificates usable as trust roots.
+fn tls_ca(key: &str, base_dir: &Path, value: &str, errs: &mut ConfigErrors) -> Option<std::path::PathBuf> {
+    let path = existing_file(key, base_dir, value, errs)?;
+    match crate::tls::upstream_roots(Some(&path)) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            errs.push(key, format!("{e}; give a PEM file of CA certificates"));
+            None
+        }
+    }
 }

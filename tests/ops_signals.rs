@@ -1,0 +1,126 @@
+//! DESIGN.md §3/§11 on the real binary: SIGTERM drains in-flight requests and
+//! refuses new connections; SIGHUP and `watch_config` reload the file, and an
+//! invalid file keeps the old config and is counted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::app::App;
+use common::client::{get_once, metrics, wait_metric, KeepAlive};
+use common::process::{GatewayProc, ProcConfig};
+use nix::sys::signal::Signal;
+use tokio::net::TcpStream;
+
+const RELOAD_OK: &str = r#"jwtgate_config_reloads_total{result="ok"}"#;
+const RELOAD_ERROR: &str = r#"jwtgate_config_reloads_total{result="error"}"#;
+
+/// Polls `/api/x` until it answers `status`; returns how long that took.
+async fn wait_status(gw: &GatewayProc, status: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = get_once(gw.config.listen, "/api/x").await.unwrap();
+        if answer.status == status {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "still {answer:?} after {within:?}; log:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
+    let app = App::start("slow", Duration::from_secs(2)).await;
+    let mut gw = GatewayProc::start(ProcConfig::new(app.addr)).await;
+    let listen = gw.config.listen;
+
+    // 16 requests on their own connections plus 4 on kept-alive ones, all in flight.
+    let mut inflight = Vec::new();
+    for i in 0..20 {
+        inflight.push(tokio::spawn(async move {
+            if i % 5 == 0 {
+                let mut conn = KeepAlive::connect(listen).await?;
+                conn.get("/public/warm").await?;
+                conn.get(&format!("/public/slow/{i}")).await
+            } else {
+                get_once(listen, &format!("/public/slow/{i}")).await
+            }
+        }));
+    }
+    let started = Instant::now();
+    while app.hits() < 24 {
+        assert!(started.elapsed() < Duration::from_secs(10), "only {} requests reached the app", app.hits());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+
+    // The listener closes at once, long before the slow answers are due.
+    let refused = loop {
+        if TcpStream::connect(listen).await.is_err() {
+            break signalled.elapsed();
+        }
+        assert!(signalled.elapsed() < Duration::from_millis(1500), "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(gw.child.try_wait().unwrap().is_none(), "exited before draining");
+
+    for (i, task) in inflight.into_iter().enumerate() {
+        let answer = task.await.unwrap().unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        assert_eq!((answer.status, answer.body.as_str()), (200, "slow"), "request {i}");
+    }
+    let status = gw.wait_exit(Duration::from_secs(10)).await.expect("exited within 10 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "log:\n{}", gw.log());
+    eprintln!("refused after {refused:?}, exited after {:?}", signalled.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_an_invalid_file_keeps_the_old_config() {
+    let app = App::start("app", Duration::ZERO).await;
+    let gw = GatewayProc::start(ProcConfig::new(app.addr)).await;
+    let admin = gw.config.admin;
+    assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 200);
+
+    let access = ProcConfig { api_policy: "access", ..gw.config.clone() };
+    gw.write_config(&access.text());
+    gw.signal(Signal::SIGHUP);
+    let took = wait_status(&gw, 401, Duration::from_secs(3)).await;
+    wait_metric(admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
+    eprintln!("SIGHUP applied within {took:?}");
+
+    // A policy that does not exist: rejected whole, the access policy stays.
+    gw.write_config(&access.text().replace(r#"policy = "access""#, r#"policy = "sometimes""#));
+    gw.signal(Signal::SIGHUP);
+    wait_metric(admin, RELOAD_ERROR, 1.0, Duration::from_secs(3)).await;
+    for _ in 0..5 {
+        assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 401);
+    }
+    assert_eq!(get_once(gw.config.listen, "/public/p").await.unwrap().status, 200);
+    assert_eq!(metrics(admin).await[RELOAD_OK], 1.0);
+    assert!(gw.log().contains("sometimes"), "every error is logged with its key; log:\n{}", gw.log());
+
+    // Fixed file, another SIGHUP: back to public.
+    gw.write_config(&gw.config.text());
+    gw.signal(Signal::SIGHUP);
+    wait_status(&gw, 200, Duration::from_secs(3)).await;
+    wait_metric(admin, RELOAD_OK, 2.0, Duration::from_secs(1)).await;
+    assert_eq!(metrics(admin).await[RELOAD_ERROR], 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_reloads_an_edited_file_without_a_signal() {
+    let app = App::start("app", Duration::ZERO).await;
+    let gw = GatewayProc::start(ProcConfig { watch_config: true, ..ProcConfig::new(app.addr) }).await;
+    assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 200);
+
+    let access = ProcConfig { api_policy: "access", ..gw.config.clone() };
+    gw.write_config(&access.text());
+    let took = wait_status(&gw, 401, Duration::from_secs(5)).await;
+    wait_metric(gw.config.admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
+    eprintln!("file change applied within {took:?}");
+
+    // An invalid edit is counted and changes nothing.
+    gw.write_config("[server\n");
+    wait_metric(gw.config.admin, RELOAD_ERROR, 1.0, Duration::from_secs(5)).await;
+    assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 401);
+}
