@@ -73,11 +73,19 @@ fn tls_files_resolve_relative_to_base_and_must_exist() {
     assert!(server(&raw, dir.path(), &mut errs).is_none());
     assert_eq!(keys(&errs), ["server.tls_key"]);
     assert!(errs.0[0].message.contains("missing.pem does not exist"));
-    std::fs::write(dir.path().join("missing.pem"), "x").unwrap();
+    // Real PEM now: the certificate and key are loaded at config load.
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), pair.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("missing.pem"), pair.signing_key.serialize_pem()).unwrap();
     let mut errs = ConfigErrors::default();
     let tls = server(&raw, dir.path(), &mut errs).unwrap().tls.unwrap();
     assert_eq!(tls.cert, dir.path().join("cert.pem"));
     assert_eq!(tls.key, dir.path().join("missing.pem"));
+    // A file that is there but holds no certificate is an error too.
+    std::fs::write(dir.path().join("cert.pem"), "x").unwrap();
+    let mut errs = ConfigErrors::default();
+    assert!(server(&raw, dir.path(), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["server.tls_cert"]);
 }
 
 #[test]

@@ -75,7 +75,13 @@ fn no_urls_is_an_error() {
 #[test]
 fn timeouts_and_tls_ca() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "x").unwrap();
+    let mut errs = ConfigErrors::default();
+    let junk = RawUpstream { tls_ca: Some("junk.pem".into()), ..up("a", &["https://h"]) };
+    assert!(upstreams(&[junk], dir.path(), &mut errs).is_none(), "a tls_ca with no certificate is refused");
+    assert_eq!(keys(&errs), ["upstreams[0].tls_ca"]);
     let good = RawUpstream { tls_ca: Some("ca.pem".into()), ..up("a", &["https://h"]) };
     let mut errs = ConfigErrors::default();
     let ups = upstreams(std::slice::from_ref(&good), dir.path(), &mut errs).unwrap();
