@@ -1,0 +1,151 @@
+//! Key rotation by reload, the connection cap, and logs that never carry a
+//! credential.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::raw::get;
+use common::*;
+use jwtgate::token::TokenType;
+use serde_json::Map;
+
+const SECRET_2: &str = "second-secret-second-secret-second-secret-00";
+
+fn config(tokens: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[log]
+access_log = false
+{tokens}
+[store]
+backend = "memory"
+[[upstreams]]
+name = "app"
+urls = ["http://{{upstream}}"]
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#
+    )
+}
+
+fn reload(gw: &TestGateway, up: &Upstream, tokens: &str) {
+    let text = config(tokens).replace("{upstream}", &up.addr.to_string());
+    gw.gateway.swap(jwtgate::config::parse(&text, std::path::Path::new(".")).expect("valid reload"));
+}
+
+#[tokio::test]
+async fn key_rotation_by_reload_accepts_the_new_kid_at_once_and_the_old_until_removed() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&config(&format!("[tokens]\nsecret = \"{SECRET}\"\nkid = \"k1\"")), up.addr, None)
+        .await;
+    let old = mint(&gw, TokenType::Access, false, unix_now(), &Map::new());
+    let bearer = |t: &str| format!("Bearer {t}");
+    assert_eq!(get(gw.addr, "/api/x", &[("Authorization", &bearer(&old))]).await.status, 200);
+    // Rotate: k2 signs, k1 still verifies.
+    reload(
+        &gw,
+        &up,
+        &format!(
+            "[tokens]\nsecret = \"{SECRET_2}\"\nkid = \"k2\"\n[[tokens.accept]]\nkid = \"k1\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\""
+        ),
+    );
+    let new = mint(&gw, TokenType::Access, false, unix_now(), &Map::new());
+    assert_eq!(
+        get(gw.addr, "/api/x", &[("Authorization", &bearer(&new))]).await.status,
+        200,
+        "new kid at once"
+    );
+    assert_eq!(get(gw.addr, "/api/x", &[("Authorization", &bearer(&old))]).await.status, 200, "old kid kept");
+    // Retire k1.
+    reload(&gw, &up, &format!("[tokens]\nsecret = \"{SECRET_2}\"\nkid = \"k2\""));
+    get(gw.addr, "/api/x", &[("Authorization", &bearer(&old))]).await.assert_problem(401, "invalid_token");
+    assert_eq!(get(gw.addr, "/api/x", &[("Authorization", &bearer(&new))]).await.status, 200);
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_at_once() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = config(&format!("[tokens]\nsecret = \"{SECRET}\""))
+        .replace("[server]\n", "[server]\nmax_connections = 2\n");
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    // Two idle connections hold both permits (wait until the gateway has them).
+    let a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let b = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut metric = 0;
+    while metric < 2 && std::time::Instant::now() < deadline {
+        metric = gw.gateway.metrics.connections_active.get();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric, 2, "both connections accepted");
+    let third = get(gw.addr, "/api/x", &[]).await;
+    assert_eq!(third.status, 0, "the third connection is closed without a response: {third:?}");
+    drop((a, b));
+    // Capacity is back once they close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = get(gw.addr, "/api/x", &[]).await;
+        if resp.status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "capacity never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn json_access_logs_never_carry_a_token_or_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nwatch_config = false\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
+         [tokens]\nsecret = \"{SECRET}\"\nlocations = [\"headers\", \"cookies\", \"query\"]\n[store]\nbackend = \"memory\"\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9\"]\n\
+         [[routes]]\npath = \"/api/**\"\npolicy = \"access\"\nupstream = \"app\"\n"
+    );
+    std::fs::write(dir.path().join("gateway.toml"), cfg).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(["run", "-c"])
+        .arg(dir.path().join("gateway.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "gateway did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A forged token in every location, plus a secret-looking query value.
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJlLXRoYXQtaXMtbm90LXJlYWw";
+    for req in [
+        format!("GET /api/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/b HTTP/1.1\r\nHost: t\r\nCookie: access_token_cookie={token}\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/c?token={token}&q=hunter2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    }
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let out = child.wait_with_output().unwrap();
+    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let access: Vec<&str> = logs.lines().filter(|l| l.contains("jwtgate::access")).collect();
+    assert_eq!(access.len(), 3, "one access event per request:\n{logs}");
+    for line in &access {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(event["fields"]["status"], 401, "{line}");
+    }
+    for secret in [token, "eyJzdWIiOiJtYWxsb3J5In0", "hunter2", SECRET] {
+        assert!(!logs.contains(secret), "a credential reached the logs: {secret}\n{logs}");
+    }
+}
