@@ -134,9 +134,17 @@ async fn serve_connection<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| pipeline::handle(gw.clone(), conn, req));
     let io = TokioIo::new(stream);
     if is_h2 {
+        let idle = Arc::new(Idle::default());
+        let tracker = idle.clone();
+        let service = service_fn(move |req| {
+            let (gw, tracker) = (gw.clone(), tracker.clone());
+            async move {
+                let _busy = tracker.begin();
+                pipeline::handle(gw, conn, req).await
+            }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -151,9 +159,13 @@ where
         tokio::select! {
             res = conn.as_mut() => return Ok(res?),
             _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            () = idle.expired(settings.idle_timeout) => conn.as_mut().graceful_shutdown(),
         }
         conn.await?;
-    } else {
+        return Ok(());
+    }
+    let service = service_fn(move |req| pipeline::handle(gw.clone(), conn, req));
+    {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -169,4 +181,50 @@ where
         conn.await?;
     }
     Ok(())
+}
+
+/// Idleness of an HTTP/2 connection: no request in flight for `idle_timeout`.
+/// hyper's HTTP/2 server has no idle timer, and its keep-alive pings would
+/// keep an idle connection open forever. (HTTP/1 idles are closed by
+/// `header_read_timeout`, set to min(idle_timeout, header_read_timeout).)
+#[derive(Debug)]
+struct Idle {
+    in_flight: std::sync::atomic::AtomicUsize,
+    since: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle { in_flight: 0.into(), since: std::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+}
+
+/// Marks one request in flight until dropped.
+struct Busy<'a>(&'a Idle);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.since.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Idle {
+    fn begin(&self) -> Busy<'_> {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(self)
+    }
+
+    /// Resolves once the connection has had no request for `timeout`.
+    async fn expired(&self, timeout: Duration) {
+        loop {
+            let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+            let busy = self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
+            if !busy && since.elapsed() >= timeout {
+                return;
+            }
+            let wait = if busy { timeout } else { timeout.saturating_sub(since.elapsed()) };
+            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+        }
+    }
 }

@@ -149,3 +149,39 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
         assert!(!logs.contains(secret), "a credential reached the logs: {secret}\n{logs}");
     }
 }
+
+async fn h2_connect(
+    addr: std::net::SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>, tokio::task::JoinHandle<()>)
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (
+        send,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+#[tokio::test]
+async fn idle_http2_connections_close_after_idle_timeout_but_busy_ones_do_not() {
+    let hung = Upstream::start(UpstreamBehavior::Hang).await;
+    let cfg = base_config("[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n")
+        .replace("[server]\n", "[server]\nidle_timeout = \"1s\"\n");
+    let gw = start_gateway(&cfg, hung.addr, None).await;
+    // Busy: a request that takes 2 s (upstream timeout → 504) outlives idle_timeout.
+    let (mut send, conn) = h2_connect(gw.addr).await;
+    let req = http::Request::get("http://app.test/slow").body(http_body_util::Empty::new()).unwrap();
+    let started = std::time::Instant::now();
+    let resp = send.send_request(req).await.expect("a busy connection is not closed as idle");
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // Idle: closed (GOAWAY) about idle_timeout after the last response.
+    tokio::time::timeout(Duration::from_secs(5), conn).await.expect("idle h2 connection still open").unwrap();
+}
