@@ -23,7 +23,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(runtime: Runtime) -> Snapshot {
-        let upstreams = Upstreams::new(&runtime.upstreams, runtime.server.idle_timeout);
+        Snapshot::succeeding(runtime, None)
+    }
+
+    /// A snapshot after `previous`: unchanged upstreams keep their pools.
+    fn succeeding(runtime: Runtime, previous: Option<&Snapshot>) -> Snapshot {
+        let upstreams = Upstreams::rebuild(
+            &runtime.upstreams,
+            runtime.server.idle_timeout,
+            previous.map(|p| &p.upstreams),
+        );
         let strip = StripRules::new(&runtime.forward, &runtime.sessions.identity_header);
         Snapshot { runtime, upstreams, strip }
     }
@@ -53,7 +62,8 @@ impl Gateway {
     /// Installs a validated config; in-flight requests finish on their own snapshot.
     pub fn swap(&self, runtime: Runtime) {
         register_routes(&self.metrics, &runtime);
-        self.current.store(Arc::new(Snapshot::new(runtime)));
+        let previous = self.current.load();
+        self.current.store(Arc::new(Snapshot::succeeding(runtime, Some(&previous))));
     }
 }
 

@@ -185,3 +185,21 @@ async fn idle_http2_connections_close_after_idle_timeout_but_busy_ones_do_not() 
     // Idle: closed (GOAWAY) about idle_timeout after the last response.
     tokio::time::timeout(Duration::from_secs(5), conn).await.expect("idle h2 connection still open").unwrap();
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_pool_of_an_unchanged_upstream() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let tokens = format!("[tokens]\nsecret = \"{SECRET}\"");
+    let gw = start_gateway(&config(&tokens), up.addr, None).await;
+    let before = gw.gateway.snapshot().upstreams.get("app").unwrap().clone();
+    reload(&gw, &up, &tokens.replace("[tokens]", "[tokens]\nleeway = \"10s\""));
+    let after = gw.gateway.snapshot().upstreams.get("app").unwrap().clone();
+    assert!(std::sync::Arc::ptr_eq(&before, &after), "same settings: same pool");
+    let text = config(&tokens)
+        .replace("{upstream}", &up.addr.to_string())
+        .replace("urls = [", "timeout = \"9s\"\nurls = [");
+    gw.gateway.swap(jwtgate::config::parse(&text, std::path::Path::new(".")).unwrap());
+    let changed = gw.gateway.snapshot().upstreams.get("app").unwrap().clone();
+    assert!(!std::sync::Arc::ptr_eq(&after, &changed), "changed settings: a new pool");
+    assert_eq!(get(gw.addr, "/api/x", &[]).await.status, 401, "still serving");
+}

@@ -173,7 +173,7 @@ pub struct ErrorSettings {
 }
 
 /// One validated `[[upstreams]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     pub name: String,
     /// `http://` or `https://` authority-only URLs (a path is a config error).

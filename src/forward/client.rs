@@ -51,6 +51,9 @@ pub struct Upstream {
     /// Zero point of the targets' `paused_until` clocks.
     epoch: Instant,
     client: Client<HttpsConnector<HttpConnector>, ReplayBody>,
+    /// What it was built from: a reload with the same settings keeps this
+    /// pool (warm connections, skip state) instead of building a new one.
+    built_from: (UpstreamSettings, Duration),
 }
 
 /// Why an attempt got no response.
@@ -108,6 +111,7 @@ impl Upstream {
             timeout: settings.timeout,
             probe_hold: settings.connect_timeout + Duration::from_millis(500),
             epoch: Instant::now(),
+            built_from: (settings.clone(), idle_timeout),
             client,
         }
     }
@@ -326,8 +330,29 @@ pub struct Upstreams(HashMap<String, Arc<Upstream>>);
 
 impl Upstreams {
     pub fn new(settings: &[UpstreamSettings], idle_timeout: Duration) -> Upstreams {
+        Upstreams::rebuild(settings, idle_timeout, None)
+    }
+
+    /// For a reload: an upstream whose settings did not change keeps its pool
+    /// from `previous`. One with `tls_ca` is always rebuilt, so a renewed CA
+    /// file at the same path is read again.
+    pub fn rebuild(
+        settings: &[UpstreamSettings],
+        idle_timeout: Duration,
+        previous: Option<&Upstreams>,
+    ) -> Upstreams {
+        let reuse = |s: &UpstreamSettings| {
+            let old = previous?.0.get(&s.name)?;
+            (s.tls_ca.is_none() && old.built_from.0 == *s && old.built_from.1 == idle_timeout)
+                .then(|| old.clone())
+        };
         Upstreams(
-            settings.iter().map(|s| (s.name.clone(), Arc::new(Upstream::new(s, idle_timeout)))).collect(),
+            settings
+                .iter()
+                .map(|s| {
+                    (s.name.clone(), reuse(s).unwrap_or_else(|| Arc::new(Upstream::new(s, idle_timeout))))
+                })
+                .collect(),
         )
     }
 
