@@ -43,3 +43,7 @@ cargo build --locked --bin jwtgate
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
   | "$JWTGATE_PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 "$JWTGATE_PYTHON" tests/browser/demo_flow.py "$TARGET_DIR/debug/jwtgate"
+
+# The peer comparison's jwtgate part, briefly, so the script does not rot
+# (the full comparison is `bash benches/compare/run.sh`, not a test).
+bash benches/compare/run.sh --smoke

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Peer comparison (issue 6, DESIGN.md §12): the same upstream, the same CPU
+# budget, one run. Each proxy is pinned to CPU 0 with one worker (nginx
+# worker_processes 1, HAProxy nbthread 1, jwtgate TOKIO_WORKER_THREADS=1);
+# the shared upstream (nginx `return 200`) and wrk share CPU 1.
+#
+#   benches/compare/run.sh            full table (~2 min after the build)
+#   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
+#                                     exits non-zero if any request fails
+#
+# Env: DURATION (default 10s), CONNS (default 32). Loopback only.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+SECRET=compare-secret-compare-secret-0123456789
+
+need() {
+  local missing=()
+  for pkg in "$@"; do
+    case $pkg in
+      libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=("$pkg") ;;
+      *) command -v "$pkg" >/dev/null || missing+=("$pkg") ;;
+    esac
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "run.sh: please install: ${missing[*]}" >&2
+    exit 1
+  fi
+}
+if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk curl; fi
+
+cd "$ROOT"
+PROFILE=release
+[ $SMOKE = 1 ] && PROFILE=dev
+cargo build --locked --bin jwtgate $([ $PROFILE = release ] && echo --release) >&2
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+JWTGATE="$TARGET_DIR/$([ $PROFILE = release ] && echo release || echo debug)/jwtgate"
+WORK="$TARGET_DIR/compare"
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "run.sh: nothing listens on port $1" >&2; return 1
+}
+render() { # render TEMPLATE OUT KEY=VALUE...
+  local tpl=$1 out=$2; shift 2
+  local text; text=$(cat "$tpl")
+  text=${text//\{\{WORK\}\}/$WORK}; text=${text//\{\{HERE\}\}/$HERE}; text=${text//\{\{UPSTREAM_PORT\}\}/$UPSTREAM_PORT}
+  for kv in "$@"; do text=${text//\{\{${kv%%=*}\}\}/${kv#*=}}; done
+  printf '%s\n' "$text" > "$out"
+}
+
+UPSTREAM_PORT=$(free_port)
+render "$HERE/nginx-upstream.conf" "$WORK/upstream.conf"
+taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" -e "$WORK/upstream-error.log" &
+PIDS+=($!)
+wait_port "$UPSTREAM_PORT"
+
+# jwtgate configs and tokens: HS256, RS256, ES256.
+jwtgate_config() { # name key-lines
+  local port; port=$(free_port)
+  render "$HERE/jwtgate.toml" "$WORK/$1.toml" "PORT=$port" "NAME=$1" "KEY=$2"
+  echo "$port"
+}
+HS_PORT=$(jwtgate_config hs256 "secret = \"$SECRET\"")
+HS_TOKEN=$("$JWTGATE" token mint -c "$WORK/hs256.toml" --sub bench)
+if [ $SMOKE = 0 ]; then
+  "$JWTGATE" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
+  "$JWTGATE" keygen --alg ES256 --out "$WORK/es256" >/dev/null
+  RS_PORT=$(jwtgate_config rs256 "algorithm = \"RS256\"
+private_key = \"$WORK/rs256/signing.pem\"")
+  ES_PORT=$(jwtgate_config es256 "algorithm = \"ES256\"
+private_key = \"$WORK/es256/signing.pem\"")
+  RS_TOKEN=$("$JWTGATE" token mint -c "$WORK/rs256.toml" --sub bench)
+  ES_TOKEN=$("$JWTGATE" token mint -c "$WORK/es256.toml" --sub bench)
+fi
+
+# One row: name, port, token ("" = none), command... (started pinned to CPU 0).
+ROWS=()
+run_row() {
+  local name=$1 port=$2 token=$3; shift 3
+  taskset -c 0 "$@" > "$WORK/$name.out" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_port "$port"
+  local auth=()
+  [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
+  # Correctness first: the token passes, and (for auth contestants) no token is refused.
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "http://127.0.0.1:$port/api/x")
+  [ "$code" = 200 ] || { echo "run.sh: $name answered $code to a valid request" >&2; cat "$WORK/$name.out" >&2; exit 1; }
+  if [ -n "$token" ]; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/x")
+    [ "$code" = 401 ] || { echo "run.sh: $name answered $code without a token" >&2; exit 1; }
+  fi
+  local out
+  if [ $SMOKE = 1 ]; then
+    out=$(taskset -c 1 wrk -t1 -c4 -d1s --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
+  else
+    taskset -c 1 wrk -t1 -c"$CONNS" -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
+  fi
+  echo "$out" > "$WORK/$name.wrk"
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+    echo "run.sh: $name had failed requests:" >&2; echo "$out" >&2; exit 1
+  fi
+  local rss=""
+  [ "${name#jwtgate}" != "$name" ] && rss=$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$pid/status")
+  ROWS+=("$name|$(python3 "$HERE/parse_wrk.py" < "$WORK/$name.wrk")|$rss")
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+export TOKIO_WORKER_THREADS=1
+if [ $SMOKE = 1 ]; then
+  run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
+  python3 "$HERE/table.py" "${ROWS[@]}"
+  REQS=$(python3 -c 'import re,sys; print(int(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1)))' "$WORK/jwtgate-hs256.wrk")
+  [ "$REQS" -ge 100 ] || { echo "run.sh: smoke sent only $REQS requests" >&2; exit 1; }
+  echo "compare smoke: $REQS requests through jwtgate HS256, all 200"
+  exit 0
+fi
+
+run_row direct "$UPSTREAM_PORT" "" true
+NGX_PORT=$(free_port); render "$HERE/nginx-proxy.conf" "$WORK/nginx-proxy.conf" "PORT=$NGX_PORT"
+run_row nginx-proxy_pass "$NGX_PORT" "" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
+NJS_PORT=$(free_port); render "$HERE/nginx-njs.conf" "$WORK/nginx-njs.conf" "PORT=$NJS_PORT"
+run_row nginx-njs-hs256 "$NJS_PORT" "$HS_TOKEN" nginx -c "$WORK/nginx-njs.conf" -p "$WORK" -e "$WORK/nginx-njs-error.log"
+HAP_HS=$(free_port); HAP_RS=$(free_port)
+render "$HERE/haproxy.cfg" "$WORK/haproxy.cfg" "PORT_HS=$HAP_HS" "PORT_RS=$HAP_RS"
+taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
+HAP_PID=$!; PIDS+=("$HAP_PID")
+wait_port "$HAP_HS"
+run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
+run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
+kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
+run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
+run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
+run_row jwtgate-es256 "$ES_PORT" "$ES_TOKEN" "$JWTGATE" run -c "$WORK/es256.toml"
+python3 "$HERE/table.py" "${ROWS[@]}"
+
+# Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
+ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
+IDLE_PORT=$(free_port)
+render "$HERE/jwtgate.toml" "$WORK/idle.toml" "PORT=$IDLE_PORT" "NAME=idle" "KEY=secret = \"$SECRET\""
+sed -i 's/^watch_config = false/watch_config = false\nmax_connections = 20000\nheader_read_timeout = "600s"\nidle_timeout = "600s"/' "$WORK/idle.toml"
+taskset -c 0 "$JWTGATE" run -c "$WORK/idle.toml" > "$WORK/idle.out" 2>&1 &
+IDLE_PID=$!; PIDS+=("$IDLE_PID")
+wait_port "$IDLE_PORT"
+taskset -c 1 python3 "$HERE/idle_conns.py" "$IDLE_PORT" "$HS_TOKEN" "$IDLE_PID" 10000
