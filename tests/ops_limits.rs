@@ -203,3 +203,39 @@ async fn a_reload_keeps_the_pool_of_an_unchanged_upstream() {
     assert!(!std::sync::Arc::ptr_eq(&after, &changed), "changed settings: a new pool");
     assert_eq!(get(gw.addr, "/api/x", &[]).await.status, 401, "still serving");
 }
+
+#[tokio::test]
+async fn http2_rapid_reset_floods_cause_no_upstream_work_and_others_are_still_served() {
+    let up = Upstream::start(UpstreamBehavior::Hang).await;
+    let gw = start_gateway(
+        &base_config("[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n"),
+        up.addr,
+        None,
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(conn);
+    // CVE-2023-44487: open a stream and reset it at once, over and over.
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        let Ok(ready) = client.clone().ready().await else { break };
+        client = ready;
+        let req = http::Request::get("http://app.test/x").body(()).unwrap();
+        let Ok((_resp, mut stream)) = client.send_request(req, false) else { break };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(5), driver).await.expect("the flood connection winds down");
+    // The attack works by making the server start work it then abandons; here
+    // a reset stream is cancelled before it reaches the upstream (at most the
+    // 100-stream cap could ever be in flight).
+    assert!(sent > 1000, "the flood ran ({sent} resets)");
+    assert!(up.count() <= 100, "{sent} resets caused {} upstream requests", up.count());
+    // Other clients are unaffected.
+    let (mut send, _c) = h2_connect(gw.addr).await;
+    let slow = http::Request::get("http://app.test/y").body(http_body_util::Empty::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(slow)).await;
+    assert!(resp.is_ok(), "a well-behaved client still gets an answer (504 from the hung upstream)");
+}
