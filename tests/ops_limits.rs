@@ -227,7 +227,8 @@ async fn http2_rapid_reset_floods_cause_no_upstream_work_and_others_are_still_se
         sent += 1;
     }
     drop(client);
-    tokio::time::timeout(Duration::from_secs(5), driver).await.expect("the flood connection winds down");
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), driver).await.expect("the flood connection winds down");
     // The attack works by making the server start work it then abandons; here
     // a reset stream is cancelled before it reaches the upstream (at most the
     // 100-stream cap could ever be in flight).
