@@ -23,29 +23,7 @@ use jwtgate::clock::{Clock, ManualClock, SystemClock};
 use jwtgate::store::{MemoryStore, RedisStore, Store};
 use redis_server::RedisServer;
 
-const ROUTES: &str = r#"
-[sessions]
-reuse_grace = "30s"
-
-[[routes]]
-path = "/login"
-handler = "login"
-upstream = "app"
-
-[[routes]]
-path = "/refresh"
-handler = "refresh"
-methods = ["GET", "POST"]
-
-[[routes]]
-path = "/logout"
-handler = "logout"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
-"#;
+const ROUTES: &str = common::session::SESSION_ROUTES;
 
 struct Instance {
     gw: TestGateway,

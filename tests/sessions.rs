@@ -7,40 +7,16 @@ mod common;
 use std::sync::Arc;
 
 use common::raw::{get, request};
-use common::session::{cookie_values, set_cookies, Jar};
+use common::session::{cookie_values, set_cookies, Jar, SESSION_ROUTES};
 use common::*;
 use jwtgate::clock::ManualClock;
 
 const T0: i64 = 1_900_000_000;
 
-const ROUTES: &str = r#"
-[sessions]
-reuse_grace = "30s"
-
-[[routes]]
-path = "/login"
-handler = "login"
-upstream = "app"
-
-[[routes]]
-path = "/refresh"
-handler = "refresh"
-methods = ["GET", "POST"]
-
-[[routes]]
-path = "/logout"
-handler = "logout"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
-
-[[routes]]
-path = "/account/**"
-policy = "fresh"
-upstream = "app"
-"#;
+/// The shared session routes plus a `fresh` route.
+fn routes() -> String {
+    format!("{SESSION_ROUTES}\n[[routes]]\npath = \"/account/**\"\npolicy = \"fresh\"\nupstream = \"app\"\n")
+}
 
 struct Env {
     up: Upstream,
@@ -49,7 +25,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    env_with(ROUTES).await
+    env_with(&routes()).await
 }
 
 async fn env_with(routes: &str) -> Env {
@@ -299,7 +275,7 @@ async fn explicit_refresh_by_bearer_body_and_cookie() {
         .await
         .assert_problem(401, "wrong_token_type");
     // Cookie: unsafe method only, with CSRF.
-    let env2 = env_with(ROUTES).await;
+    let env2 = env_with(&routes()).await;
     let (_, jar2) = env2.login().await;
     let csrf = jar2.get("csrf_refresh_token").unwrap().to_owned();
     env2.with_jar("POST", "/refresh", &jar2, &[]).await.assert_problem(403, "csrf_failed");
@@ -454,7 +430,7 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
     let clock = Arc::new(ManualClock::new(T0));
     let memory = Arc::new(jwtgate::store::MemoryStore::new());
     let flaky = Arc::new(Flaky { inner: memory.clone(), down: false.into() });
-    let cfg = base_config(ROUTES)
+    let cfg = base_config(&routes())
         .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
         .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
     let gw = start_gateway_with(&cfg, up.addr, Some(clock.clone()), memory.clone(), flaky.clone()).await;

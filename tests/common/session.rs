@@ -1,6 +1,33 @@
-//! Browser-like helpers for session tests: a cookie jar that applies Set-Cookie.
+//! Browser-like helpers for session tests: a cookie jar that applies Set-Cookie,
+//! and the session routes the suites share.
 
 use std::collections::BTreeMap;
+
+/// The handler routes (login, refresh with GET+POST, logout) plus an `access`
+/// route `/api/**`, with a 30 s reuse grace: what every session suite runs.
+pub const SESSION_ROUTES: &str = r#"
+[sessions]
+reuse_grace = "30s"
+
+[[routes]]
+path = "/login"
+handler = "login"
+upstream = "app"
+
+[[routes]]
+path = "/refresh"
+handler = "refresh"
+methods = ["GET", "POST"]
+
+[[routes]]
+path = "/logout"
+handler = "logout"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#;
 
 use super::RawResponse;
 
