@@ -50,15 +50,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
-        let settings = gw.snapshot().runtime.server.clone();
         let stop = stop_rx.clone();
         // From the current snapshot: a reload that renewed the certificate
         // applies to the next connection.
-        let tls = settings.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
+        let (limits, tls) = {
+            let snapshot = gw.snapshot();
+            let server = &snapshot.runtime.server;
+            (ConnLimits::of(server), server.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone())))
+        };
         tokio::spawn(async move {
             let metrics_gw = gw.clone();
             let _active = crate::metrics::ConnectionGuard::new(&metrics_gw.metrics.connections_active);
-            if let Err(e) = accept(stream, peer, tls, gw, &settings, stop).await {
+            if let Err(e) = accept(stream, peer, tls, gw, limits, stop).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
@@ -100,86 +103,138 @@ async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a connection needs from `[server]`, copied per connection: a live
+/// connection costs memory for as long as it is open, so it holds no more.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+}
+
+impl ConnLimits {
+    fn of(server: &ServerSettings) -> ConnLimits {
+        ConnLimits {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
+        }
+    }
+}
+
 /// TLS handshake (bounded by `header_read_timeout`, ALPN decides h2) or the
 /// plaintext sniff, then the HTTP connection.
+///
+/// A spawned task's future lives as long as its connection, sized for its
+/// largest state. So the TLS and HTTP/2 paths are boxed and plaintext
+/// HTTP/1.1, the common idle keep-alive case, carries only its own state.
 async fn accept(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     tls: Option<TlsAcceptor>,
     gw: Arc<Gateway>,
-    settings: &ServerSettings,
+    limits: ConnLimits,
     stop: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
     let Some(acceptor) = tls else {
-        let is_h2 = sniff_h2(&stream, settings.header_read_timeout).await?;
+        let is_h2 = sniff_h2(&stream, limits.header_read_timeout).await?;
         let conn = ConnInfo { peer, tls: false };
-        return serve_connection(stream, is_h2, conn, gw, settings, stop).await;
+        if is_h2 {
+            return Box::pin(serve_h2(stream, conn, gw, limits, stop)).await;
+        }
+        return serve_h1(stream, conn, gw, limits, stop).await;
     };
-    let stream = tokio::time::timeout(settings.header_read_timeout, acceptor.accept(stream)).await.map_err(
-        |_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"),
-    )??;
-    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let conn = ConnInfo { peer, tls: true };
-    serve_connection(stream, is_h2, conn, gw, settings, stop).await
+    Box::pin(accept_tls(stream, peer, acceptor, gw, limits, stop)).await
 }
 
-async fn serve_connection<I>(
+async fn accept_tls(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: TlsAcceptor,
+    gw: Arc<Gateway>,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let stream =
+        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout")
+        })??;
+    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = ConnInfo { peer, tls: true };
+    if is_h2 {
+        return serve_h2(stream, conn, gw, limits, stop).await;
+    }
+    serve_h1(stream, conn, gw, limits, stop).await
+}
+
+async fn serve_h2<I>(
     stream: I,
-    is_h2: bool,
     conn: ConnInfo,
     gw: Arc<Gateway>,
-    settings: &ServerSettings,
+    limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(stream);
-    if is_h2 {
-        let idle = Arc::new(Idle::default());
-        let tracker = idle.clone();
-        let service = service_fn(move |req| {
-            let (gw, tracker) = (gw.clone(), tracker.clone());
-            async move {
-                let _busy = tracker.begin();
-                pipeline::handle(gw, conn, req).await
-            }
-        });
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(100)
-            .max_pending_accept_reset_streams(20)
-            .max_local_error_reset_streams(100)
-            .max_header_list_size(u32::try_from(settings.max_header_bytes * 2).unwrap_or(u32::MAX))
-            .keep_alive_interval(settings.idle_timeout)
-            .keep_alive_timeout(Duration::from_secs(20));
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => return Ok(res?),
-            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-            () = idle.expired(settings.idle_timeout) => conn.as_mut().graceful_shutdown(),
+    let idle = Arc::new(Idle::default());
+    let tracker = idle.clone();
+    let service = service_fn(move |req| {
+        let (gw, tracker) = (gw.clone(), tracker.clone());
+        async move {
+            let _busy = tracker.begin();
+            pipeline::handle(gw, conn, req).await
         }
-        conn.await?;
-        return Ok(());
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(100)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(Duration::from_secs(20));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return Ok(res?),
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        () = idle.expired(limits.idle_timeout) => conn.as_mut().graceful_shutdown(),
     }
-    let service = service_fn(move |req| pipeline::handle(gw.clone(), conn, req));
-    {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout.min(settings.idle_timeout))
-            .max_headers(settings.max_headers.saturating_mul(2).max(100))
-            .max_buf_size((settings.max_header_bytes * 2).max(16 * 1024));
-        let conn = builder.serve_connection(io, service).with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => return Ok(res?),
-            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-        }
-        conn.await?;
+    conn.await?;
+    Ok(())
+}
+
+async fn serve_h1<I>(
+    stream: I,
+    conn: ConnInfo,
+    gw: Arc<Gateway>,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // hyper keeps room for one service future per connection for the
+    // connection's whole life; boxed, an idle connection holds a pointer
+    // instead of the pipeline's whole state.
+    let service = service_fn(move |req| Box::pin(pipeline::handle(gw.clone(), conn, req)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.min(limits.idle_timeout))
+        .max_headers(limits.max_headers.saturating_mul(2).max(100))
+        .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return Ok(res?),
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
     }
+    conn.await?;
     Ok(())
 }
 
