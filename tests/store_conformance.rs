@@ -153,9 +153,16 @@ pub async fn purge(s: Subject) {
     let fam = store.family("p1").await.unwrap().unwrap();
     assert!(fam.prev_result.is_none(), "prev_result erased after the grace");
     assert!(!store.is_revoked(Some("short"), None, s.at(T0 + 11)).await.unwrap());
+    store.revoke_family("gone-later", T0 + 20, s.at(T0 + 11)).await.unwrap();
+    assert!(store.is_revoked(None, Some("gone-later"), s.at(T0 + 12)).await.unwrap());
     let dropped = store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
-    assert_eq!(dropped, 1, "the family past max_session is dropped");
+    assert_eq!(dropped, 2, "the family past max_session and the revoked one past its until are dropped");
     assert!(store.family("p1").await.unwrap().is_none());
+    assert!(store.family("gone-later").await.unwrap().is_none());
+    assert!(
+        !store.is_revoked(None, Some("gone-later"), s.at(T0 + MAX_SESSION + 2)).await.unwrap(),
+        "a purged revocation is forgotten everywhere, not only on disk"
+    );
 }
 
 /// 50 racing refreshes of the same token: exactly one rotation, and all 50
@@ -267,4 +274,12 @@ async fn embedded_state_survives_reopen() {
         store.rotate(&req("durable", "r0", "x"), T0 + 60).await.unwrap(),
         RotateOutcome::ReuseDetected
     );
+    store.revoke_family("logged-out", T0 + 500, T0 + 61).await.unwrap();
+    drop(store);
+    // The access path reads revocations from memory: they must be reloaded from the file.
+    let store = jwtgate::store::EmbeddedStore::open(&path).unwrap();
+    assert!(store.is_revoked(None, Some("durable"), T0 + 62).await.unwrap(), "reuse revocation reloaded");
+    assert!(store.is_revoked(None, Some("logged-out"), T0 + 62).await.unwrap(), "logout reloaded");
+    assert!(store.is_revoked(Some("gone"), None, T0 + 62).await.unwrap());
+    assert!(!store.is_revoked(Some("other"), Some("other"), T0 + 62).await.unwrap());
 }
