@@ -137,12 +137,16 @@ pub enum StoreBackend {
     Redis,
 }
 
-/// The validated `[store]`; `path` is resolved against the config directory.
+/// The validated `[store]`; `path` and `tls_ca` are resolved against the
+/// config directory.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
     pub url: Option<String>,
+    /// Extra trust roots for a `rediss://` url, on top of the system roots;
+    /// only ever set with one. Default: none.
+    pub tls_ca: Option<PathBuf>,
     pub timeout: Duration,
     pub max_staleness: Duration,
 }
