@@ -128,3 +128,27 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_pem_is_the_system_roots_plus_the_extra_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        let parse = |pem: Vec<u8>| -> Vec<CertificateDer<'static>> {
+            CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap()
+        };
+        let system = parse(roots_pem(None).unwrap());
+        assert_eq!(system.len(), system_roots().certs.len());
+        let with_ca = parse(roots_pem(Some(&dir.path().join("ca.pem"))).unwrap());
+        assert_eq!(with_ca[..system.len()], system[..], "the system roots are kept");
+        assert_eq!(with_ca[system.len()..], [ca.cert.der().clone()], "and the CA added");
+
+        std::fs::write(dir.path().join("junk.pem"), "no certificate here").unwrap();
+        let err = roots_pem(Some(&dir.path().join("junk.pem"))).unwrap_err();
+        assert!(matches!(err, TlsError::Root { .. }), "{err}");
+    }
+}
