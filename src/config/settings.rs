@@ -138,8 +138,8 @@ pub enum StoreBackend {
 }
 
 /// The validated `[store]`; `path` and `tls_ca` are resolved against the
-/// config directory.
-#[derive(Debug, Clone)]
+/// config directory. `Debug` never shows the url: it may hold a password.
+#[derive(Clone)]
 pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
@@ -149,6 +149,20 @@ pub struct StoreSettings {
     pub tls_ca: Option<PathBuf>,
     pub timeout: Duration,
     pub max_staleness: Duration,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StoreSettings { backend, path, url, tls_ca, timeout, max_staleness } = self;
+        f.debug_struct("StoreSettings")
+            .field("backend", backend)
+            .field("path", path)
+            .field("url", &url.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", tls_ca)
+            .field("timeout", timeout)
+            .field("max_staleness", max_staleness)
+            .finish()
+    }
 }
 
 /// `keep` or `strip` for `[forward] token` and `refresh_cookie`.

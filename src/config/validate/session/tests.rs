@@ -245,6 +245,7 @@ fn store_tls_ca_is_an_extra_root_for_a_rediss_url() {
 
     let s = store(&raw("redis", tls, "ca.pem"), dir.path(), &mut ConfigErrors::default()).unwrap();
     assert_eq!(s.tls_ca.as_deref(), Some(dir.path().join("ca.pem").as_path()), "relative to the config");
+    assert!(!format!("{s:?}").contains("s3cret"), "Debug hides the url: {s:?}");
     let none = store(&RawStore::default(), dir.path(), &mut ConfigErrors::default()).unwrap();
     assert!(none.tls_ca.is_none(), "default: no extra root");
 
