@@ -220,6 +220,7 @@ async fn main() {
         backend: jwtgate::config::StoreBackend::Redis,
         path: dir.path().join("unused"),
         url: Some(url),
+        tls_ca: None,
         timeout: Duration::from_millis(250),
         max_staleness: Duration::from_secs(5),
     };

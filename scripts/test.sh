@@ -23,8 +23,9 @@ command -v python3 >/dev/null || need_root_apt python3 python3-venv
 JWTGATE_PYTHON="$(bash scripts/python-env.sh | tail -n 1)"
 export JWTGATE_PYTHON
 
-# redis-server: the redis store's conformance suite and tests/redis_multi.rs
-# start private servers on free loopback ports (no persistence).
+# redis-server: the redis store's conformance suite, tests/redis_multi.rs and
+# tests/redis_tls.rs start private servers on free loopback ports (no
+# persistence; redis_tls needs TLS support, which Debian's package has).
 command -v redis-server >/dev/null || need_root_apt redis-server
 
 # curl: tests/ops_tls.rs checks HTTP/2 over TLS with a real client.

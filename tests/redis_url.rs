@@ -20,6 +20,7 @@ fn settings(url: String) -> StoreSettings {
         backend: StoreBackend::Redis,
         path: "unused".into(),
         url: Some(url),
+        tls_ca: None,
         timeout: Duration::from_millis(500),
         max_staleness: Duration::from_secs(5),
     }

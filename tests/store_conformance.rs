@@ -241,6 +241,7 @@ async fn redis() -> Subject {
         backend: StoreBackend::Redis,
         path: Default::default(),
         url: Some(server.url()),
+        tls_ca: None,
         timeout: Duration::from_secs(2),
         max_staleness: Duration::from_secs(5),
     };

@@ -248,6 +248,8 @@ pub struct RawStore {
     pub backend: String,
     pub path: String,
     pub url: Option<String>,
+    /// `rediss://` only: a PEM file of extra trust roots (relative to the config file).
+    pub tls_ca: Option<String>,
     pub timeout: String,
     pub max_staleness: String,
 }
@@ -258,6 +260,7 @@ impl Default for RawStore {
             backend: "embedded".into(),
             path: "jwtgate.redb".into(),
             url: None,
+            tls_ca: None,
             timeout: "250ms".into(),
             max_staleness: "5s".into(),
         }

@@ -137,14 +137,32 @@ pub enum StoreBackend {
     Redis,
 }
 
-/// The validated `[store]`; `path` is resolved against the config directory.
-#[derive(Debug, Clone)]
+/// The validated `[store]`; `path` and `tls_ca` are resolved against the
+/// config directory. `Debug` never shows the url: it may hold a password.
+#[derive(Clone)]
 pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
     pub url: Option<String>,
+    /// Extra trust roots for a `rediss://` url, on top of the system roots;
+    /// only ever set with one. Default: none.
+    pub tls_ca: Option<PathBuf>,
     pub timeout: Duration,
     pub max_staleness: Duration,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StoreSettings { backend, path, url, tls_ca, timeout, max_staleness } = self;
+        f.debug_struct("StoreSettings")
+            .field("backend", backend)
+            .field("path", path)
+            .field("url", &url.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", tls_ca)
+            .field("timeout", timeout)
+            .field("max_staleness", max_staleness)
+            .finish()
+    }
 }
 
 /// `keep` or `strip` for `[forward] token` and `refresh_cookie`.

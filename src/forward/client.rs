@@ -254,9 +254,9 @@ impl Upstream {
 fn client_tls(settings: &UpstreamSettings) -> rustls::ClientConfig {
     let wants_tls = settings.urls.iter().any(|u| u.scheme() == Some(&Scheme::HTTPS));
     let roots = if wants_tls {
-        crate::tls::upstream_roots(settings.tls_ca.as_deref()).unwrap_or_else(|e| {
+        crate::tls::trust_roots(settings.tls_ca.as_deref()).unwrap_or_else(|e| {
             tracing::error!(upstream = %settings.name, error = %e, "tls_ca unusable; trusting the system roots only");
-            crate::tls::upstream_roots(None).unwrap_or_else(|_| rustls::RootCertStore::empty())
+            crate::tls::trust_roots(None).unwrap_or_else(|_| rustls::RootCertStore::empty())
         })
     } else {
         rustls::RootCertStore::empty()

@@ -1,13 +1,30 @@
 //! A private `redis-server` for one test: a free loopback port, no persistence,
-//! killed on drop. Include with `#[path = "common/redis.rs"] mod redis_server;`.
+//! killed on drop; plain text, or TLS only ([`RedisServer::start_tls`]).
+//! Include with `#[path = "common/redis.rs"] mod redis_server;`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
 const MISSING: &str = "install redis-server (apt-get install redis-server) or run scripts/test.sh";
+const NO_TLS: &str = "this redis-server cannot serve TLS: install a build with TLS support \
+                      (Debian/Ubuntu's redis-server ≥ 6 has it; from source: make BUILD_TLS=yes)";
+
+/// PEM files for a TLS-only server: its certificate and key, and the CA
+/// that signed them (which the readiness check trusts).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
 
 /// A running redis-server; [`RedisServer::stop`] and [`RedisServer::restart`]
 /// simulate an outage on the same port.
@@ -15,21 +32,39 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    tls: Option<TlsFiles>,
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::launch(None, None)
+    }
+
+    /// Starts a server that speaks TLS only (`--port 0`: no plain-text
+    /// listener at all) and, with `password`, requires AUTH; waits until it
+    /// answers over TLS. Clients are not asked for a certificate.
+    pub fn start_tls(tls: TlsFiles, password: Option<&str>) -> RedisServer {
+        RedisServer::launch(Some(tls), password)
+    }
+
+    fn launch(tls: Option<TlsFiles>, password: Option<&str>) -> RedisServer {
         // Bind to learn a free port, then hand it to redis-server.
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, child: None, dir: tempfile::tempdir().unwrap() };
+        let dir = tempfile::tempdir().unwrap();
+        let password = password.map(str::to_owned);
+        let mut server = RedisServer { port, child: None, dir, tls, password };
         server.restart();
         server
     }
 
-    /// `redis://127.0.0.1:<port>/0`
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://` for a TLS server; with
+    /// the password when there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let auth = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        format!("{scheme}://{auth}127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (SIGKILL: nothing is flushed, as in a crash).
@@ -52,22 +87,28 @@ impl RedisServer {
     /// (Re)starts the server on the same port, empty, and waits for PING.
     pub fn restart(&mut self) {
         self.stop();
-        let spawned = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+            .arg(self.dir.path());
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        if let Some(password) = &self.password {
+            cmd.args(["--requirepass", password]);
+        }
+        // redis-server logs to stdout; kept for the failure messages below.
+        let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
+        let spawned = cmd.stdout(log).stderr(Stdio::null()).spawn();
         let child = match spawned {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{MISSING}"),
@@ -76,17 +117,56 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers_ping() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                let hint = if self.tls.is_some() { NO_TLS } else { MISSING };
+                panic!("redis-server exited ({status}); {hint}\n--- its output:\n{log}");
+            }
             assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     fn answers_ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        let Ok(tcp) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+        match &self.tls {
+            None => ping(tcp),
+            Some(tls) => {
+                let Ok(conn) = rustls::ClientConnection::new(client_config(&tls.ca), localhost()) else {
+                    return false;
+                };
+                ping(rustls::StreamOwned::new(conn, tcp))
+            }
+        }
     }
+}
+
+/// PING answered with PONG, or with NOAUTH by a server that wants a password.
+fn ping(mut s: impl Read + Write) -> bool {
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read_exact(&mut buf).is_ok()
+        && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+}
+
+/// A rustls client config trusting only the PEM certificates in `ca`.
+pub fn client_config(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn localhost() -> ServerName<'static> {
+    ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
 }
 
 impl Drop for RedisServer {

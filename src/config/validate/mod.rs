@@ -154,5 +154,18 @@ fn existing_file(key: &str, base_dir: &Path, value: &str, errs: &mut ConfigError
     None
 }
 
+/// A `tls_ca` (`[[upstreams]]`, `[store]`): an existing file of PEM
+/// certificates usable as trust roots, read the way the client will read it.
+pub(super) fn tls_ca(key: &str, base_dir: &Path, value: &str, errs: &mut ConfigErrors) -> Option<PathBuf> {
+    let path = existing_file(key, base_dir, value, errs)?;
+    match crate::tls::trust_roots(Some(&path)) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            errs.push(key, format!("{e}; give a PEM file of CA certificates"));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

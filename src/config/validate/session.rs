@@ -1,9 +1,9 @@
 //! `[cookies]`, `[csrf]`, `[sessions]` and `[store]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{clean, header_name, one_of, timeout};
+use super::{clean, header_name, one_of, timeout, tls_ca};
 use crate::config::keypath;
 use crate::config::raw::{RawCookies, RawCsrf, RawSessions, RawStore, RawTokens};
 use crate::config::{
@@ -243,14 +243,48 @@ pub(super) fn store(raw: &RawStore, base_dir: &Path, errs: &mut ConfigErrors) ->
     if backend == Some(StoreBackend::Embedded) && raw.path.trim().is_empty() {
         errs.push("store.path", "is empty; write the database file, e.g. \"jwtgate.redb\"");
     }
+    let tls_ca = raw.tls_ca.as_deref().and_then(|ca| store_tls_ca(backend, url, ca, base_dir, errs));
     let settings = StoreSettings {
         backend: backend.unwrap_or(StoreBackend::Embedded),
         path: resolve_path(base_dir, raw.path.trim()),
         url: url.map(str::to_string),
+        tls_ca,
         timeout: timeout("store.timeout", &raw.timeout, errs).unwrap_or_default(),
         max_staleness: parse_duration("store.max_staleness", &raw.max_staleness, errs).unwrap_or_default(),
     };
     clean(errs, before, settings)
+}
+
+/// `store.tls_ca` trusts a `rediss://` Redis: with any other backend or url it
+/// would silently do nothing, so it is an error there. A wrong backend or url
+/// is reported on its own key, not again here.
+fn store_tls_ca(
+    backend: Option<StoreBackend>,
+    url: Option<&str>,
+    value: &str,
+    base_dir: &Path,
+    errs: &mut ConfigErrors,
+) -> Option<PathBuf> {
+    match (backend, url) {
+        (Some(StoreBackend::Redis), Some(u)) if u.starts_with("rediss://") => {
+            tls_ca("store.tls_ca", base_dir, value, errs)
+        }
+        (Some(StoreBackend::Redis), Some(u)) if redis_url(u) => {
+            errs.push(
+                "store.tls_ca",
+                "is only used with TLS to Redis; write url = \"rediss://…\" or remove tls_ca",
+            );
+            None
+        }
+        (Some(StoreBackend::Embedded | StoreBackend::Memory), _) => {
+            errs.push(
+                "store.tls_ca",
+                "is only used with backend = \"redis\" and a rediss:// url; remove tls_ca",
+            );
+            None
+        }
+        _ => None,
+    }
 }
 
 fn redis_url(url: &str) -> bool {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{clean, existing_file, timeout};
+use super::{clean, timeout, tls_ca};
 use crate::config::keypath;
 use crate::config::raw::RawUpstream;
 use crate::config::{ConfigErrors, UpstreamSettings};
@@ -84,16 +84,4 @@ fn urls(at: &str, raw: &[String], errs: &mut ConfigErrors) -> Vec<http::Uri> {
         }
     }
     out
-}
-
-/// `tls_ca`: an existing file of PEM certificates usable as trust roots.
-fn tls_ca(key: &str, base_dir: &Path, value: &str, errs: &mut ConfigErrors) -> Option<std::path::PathBuf> {
-    let path = existing_file(key, base_dir, value, errs)?;
-    match crate::tls::upstream_roots(Some(&path)) {
-        Ok(_) => Some(path),
-        Err(e) => {
-            errs.push(key, format!("{e}; give a PEM file of CA certificates"));
-            None
-        }
-    }
 }

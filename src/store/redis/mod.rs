@@ -22,12 +22,13 @@ mod feed;
 mod scripts;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client};
+use redis::{AsyncCommands, Client, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 
 use self::feed::{Feed, Kind};
 use self::scripts::{Scripts, CHANNEL, EXPIRY, FAMILY, PREV, REVOKED_FID, REVOKED_JTI};
@@ -66,20 +67,26 @@ impl RedisStore {
     /// Connects to `settings.url` (`redis://` or `rediss://`, with password and
     /// db number as the URL gives them) and waits for the first revocation
     /// sync. Every command is bounded by `settings.timeout`; a lost connection
-    /// is re-established in the background.
+    /// is re-established in the background. `rediss://` trusts the system
+    /// roots plus `settings.tls_ca` (see [`client`]).
     pub async fn connect(settings: &StoreSettings) -> Result<RedisStore, StoreError> {
         let url = settings.url.as_deref().ok_or_else(|| StoreError::new("backend \"redis\" needs a url"))?;
         // Errors from here on never echo the URL: it may hold a password.
-        let client = Client::open(url).map_err(|_| StoreError::new("bad redis url"))?;
+        let client = client(url, settings.tls_ca.as_deref())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(400))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| StoreError::new(format!("cannot reach redis: {e}")))?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(|e| {
+            let hint = if untrusted_certificate(&e) {
+                "; trust the CA that signed the redis server's certificate with store.tls_ca"
+            } else {
+                ""
+            };
+            StoreError::new(format!("cannot reach redis: {e}{hint}"))
+        })?;
         let feed = Arc::new(Feed::new(settings.max_staleness));
         let feed_task = tokio::spawn(feed::run(feed.clone(), client, conn.clone(), settings.timeout));
         let store =
@@ -103,6 +110,42 @@ impl RedisStore {
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
+}
+
+/// The client for `url`. Over TLS (`rediss://`) it trusts what an https
+/// upstream trusts: the system roots plus `tls_ca` ([`crate::tls::roots_pem`]).
+/// The redis crate trusts only the roots it is given once given any, so the
+/// system roots are handed over too, always, so that "system roots" means
+/// the same set as for upstreams.
+///
+/// The crate builds its rustls config per connection from the process-wide
+/// default provider, which rustls picks by itself only while aws-lc-rs is the
+/// one provider compiled in; installing it here keeps that true should a
+/// dependency ever enable another (Err = one is installed already: fine).
+fn client(url: &str, tls_ca: Option<&Path>) -> Result<Client, StoreError> {
+    let info = url.into_connection_info().map_err(|_| StoreError::new("bad redis url"))?;
+    if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Client::open(info).map_err(|_| StoreError::new("bad redis url"));
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let roots = crate::tls::roots_pem(tls_ca).map_err(|e| StoreError::new(format!("store.tls_ca: {e}")))?;
+    let certs = TlsCertificates { client_tls: None, root_cert: Some(roots) };
+    Client::build_with_tls(info, certs)
+        .map_err(|e| StoreError::new(format!("cannot set up TLS to redis: {e}")))
+}
+
+/// Did a TLS handshake fail on the server's certificate (e.g. a private CA
+/// without `tls_ca`)? The redis crate keeps the I/O error, which keeps the
+/// rustls error; any other shape answers false, costing only the hint.
+fn untrusted_certificate(e: &redis::RedisError) -> bool {
+    type Inner = Arc<dyn std::error::Error + Send + Sync>;
+    let Some(source) = std::error::Error::source(e) else { return false };
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .or_else(|| source.downcast_ref::<Inner>().and_then(|inner| inner.downcast_ref::<std::io::Error>()));
+    io.and_then(std::io::Error::get_ref)
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| matches!(tls, rustls::Error::InvalidCertificate(_)))
 }
 
 fn family_key(fid: &str) -> String {

@@ -228,3 +228,44 @@ fn store_field_errors() {
         StoreBackend::Memory
     );
 }
+
+#[test]
+fn store_tls_ca_is_an_extra_root_for_a_rediss_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+    let raw = |backend: &str, url: Option<&str>, ca: &str| RawStore {
+        backend: backend.into(),
+        url: url.map(str::to_string),
+        tls_ca: Some(ca.into()),
+        ..RawStore::default()
+    };
+    let tls = Some("rediss://:s3cret@cache.internal:6380/0");
+
+    let s = store(&raw("redis", tls, "ca.pem"), dir.path(), &mut ConfigErrors::default()).unwrap();
+    assert_eq!(s.tls_ca.as_deref(), Some(dir.path().join("ca.pem").as_path()), "relative to the config");
+    assert!(!format!("{s:?}").contains("s3cret"), "Debug hides the url: {s:?}");
+    let none = store(&RawStore::default(), dir.path(), &mut ConfigErrors::default()).unwrap();
+    assert!(none.tls_ca.is_none(), "default: no extra root");
+
+    let refused = [
+        (raw("redis", tls, "missing.pem"), "does not exist"),
+        (raw("redis", tls, "junk.pem"), "give a PEM file of CA certificates"),
+        (raw("redis", Some("redis://:s3cret@cache.internal:6379"), "ca.pem"), "rediss://"),
+        (raw("embedded", None, "ca.pem"), "backend = \"redis\""),
+        (raw("memory", None, "ca.pem"), "remove tls_ca"),
+    ];
+    for (bad, fix) in refused {
+        let mut errs = ConfigErrors::default();
+        assert!(store(&bad, dir.path(), &mut errs).is_none(), "{:?}", bad.tls_ca);
+        assert_eq!(keys(&errs), ["store.tls_ca"], "{errs}");
+        assert!(errs.0[0].message.contains(fix), "{errs}");
+        assert!(!errs.0[0].message.contains("s3cret"), "the URL is never echoed: {errs}");
+    }
+
+    // A wrong url is reported on store.url alone.
+    let mut errs = ConfigErrors::default();
+    assert!(store(&raw("redis", Some("http://h"), "ca.pem"), dir.path(), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["store.url"]);
+}
