@@ -33,16 +33,20 @@ const REWRITE_HEADERS: &[&str] = &[
     "x-http-method",
 ];
 
-/// Client-address headers that only a trusted proxy may set.
-const UNTRUSTED_ADDRESS_HEADERS: &[&str] = &[
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-uri",
-    "true-client-ip",
-    "x-client-ip",
+/// Client-address headers that only a trusted proxy may set. (`HeaderName`s,
+/// not `&str`s: a lookup by `&str` parses the name again on every request.)
+const UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Lower-cases and reads `_` as `-`, the way many app servers (CGI, WSGI,
 /// some Node frameworks) merge `X_Auth_Subject` into `X-Auth-Subject`.
@@ -140,10 +144,7 @@ pub struct Hop<'a> {
 /// peer every client-supplied address header is replaced or removed; from a
 /// trusted proxy they are kept and extended.
 pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    let fwd = HeaderName::from_static("forwarded");
+    let (xff, xfp, xfh, fwd) = (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED);
     let peer = hop.peer.to_string();
     let node = match hop.peer {
         IpAddr::V4(_) => peer.clone(),
@@ -164,8 +165,8 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         }
         return;
     }
-    for name in UNTRUSTED_ADDRESS_HEADERS {
-        headers.remove(*name);
+    for name in &UNTRUSTED_ADDRESS_HEADERS {
+        headers.remove(name);
     }
     set(headers, xff, &peer);
     set(headers, xfp, hop.proto);
