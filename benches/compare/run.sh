@@ -4,7 +4,7 @@
 # worker_processes 1, HAProxy nbthread 1, jwtgate TOKIO_WORKER_THREADS=1);
 # the shared upstream (nginx `return 200`) and wrk share CPU 1.
 #
-#   benches/compare/run.sh            full table (~2 min after the build)
+#   benches/compare/run.sh            full table, refresh row, p99 at half peak (~3 min after the build)
 #   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
 #                                     exits non-zero if any request fails
 #
@@ -34,7 +34,7 @@ need() {
     exit 1
   fi
 }
-if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk curl; fi
+if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk hey curl; fi
 
 cd "$ROOT"
 PROFILE=release
@@ -147,7 +147,61 @@ kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
 run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
 run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
 run_row jwtgate-es256 "$ES_PORT" "$ES_TOKEN" "$JWTGATE" run -c "$WORK/es256.toml"
+
+# Implicit refresh: every request rotates. Sessions come from real logins
+# (the upstream's /login always names `bench`); each wrk run gets its own, as
+# a token from the warm-up would be a reuse (family revoked) afterwards.
+REFRESH_PORT=$(free_port)
+render "$HERE/jwtgate-refresh.toml" "$WORK/refresh.toml" "PORT=$REFRESH_PORT" "SECRET=$SECRET"
+taskset -c 0 "$JWTGATE" run -c "$WORK/refresh.toml" > "$WORK/jwtgate-refresh.out" 2>&1 &
+REFRESH_PID=$!; PIDS+=("$REFRESH_PID")
+wait_port "$REFRESH_PORT"
+logins() { # logins N FILE: N sessions' refresh tokens, one per line
+  : > "$2"
+  for _ in $(seq 1 "$1"); do
+    curl -s -o /dev/null -D - -X POST "http://127.0.0.1:$REFRESH_PORT/login" |
+      sed -n 's/^[Ss]et-[Cc]ookie: refresh_token_cookie=\([^;]*\).*/\1/p' >> "$2"
+  done
+  [ "$(wc -l < "$2")" -eq "$1" ] || { echo "run.sh: login did not set refresh cookies" >&2; exit 1; }
+}
+logins 1 "$WORK/check.tokens"
+code=$(curl -s -o /dev/null -D "$WORK/check.head" -w '%{http_code}' -b "refresh_token_cookie=$(cat "$WORK/check.tokens")" "http://127.0.0.1:$REFRESH_PORT/api/x")
+grep -qi '^set-cookie: refresh_token_cookie=' "$WORK/check.head" && [ "$code" = 200 ] ||
+  { echo "run.sh: jwtgate-refresh did not refresh ($code)" >&2; exit 1; }
+logins "$CONNS" "$WORK/warm.tokens"
+logins "$CONNS" "$WORK/measure.tokens"
+taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
+out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
+echo "$out" > "$WORK/jwtgate-refresh.wrk"
+if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+  echo "run.sh: jwtgate-refresh had failed requests:" >&2; echo "$out" >&2; exit 1
+fi
+ROWS+=("jwtgate-refresh (rotation + fsync per request)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")")
+kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
+
 python3 "$HERE/table.py" "${ROWS[@]}"
+
+# Latency added at half of jwtgate's peak: the same fixed request rate
+# (hey -q, per connection) straight to the upstream and through jwtgate HS256.
+HS_RPS=$(python3 -c 'import re,sys; print(int(float(re.search(r"Requests/sec:\s+([\d.]+)", open(sys.argv[1]).read()).group(1))))' "$WORK/jwtgate-hs256.wrk")
+RATE=$((HS_RPS / 2))
+hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
+  local auth=()
+  [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
+  local out; out=$(taskset -c 1 hey -z "$DURATION" -c "$CONNS" -q "$(python3 -c "print($RATE / $CONNS)")" "${auth[@]}" "http://127.0.0.1:$1/api/x")
+  grep -q '\[200\]' <<<"$out" && ! grep -q '\[[13-5][0-9][0-9]\]\|Error distribution' <<<"$out" ||
+    { echo "run.sh: hey saw failures:" >&2; echo "$out" >&2; exit 1; }
+  awk '/99% in/ {printf "%.2f", $3 * 1000}' <<<"$out"
+}
+DIRECT_P99=$(hey_p99 "$UPSTREAM_PORT")
+taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-rate.out" 2>&1 &
+RATE_PID=$!; PIDS+=("$RATE_PID")
+wait_port "$HS_PORT"
+taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $HS_TOKEN" "http://127.0.0.1:$HS_PORT/api/x" >/dev/null
+GATE_P99=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
+kill "$RATE_PID" 2>/dev/null || true; wait "$RATE_PID" 2>/dev/null || true
+echo
+echo "p99 at $RATE req/s (half of jwtgate HS256's peak), hey -c $CONNS: direct $DIRECT_P99 ms, through jwtgate HS256 $GATE_P99 ms, added $(python3 -c "print(f'{$GATE_P99 - $DIRECT_P99:.2f}')") ms"
 
 # Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
 ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
