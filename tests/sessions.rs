@@ -109,6 +109,28 @@ async fn login_mints_a_fresh_pair_sets_cookies_and_hides_the_identity_header() {
         .any(|c| c.starts_with(&format!("csrf_access_token={}", access.csrf.clone().unwrap()))));
 }
 
+/// With CSRF protection off, jwtgate sets no CSRF cookies (as AuthX and
+/// flask-jwt-extended do), on login and on an implicit refresh alike.
+#[tokio::test]
+async fn csrf_off_sets_only_the_token_cookies() {
+    let env = env_with(&format!("[csrf]\nenabled = false\n\n{}", routes())).await;
+    let (resp, jar) = env.login().await;
+    let names = |r: &RawResponse| -> Vec<String> {
+        cookie_values(r).iter().map(|c| c.split('=').next().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(&resp), ["access_token_cookie", "refresh_token_cookie"]);
+    env.clock.advance(61);
+    let refresh_only = format!("refresh_token_cookie={}", jar.get("refresh_token_cookie").unwrap());
+    let resp = get(env.gw.addr, "/api/x", &[("Cookie", &refresh_only)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(names(&resp), ["access_token_cookie", "refresh_token_cookie"], "the rotation's cookies");
+    let seen = env.up.last();
+    assert!(
+        seen.header("cookie").is_some_and(|c| c.contains("access_token_cookie=")),
+        "upstream sees the new token"
+    );
+}
+
 #[tokio::test]
 async fn login_without_identity_passes_the_app_response_and_a_bad_identity_is_502() {
     let env = env().await;

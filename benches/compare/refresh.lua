@@ -19,10 +19,14 @@ request = function()
   return wrk.format("GET", "/api/x", { ["Cookie"] = "refresh_token_cookie=" .. token })
 end
 
+-- Header names arrive as sent (hyper writes them lower-case); wrk keeps the
+-- last of repeated headers, which is the refresh cookie here.
 response = function(status, headers, body)
-  local cookie = headers["Set-Cookie"]
-  if status == 200 and cookie ~= nil then
-    local token = cookie:match("^refresh_token_cookie=([^;]+)")
-    if token ~= nil then pool[#pool + 1] = token end
+  if status ~= 200 then return end
+  for name, value in pairs(headers) do
+    if name:lower() == "set-cookie" then
+      local token = value:match("^refresh_token_cookie=([^;]+)")
+      if token ~= nil then pool[#pool + 1] = token end
+    end
   end
 end

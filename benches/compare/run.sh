@@ -168,8 +168,8 @@ logins 1 "$WORK/check.tokens"
 code=$(curl -s -o /dev/null -D "$WORK/check.head" -w '%{http_code}' -b "refresh_token_cookie=$(cat "$WORK/check.tokens")" "http://127.0.0.1:$REFRESH_PORT/api/x")
 grep -qi '^set-cookie: refresh_token_cookie=' "$WORK/check.head" && [ "$code" = 200 ] ||
   { echo "run.sh: jwtgate-refresh did not refresh ($code)" >&2; exit 1; }
-logins "$CONNS" "$WORK/warm.tokens"
-logins "$CONNS" "$WORK/measure.tokens"
+logins $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before the run, and never sends it
+logins $((CONNS + 1)) "$WORK/measure.tokens"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
 out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
 echo "$out" > "$WORK/jwtgate-refresh.wrk"

@@ -4,7 +4,7 @@
 
 use http::HeaderValue;
 
-use crate::config::{CookieSettings, SameSite};
+use crate::config::{CookieSettings, Runtime, SameSite};
 use crate::store::TokenPair;
 
 /// Whether JavaScript may read the cookie.
@@ -40,13 +40,12 @@ fn cookie(
     HeaderValue::from_str(&s).ok()
 }
 
-/// Set-Cookie values for a new or rotated session.
-pub fn session(
-    settings: &CookieSettings,
-    pair: &TokenPair,
-    csrf: Option<&str>,
-    now: i64,
-) -> Vec<HeaderValue> {
+/// Set-Cookie values for a new or rotated session. The CSRF cookies only
+/// while `[csrf]` is on: AuthX and flask-jwt-extended set them only with CSRF
+/// protection on, and nothing reads them otherwise.
+pub fn session(rt: &Runtime, pair: &TokenPair, csrf: Option<&str>, now: i64) -> Vec<HeaderValue> {
+    let settings = &rt.cookies;
+    let csrf = csrf.filter(|_| rt.csrf.enabled);
     let max_age = pair.refresh_exp - now;
     let mut out = vec![
         cookie(settings, &settings.access, &pair.access_token, max_age, Script::Hidden),
