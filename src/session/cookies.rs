@@ -43,9 +43,17 @@ fn cookie(
 /// Set-Cookie values for a new or rotated session. The CSRF cookies only
 /// while `[csrf]` is on: AuthX and flask-jwt-extended set them only with CSRF
 /// protection on, and nothing reads them otherwise.
-pub fn session(rt: &Runtime, pair: &TokenPair, csrf: Option<&str>, now: i64) -> Vec<HeaderValue> {
-    let settings = &rt.cookies;
-    let csrf = csrf.filter(|_| rt.csrf.enabled);
+pub fn for_session(rt: &Runtime, pair: &TokenPair, csrf: Option<&str>, now: i64) -> Vec<HeaderValue> {
+    session(&rt.cookies, pair, csrf.filter(|_| rt.csrf.enabled), now)
+}
+
+/// Set-Cookie values for a session, the CSRF cookies when `csrf` is given.
+pub fn session(
+    settings: &CookieSettings,
+    pair: &TokenPair,
+    csrf: Option<&str>,
+    now: i64,
+) -> Vec<HeaderValue> {
     let max_age = pair.refresh_exp - now;
     let mut out = vec![
         cookie(settings, &settings.access, &pair.access_token, max_age, Script::Hidden),

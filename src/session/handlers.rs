@@ -81,7 +81,7 @@ async fn login(
         Family::new(&fid, &sub, &pair.refresh_jti, ctx.now, rt.sessions.max_session.as_secs() as i64);
     with_timeout(rt, ctx.gw.store.start_family(&family)).await?;
     if cookie_mode(rt) {
-        ctx.set_cookies = cookies::session(rt, &pair, csrf.as_deref(), ctx.now);
+        ctx.set_cookies = cookies::for_session(rt, &pair, csrf.as_deref(), ctx.now);
     }
     ctx.decision = "login";
     match rt.sessions.login_response {
@@ -208,7 +208,7 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
     pair.refresh_jti = claims.jti.clone().unwrap_or_default();
     pair.refresh_exp = claims.exp.map_or(pair.refresh_exp, |e| e as i64);
     if cookie_mode(rt) {
-        ctx.set_cookies = cookies::session(rt, &pair, seed.csrf, ctx.now);
+        ctx.set_cookies = cookies::for_session(rt, &pair, seed.csrf, ctx.now);
     }
     Ok(pair)
 }

@@ -111,7 +111,7 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
     match outcome {
         RotateOutcome::Rotated(pair) | RotateOutcome::Replayed(pair) => {
             if cookie_mode(rt) {
-                ctx.set_cookies = cookies::session(rt, &pair, seed.csrf, ctx.now);
+                ctx.set_cookies = cookies::for_session(rt, &pair, seed.csrf, ctx.now);
             }
             Ok(pair)
         }
