@@ -144,7 +144,8 @@ pub struct Hop<'a> {
 /// peer every client-supplied address header is replaced or removed; from a
 /// trusted proxy they are kept and extended.
 pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
-    let (xff, xfp, xfh, fwd) = (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED);
+    let (xff, xfp, xfh, fwd) =
+        (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED);
     let peer = hop.peer.to_string();
     let node = match hop.peer {
         IpAddr::V4(_) => peer.clone(),
