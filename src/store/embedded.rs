@@ -201,9 +201,8 @@ impl Store for EmbeddedStore {
         Box::pin(async move {
             let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
             let jti_revoked = jti.and_then(|j| revoked.jtis.get(j)).is_some_and(|&exp| exp >= now);
-            // Past expires_at every token of the family has expired (mint caps them).
-            let fid_revoked = fid.and_then(|f| revoked.families.get(f)).is_some_and(|&end| end > now);
-            Ok(jti_revoked || fid_revoked)
+            // A family stays revoked until purged, like in the file.
+            Ok(jti_revoked || fid.is_some_and(|f| revoked.families.contains_key(f)))
         })
     }
 

@@ -94,9 +94,7 @@ impl Feed {
     pub fn contains(&self, jti: Option<&str>, fid: Option<&str>, now: i64) -> bool {
         let set = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         let jti_revoked = jti.and_then(|j| set.jtis.get(j)).is_some_and(|&until| until >= now);
-        // Past `until` (the family's expires_at) every token of the family has
-        // expired too, so a late feed message re-adding it changes nothing.
-        jti_revoked || fid.and_then(|f| set.fids.get(f)).is_some_and(|&until| until > now)
+        jti_revoked || fid.is_some_and(|f| set.fids.contains_key(f))
     }
 
     /// Records a revocation (this instance's own, or one from the feed).
