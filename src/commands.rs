@@ -155,11 +155,30 @@ pub fn mint(
     Ok(ExitCode::SUCCESS)
 }
 
+/// tokio's multi-thread scheduler, or its current-thread one when a single
+/// worker would run (`TOKIO_WORKER_THREADS=1`, or one CPU): with nothing to
+/// steal or hand between threads, one core serves about a third more requests
+/// (BENCHMARKS.md). Blocking work (redb commits) still has its own pool.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if single_worker(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(), cpus) {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+}
+
+/// Would tokio's multi-thread scheduler run one worker? It reads
+/// `TOKIO_WORKER_THREADS` and defaults to one worker per CPU.
+fn single_worker(env: Option<&str>, cpus: usize) -> bool {
+    env.and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(cpus) <= 1
+}
+
 /// `jwtgate run`: serve until SIGTERM/SIGINT; SIGHUP reloads.
 pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
     let rt = load(path)?;
     init_tracing(&rt.log);
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = runtime()?;
     tokio.block_on(serve(rt, path))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -365,7 +384,21 @@ fn write_private(path: &Path, text: &str, public: bool) -> std::io::Result<()> {
 /// (another free port when 8080 is taken).
 pub fn demo(listen: std::net::SocketAddr, access_ttl: &str) -> Result<ExitCode, CommandError> {
     init_tracing(&LogSettings { format: LogFormat::Pretty, level: "info".into(), access_log: true });
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = runtime()?;
     tokio.block_on(crate::demo::run(listen, access_ttl))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_worker;
+
+    #[test]
+    fn one_worker_means_the_current_thread_scheduler() {
+        assert!(single_worker(Some("1"), 8));
+        assert!(single_worker(None, 1), "one CPU and no override");
+        assert!(!single_worker(Some("2"), 1), "the override wins over the CPU count");
+        assert!(!single_worker(None, 2));
+        assert!(!single_worker(Some("lots"), 4), "unparsable: tokio's default, one per CPU");
+    }
 }

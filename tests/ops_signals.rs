@@ -30,8 +30,19 @@ async fn wait_status(gw: &GatewayProc, status: u16, within: Duration) -> Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
+    sigterm_drains(None).await;
+}
+
+/// One worker runs tokio's current-thread scheduler (`commands::runtime`):
+/// the same 20 concurrent requests, drain and exit on that one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_on_a_single_worker_runtime() {
+    sigterm_drains(Some(1)).await;
+}
+
+async fn sigterm_drains(workers: Option<usize>) {
     let app = App::start("slow", Duration::from_secs(2)).await;
-    let mut gw = GatewayProc::start(ProcConfig::new(app.addr)).await;
+    let mut gw = GatewayProc::start(ProcConfig { workers, ..ProcConfig::new(app.addr) }).await;
     let listen = gw.config.listen;
 
     // 16 requests on their own connections plus 4 on kept-alive ones, all in flight.

@@ -28,6 +28,8 @@ pub struct ProcConfig {
     /// Policy of `/api/**` (`/public/**` is always public).
     pub api_policy: &'static str,
     pub watch_config: bool,
+    /// `TOKIO_WORKER_THREADS` for the process (None: tokio's default, one per CPU).
+    pub workers: Option<usize>,
 }
 
 impl ProcConfig {
@@ -38,11 +40,12 @@ impl ProcConfig {
             upstream,
             api_policy: "public",
             watch_config: false,
+            workers: None,
         }
     }
 
     pub fn text(&self) -> String {
-        let ProcConfig { listen, admin, upstream, api_policy, watch_config } = self;
+        let ProcConfig { listen, admin, upstream, api_policy, watch_config, .. } = self;
         format!(
             r#"
 [server]
@@ -98,7 +101,11 @@ impl GatewayProc {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config.text()).unwrap();
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jwtgate"));
+        if let Some(workers) = config.workers {
+            command.env("TOKIO_WORKER_THREADS", workers.to_string());
+        }
+        let child = command
             .args(["run", "-c"])
             .arg(&path)
             .stdin(Stdio::null())
