@@ -110,16 +110,7 @@ impl Gateway {
 
     /// The exit status, or None if it is still running after `within`.
     async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::process::wait_exit(&mut self.child, within).await
     }
 }
 

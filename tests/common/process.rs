@@ -137,16 +137,7 @@ impl GatewayProc {
 
     /// The exit status, or None if still running after `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_exit(&mut self.child, within).await
     }
 
     /// What the gateway logged so far (for failure messages).
@@ -161,5 +152,19 @@ impl Drop for GatewayProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// `child`'s exit status, or None if it is still running after `within`.
+pub async fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
