@@ -58,6 +58,9 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub connections_active: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Open plaintext HTTP/1.1 connections idle between requests with their
+    /// HTTP buffers released (see `server::plain`).
+    pub connections_parked: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +91,7 @@ impl Metrics {
             upstream_duration: latency_histogram(),
             config_reloads: Family::default(),
             connections_active: Gauge::default(),
+            connections_parked: Gauge::default(),
         };
         m.preregister();
         let r = &mut m.registry;
@@ -114,6 +118,11 @@ impl Metrics {
             m.config_reloads.clone(),
         );
         r.register("jwtgate_connections_active", "Open client connections", m.connections_active.clone());
+        r.register(
+            "jwtgate_connections_parked",
+            "Idle HTTP/1.1 connections holding no HTTP buffers",
+            m.connections_parked.clone(),
+        );
         m
     }
 
@@ -158,17 +167,20 @@ impl Metrics {
     }
 }
 
-/// Keeps the active-connection gauge right however a connection ends.
-pub struct ConnectionGuard<'a>(&'a Gauge<i64, std::sync::atomic::AtomicI64>);
+/// Holds a gauge one higher until dropped, so it stays right however a
+/// connection (or a phase of one) ends. Owns a handle on the gauge (one
+/// pointer) so a connection's task can carry it without borrowing the gateway.
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge<i64, std::sync::atomic::AtomicI64>);
 
-impl<'a> ConnectionGuard<'a> {
-    pub fn new(gauge: &'a Gauge<i64, std::sync::atomic::AtomicI64>) -> Self {
+impl GaugeGuard {
+    pub fn new(gauge: &Gauge<i64, std::sync::atomic::AtomicI64>) -> Self {
         gauge.inc();
-        ConnectionGuard(gauge)
+        GaugeGuard(gauge.clone())
     }
 }
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -191,6 +203,7 @@ mod tests {
             "jwtgate_upstream_duration_seconds_count 0",
             "jwtgate_config_reloads_total{result=\"error\"} 0",
             "jwtgate_connections_active 0",
+            "jwtgate_connections_parked 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -7,16 +7,19 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
 use crate::pipeline::{self, ConnInfo};
+
+mod plain;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -49,8 +52,6 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let stop = stop_rx.clone();
         // From the current snapshot: a reload that renewed the certificate
         // applies to the next connection.
         let (limits, tls) = {
@@ -58,14 +59,24 @@ pub async fn serve(
             let server = &snapshot.runtime.server;
             (ConnLimits::of(server), server.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone())))
         };
-        tokio::spawn(async move {
-            let metrics_gw = gw.clone();
-            let _active = crate::metrics::ConnectionGuard::new(&metrics_gw.metrics.connections_active);
-            if let Err(e) = accept(stream, peer, tls, gw, limits, stop).await {
+        let ctx = ConnCtx {
+            _active: crate::metrics::GaugeGuard::new(&gw.metrics.connections_active),
+            gw: gw.clone(),
+            limits,
+            stop: stop_rx.clone(),
+            _permit: permit,
+        };
+        let ended = move |res: Result<(), BoxError>| {
+            if let Err(e) = res {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
-        });
+        };
+        // The connection's own future is the task: no wrapper holding a second
+        // copy of its arguments for as long as the connection lives.
+        match tls {
+            None => tokio::spawn(plain::serve(stream, peer, ctx).map(ended)),
+            Some(acceptor) => tokio::spawn(Box::pin(accept_tls(stream, peer, acceptor, ctx)).map(ended)),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -124,61 +135,41 @@ impl ConnLimits {
     }
 }
 
-/// TLS handshake (bounded by `header_read_timeout`, ALPN decides h2) or the
-/// plaintext sniff, then the HTTP connection.
-///
-/// A spawned task's future lives as long as its connection, sized for its
-/// largest state. So the TLS and HTTP/2 paths are boxed and plaintext
-/// HTTP/1.1, the common idle keep-alive case, carries only its own state.
-async fn accept(
-    stream: TcpStream,
-    peer: std::net::SocketAddr,
-    tls: Option<TlsAcceptor>,
+/// What a connection's task owns besides its socket, for as long as it lives.
+struct ConnCtx {
     gw: Arc<Gateway>,
     limits: ConnLimits,
     stop: watch::Receiver<bool>,
-) -> Result<(), BoxError> {
-    let Some(acceptor) = tls else {
-        let is_h2 = sniff_h2(&stream, limits.header_read_timeout).await?;
-        let conn = ConnInfo { peer, tls: false };
-        if is_h2 {
-            return Box::pin(serve_h2(stream, conn, gw, limits, stop)).await;
-        }
-        return serve_h1(stream, conn, gw, limits, stop).await;
-    };
-    Box::pin(accept_tls(stream, peer, acceptor, gw, limits, stop)).await
+    /// The server counts live connections by their permits when it drains.
+    _permit: OwnedSemaphorePermit,
+    _active: crate::metrics::GaugeGuard,
 }
 
+/// TLS handshake (bounded by `header_read_timeout`; ALPN decides h2), then
+/// the HTTP connection.
 async fn accept_tls(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
-    gw: Arc<Gateway>,
-    limits: ConnLimits,
-    stop: watch::Receiver<bool>,
+    mut ctx: ConnCtx,
 ) -> Result<(), BoxError> {
     let stream =
-        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await.map_err(|_| {
-            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout")
-        })??;
+        tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await.map_err(
+            |_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"),
+        )??;
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { peer, tls: true };
     if is_h2 {
-        return serve_h2(stream, conn, gw, limits, stop).await;
+        return serve_h2(stream, conn, &mut ctx).await;
     }
-    serve_h1(stream, conn, gw, limits, stop).await
+    serve_h1(stream, conn, &mut ctx).await
 }
 
-async fn serve_h2<I>(
-    stream: I,
-    conn: ConnInfo,
-    gw: Arc<Gateway>,
-    limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), BoxError>
+async fn serve_h2<I>(stream: I, conn: ConnInfo, ctx: &mut ConnCtx) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (gw, limits) = (ctx.gw.clone(), ctx.limits);
     let idle = Arc::new(Idle::default());
     let tracker = idle.clone();
     let service = service_fn(move |req| {
@@ -201,41 +192,44 @@ where
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => return Ok(res?),
-        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        _ = ctx.stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
         () = idle.expired(limits.idle_timeout) => conn.as_mut().graceful_shutdown(),
     }
     conn.await?;
     Ok(())
 }
 
-async fn serve_h1<I>(
-    stream: I,
-    conn: ConnInfo,
-    gw: Arc<Gateway>,
-    limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), BoxError>
+/// HTTP/1.1 over TLS. (Plaintext HTTP/1.1 is [`plain::serve`], which also
+/// lets go of hyper's buffers between requests.)
+async fn serve_h1<I>(stream: I, conn: ConnInfo, ctx: &mut ConnCtx) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // hyper keeps room for one service future per connection for the
     // connection's whole life; boxed, an idle connection holds a pointer
     // instead of the pipeline's whole state.
+    let gw = ctx.gw.clone();
     let service = service_fn(move |req| Box::pin(pipeline::handle(gw.clone(), conn, req)));
+    let conn = h1_builder(&ctx.limits).serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return Ok(res?),
+        _ = ctx.stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await?;
+    Ok(())
+}
+
+/// hyper's HTTP/1.1 settings from `[server]`. `header_read_timeout` also
+/// closes idle keep-alive connections: hyper starts it when it waits for a head.
+fn h1_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.min(limits.idle_timeout))
         .max_headers(limits.max_headers.saturating_mul(2).max(100))
         .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => return Ok(res?),
-        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await?;
-    Ok(())
+    builder
 }
 
 /// Idleness of an HTTP/2 connection: no request in flight for `idle_timeout`.

@@ -177,3 +177,29 @@ async fn an_open_tunnel_closes_when_its_session_is_revoked() {
     .await;
     assert!(closed.is_ok(), "the tunnel stayed open after logout");
 }
+
+#[tokio::test]
+async fn a_parked_keep_alive_connection_can_still_upgrade() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    // A login on a keep-alive connection, which then idles until parked.
+    let mut conn = common::raw::RawConn::connect(gw.addr).await;
+    conn.send("POST /login HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n").await;
+    let (status, body) = conn.response().await;
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while gw.gateway.metrics.connections_parked.get() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the connection was never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The handshake on the same socket, served by a new hyper connection.
+    let req = format!("ws://app.test/ws?token={token}").into_client_request().unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, conn.into_stream()).await.expect("handshake");
+    ws.send(Message::text("after parking")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "after parking");
+    assert_eq!(gw.gateway.metrics.connections_parked.get(), 0, "a tunnel is not parked");
+}

@@ -111,3 +111,77 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// A raw keep-alive client: what it writes is what the gateway reads, and
+/// responses are read one at a time even when they arrive together.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        RawConn { stream: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
+    }
+
+    /// The socket, for a protocol that takes over (a WebSocket handshake);
+    /// panics if response bytes are still unread.
+    pub fn into_stream(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "unread: {:?}", String::from_utf8_lossy(&self.buf));
+        self.stream
+    }
+
+    pub async fn send(&mut self, bytes: &str) {
+        self.stream.write_all(bytes.as_bytes()).await.unwrap();
+    }
+
+    /// Writes, ignoring a connection the gateway already closed.
+    pub async fn try_send(&mut self, bytes: &str) {
+        let _ = self.stream.write_all(bytes.as_bytes()).await;
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed; unparsed: {:?}", String::from_utf8_lossy(&self.buf));
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next response's status and body (the gateway's answers here all
+    /// carry Content-Length).
+    pub async fn response(&mut self) -> (u16, String) {
+        let read = async {
+            let head_end = loop {
+                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                self.fill().await;
+            };
+            let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+            let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or_else(|| panic!("no content-length in {head}"));
+            while self.buf.len() < head_end + length {
+                self.fill().await;
+            }
+            let body = String::from_utf8_lossy(&self.buf[head_end..head_end + length]).into_owned();
+            self.buf.drain(..head_end + length);
+            (status, body)
+        };
+        tokio::time::timeout(Duration::from_secs(10), read).await.expect("no response within 10 s")
+    }
+
+    /// Reads until the gateway closes the connection: what came before the
+    /// close, or `Err` if it is still open after `within`.
+    pub async fn closed_within(&mut self, within: Duration) -> Result<String, ()> {
+        let mut rest = std::mem::take(&mut self.buf);
+        match tokio::time::timeout(within, self.stream.read_to_end(&mut rest)).await {
+            Ok(_) => Ok(String::from_utf8_lossy(&rest).into_owned()),
+            Err(_) => Err(()),
+        }
+    }
+}

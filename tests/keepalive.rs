@@ -1,0 +1,226 @@
+//! Plaintext HTTP/1.1 keep-alive when an idle connection is parked (its
+//! socket taken back from hyper, its buffers released) and later served by a
+//! new hyper connection: the next request, pipelined and split heads, and
+//! the attacks the parking could open (a smuggled body, a trickled head,
+//! idle and shutdown limits that must still hold).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::raw::RawConn;
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/public/**"
+policy = "public"
+upstream = "app"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#;
+
+async fn env() -> (Upstream, TestGateway) {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
+    (up, gw)
+}
+
+fn parked(gw: &TestGateway) -> i64 {
+    gw.gateway.metrics.connections_parked.get()
+}
+
+/// Waits until `n` connections are parked (about a second after their last
+/// request); panics after 5 s.
+async fn wait_parked(gw: &TestGateway, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while parked(gw) != n {
+        assert!(Instant::now() < deadline, "parked connections: {}, want {n}", parked(gw));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
+}
+
+/// Serves one request on a new connection and waits until it is parked.
+async fn parked_connection(gw: &TestGateway) -> RawConn {
+    let before = parked(gw);
+    let mut client = RawConn::connect(gw.addr).await;
+    client.send(&get("/public/first")).await;
+    assert_eq!(client.response().await.0, 200);
+    wait_parked(gw, before + 1).await;
+    client
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_its_next_requests() {
+    let (up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    client.send(&get("/public/second")).await;
+    assert_eq!(client.response().await, (200, "upstream ok".to_string()));
+    // Parked again after the second request, and served a third time.
+    wait_parked(&gw, 1).await;
+    client.send(&get("/public/third")).await;
+    assert_eq!(client.response().await.0, 200);
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/public/first", "/public/second", "/public/third"]);
+}
+
+#[tokio::test]
+async fn pipelined_requests_on_a_parked_connection_are_answered_in_order() {
+    let (up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    let both = format!("{}{}", get("/public/a"), get("/api/b"));
+    client.send(&both).await;
+    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.response().await.0, 401, "the second request is answered, and refused");
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/public/first", "/public/a"]);
+}
+
+#[tokio::test]
+async fn a_head_split_across_a_pause_is_one_request() {
+    let (up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    client.send("GET /public/split HTTP/1.1\r\nHo").await;
+    // Longer than a connection needs to be parked: the partial head must not
+    // be dropped, or replayed twice, on the way.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.send("st: app.test\r\n\r\n").await;
+    assert_eq!(client.response().await.0, 200);
+    client.send(&get("/public/after")).await;
+    assert_eq!(client.response().await.0, 200);
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/public/first", "/public/split", "/public/after"]);
+}
+
+#[tokio::test]
+async fn a_head_begun_before_parking_survives_it() {
+    let (up, gw) = env().await;
+    let mut client = RawConn::connect(gw.addr).await;
+    // The next head's first bytes right behind the first request: hyper has
+    // them buffered when the connection is parked, and they must come back.
+    client.send(&format!("{}GET /public/early HTTP/1.1\r\nHo", get("/public/first"))).await;
+    assert_eq!(client.response().await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.send("st: app.test\r\n\r\n").await;
+    assert_eq!(client.response().await.0, 200);
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/public/first", "/public/early"]);
+}
+
+#[tokio::test]
+async fn a_head_trickled_into_a_parked_connection_is_cut_at_header_read_timeout() {
+    let (up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    // One header byte every 600 ms, slower than a connection is parked: if
+    // parking restarted hyper's header timer, this would never be cut.
+    let started = Instant::now();
+    let trickle = async {
+        client.send("GET /public/slow HTTP/1.1\r\n").await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            if client.stream.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(6), trickle).await;
+    let cut = client.closed_within(Duration::from_secs(1)).await;
+    let elapsed = started.elapsed();
+    // header_read_timeout is 2 s in the test config.
+    eprintln!("DBG cut={cut:?} elapsed={elapsed:?}");
+    assert!(cut.is_ok() && elapsed < Duration::from_millis(4500), "still open after {elapsed:?}");
+    assert_eq!(up.count(), 1, "only the first request reached the upstream");
+}
+
+#[tokio::test]
+async fn an_unread_body_is_never_parsed_as_a_request() {
+    let (up, gw) = env().await;
+    let smuggled = get("/public/smuggled");
+    // The head alone: the gateway refuses it (no token) without reading a
+    // body that has not arrived yet.
+    let mut client = RawConn::connect(gw.addr).await;
+    let head =
+        format!("POST /api/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n", smuggled.len());
+    client.send(&head).await;
+    assert_eq!(client.response().await.0, 401);
+    // Time enough for the connection to be parked, were that allowed after a
+    // request with a body; then the "body", which reads as a request.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(parked(&gw), 0, "a connection with an unread body was parked");
+    client.try_send(&smuggled).await;
+    let rest = client.closed_within(Duration::from_secs(5)).await.expect("connection left open");
+    assert!(!rest.contains("200"), "the body was answered as a request: {rest}");
+
+    // The same with the body sent along: still refused unread, then closed or drained.
+    let mut client = RawConn::connect(gw.addr).await;
+    client.send(&format!("{head}{smuggled}")).await;
+    assert_eq!(client.response().await.0, 401);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.try_send(&get("/public/next")).await;
+    let _ = client.closed_within(Duration::from_millis(500)).await;
+    assert!(
+        up.requests().iter().all(|r| r.target != "/public/smuggled"),
+        "the body reached the upstream as a request: {:?}",
+        up.requests().iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_request_body_that_was_read_keeps_the_connection_usable() {
+    let (up, gw) = env().await;
+    let mut client = RawConn::connect(gw.addr).await;
+    let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
+    client.send(post).await;
+    assert_eq!(client.response().await.0, 200);
+    client.send(&get("/public/next")).await;
+    assert_eq!(client.response().await.0, 200);
+    // The GET had no body: now the connection parks.
+    wait_parked(&gw, 1).await;
+    client.send(&get("/public/last")).await;
+    assert_eq!(client.response().await.0, 200);
+    let seen = up.requests();
+    assert_eq!(seen[0].body, "hello");
+    assert_eq!(
+        seen.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(),
+        ["/public/form", "/public/next", "/public/last"]
+    );
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_after_header_read_timeout() {
+    let (_up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    let started = Instant::now();
+    let rest = client.closed_within(Duration::from_secs(6)).await.expect("idle connection left open");
+    assert!(rest.is_empty(), "{rest}");
+    // min(idle_timeout 75 s, header_read_timeout 2 s), counted from the last response.
+    assert!(started.elapsed() < Duration::from_millis(2500), "closed after {:?}", started.elapsed());
+    wait_parked(&gw, 0).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_parked_connections_at_once() {
+    let (_up, gw) = env().await;
+    let mut client = parked_connection(&gw).await;
+    drop(gw);
+    let closed = client.closed_within(Duration::from_millis(500)).await;
+    assert!(closed.is_ok(), "a parked connection outlived the shutdown");
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_and_never_parked() {
+    let (_up, gw) = env().await;
+    let mut client = RawConn::connect(gw.addr).await;
+    client.send("GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(client.response().await.0, 200);
+    client.closed_within(Duration::from_secs(1)).await.expect("Connection: close left the connection open");
+    assert_eq!(parked(&gw), 0);
+}
