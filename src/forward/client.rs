@@ -39,6 +39,14 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Idle keep-alive connections kept per upstream URL. A burst opens as
+/// many connections as it has requests in flight; past the burst, more than
+/// this many idle ones only hold memory (about 20 KiB each: hyper's buffers
+/// and the connection's task), since the gateway's own keep-alive clients
+/// rarely have that many requests in flight at once. Like nginx's upstream
+/// `keepalive N`.
+const POOL_MAX_IDLE: usize = 128;
+
 /// One named upstream and its connection pool.
 #[derive(Debug)]
 pub struct Upstream {
@@ -89,6 +97,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle_timeout)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
