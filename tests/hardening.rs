@@ -11,24 +11,6 @@ use common::raw::get;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public/**"
-policy = "public"
-upstream = "app"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
-"#;
-
-async fn env() -> (Upstream, TestGateway) {
-    let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
-    (up, gw)
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
@@ -53,14 +35,14 @@ async fn bearer(gw: &TestGateway, token: &str) -> RawResponse {
 #[tokio::test]
 async fn a_correctly_signed_handmade_token_is_accepted() {
     // Guards the tests below: they fail for the header, not for the signature.
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let resp = bearer(&gw, &hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims_json())).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
 }
 
 #[tokio::test]
 async fn alg_none_in_any_case_is_refused() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     for alg in ["none", "None", "NONE", "nOnE"] {
         let token = format!(
             "{}.{}.",
@@ -76,7 +58,7 @@ async fn alg_none_in_any_case_is_refused() {
 
 #[tokio::test]
 async fn forbidden_header_parameters_are_refused_even_when_signed() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     for param in [
         r#""crit":["exp"]"#,
         r#""jku":"http://evil.test/jwks""#,
@@ -96,7 +78,7 @@ async fn forbidden_header_parameters_are_refused_even_when_signed() {
 
 #[tokio::test]
 async fn unknown_kid_and_duplicate_claims_are_refused() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let token = hs256_with_header(r#"{"alg":"HS256","kid":"nope"}"#, &claims_json());
     bearer(&gw, &token).await.assert_problem(401, "invalid_token");
     let dup = claims_json().replacen(r#""sub":"alice""#, r#""sub":"alice","sub":"admin""#, 1);
@@ -106,7 +88,7 @@ async fn unknown_kid_and_duplicate_claims_are_refused() {
 
 #[tokio::test]
 async fn oversized_token_is_refused() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let big = claims_json().replacen('{', &format!(r#"{{"pad":"{}","#, "p".repeat(9000)), 1);
     let token = hs256_with_header(r#"{"alg":"HS256"}"#, &big);
     bearer(&gw, &token).await.assert_problem(401, "invalid_token");
@@ -115,7 +97,7 @@ async fn oversized_token_is_refused() {
 #[tokio::test]
 async fn claims_unfit_for_a_header_refuse_the_request() {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let cfg = base_config(ROUTES).replace(
+    let cfg = base_config(PUBLIC_AND_API).replace(
         "[tokens]\n",
         "[forward]\nclaims = { sub = \"X-Auth-Subject\", team = \"X-Auth-Team\" }\n\n[tokens]\n",
     );
@@ -133,7 +115,7 @@ async fn claims_unfit_for_a_header_refuse_the_request() {
 
 #[tokio::test]
 async fn too_many_or_too_large_headers_are_431() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let many: Vec<(String, String)> = (0..150).map(|i| (format!("X-H{i}"), "v".to_string())).collect();
     let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(get(gw.addr, "/public/x", &refs).await.status, 431);
@@ -144,7 +126,7 @@ async fn too_many_or_too_large_headers_are_431() {
 
 #[tokio::test]
 async fn unknown_transfer_coding_is_501_and_malformed_is_400() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let req = "POST /public/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
     send_raw(gw.addr, req).await.assert_problem(501, "not_implemented");
     let req = "POST /public/x HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
@@ -154,7 +136,7 @@ async fn unknown_transfer_coding_is_501_and_malformed_is_400() {
 
 #[tokio::test]
 async fn slowloris_connections_are_closed_after_header_read_timeout() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     for partial in ["", "GET /public/x HTTP/1.1\r\nHost: app"] {
         let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         stream.write_all(partial.as_bytes()).await.unwrap();
@@ -170,11 +152,11 @@ async fn upstream_down_is_502_and_hung_is_504() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    let gw = start_gateway(&base_config(ROUTES), dead_addr, None).await;
+    let gw = start_gateway(&base_config(PUBLIC_AND_API), dead_addr, None).await;
     get(gw.addr, "/public/x", &[]).await.assert_problem(502, "upstream_unavailable");
 
     let hung = Upstream::start(UpstreamBehavior::Hang).await;
-    let gw = start_gateway(&base_config(ROUTES), hung.addr, None).await;
+    let gw = start_gateway(&base_config(PUBLIC_AND_API), hung.addr, None).await;
     let started = std::time::Instant::now();
     get(gw.addr, "/public/x", &[]).await.assert_problem(504, "upstream_timeout");
     assert!(started.elapsed() < Duration::from_secs(6), "timeout is 2s in the test config");
@@ -183,7 +165,7 @@ async fn upstream_down_is_502_and_hung_is_504() {
 #[tokio::test]
 async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     use http_body_util::{BodyExt, Empty};
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

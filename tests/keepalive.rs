@@ -12,24 +12,6 @@ use common::raw::RawConn;
 use common::*;
 use tokio::io::AsyncWriteExt;
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public/**"
-policy = "public"
-upstream = "app"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
-"#;
-
-async fn env() -> (Upstream, TestGateway) {
-    let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
-    (up, gw)
-}
-
 fn parked(gw: &TestGateway) -> i64 {
     gw.gateway.metrics.connections_parked.get()
 }
@@ -60,7 +42,7 @@ async fn parked_connection(gw: &TestGateway) -> RawConn {
 
 #[tokio::test]
 async fn a_parked_connection_serves_its_next_requests() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     client.send(&get("/public/second")).await;
     assert_eq!(client.response().await, (200, "upstream ok".to_string()));
@@ -68,25 +50,23 @@ async fn a_parked_connection_serves_its_next_requests() {
     wait_parked(&gw, 1).await;
     client.send(&get("/public/third")).await;
     assert_eq!(client.response().await.0, 200);
-    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
-    assert_eq!(targets, ["/public/first", "/public/second", "/public/third"]);
+    assert_eq!(up.targets(), ["/public/first", "/public/second", "/public/third"]);
 }
 
 #[tokio::test]
 async fn pipelined_requests_on_a_parked_connection_are_answered_in_order() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     let both = format!("{}{}", get("/public/a"), get("/api/b"));
     client.send(&both).await;
     assert_eq!(client.response().await.0, 200);
     assert_eq!(client.response().await.0, 401, "the second request is answered, and refused");
-    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
-    assert_eq!(targets, ["/public/first", "/public/a"]);
+    assert_eq!(up.targets(), ["/public/first", "/public/a"]);
 }
 
 #[tokio::test]
 async fn a_head_split_across_a_pause_is_one_request() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     client.send("GET /public/split HTTP/1.1\r\nHo").await;
     // Longer than a connection needs to be parked: the partial head must not
@@ -96,13 +76,12 @@ async fn a_head_split_across_a_pause_is_one_request() {
     assert_eq!(client.response().await.0, 200);
     client.send(&get("/public/after")).await;
     assert_eq!(client.response().await.0, 200);
-    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
-    assert_eq!(targets, ["/public/first", "/public/split", "/public/after"]);
+    assert_eq!(up.targets(), ["/public/first", "/public/split", "/public/after"]);
 }
 
 #[tokio::test]
 async fn a_head_begun_before_parking_survives_it() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
     // The next head's first bytes right behind the first request: hyper has
     // them buffered when the connection is parked, and they must come back.
@@ -111,13 +90,12 @@ async fn a_head_begun_before_parking_survives_it() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     client.send("st: app.test\r\n\r\n").await;
     assert_eq!(client.response().await.0, 200);
-    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
-    assert_eq!(targets, ["/public/first", "/public/early"]);
+    assert_eq!(up.targets(), ["/public/first", "/public/early"]);
 }
 
 #[tokio::test]
 async fn a_head_trickled_into_a_parked_connection_is_cut_at_header_read_timeout() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     // One header byte every 600 ms, slower than a connection is parked: if
     // parking restarted hyper's header timer, this would never be cut.
@@ -142,7 +120,7 @@ async fn a_head_trickled_into_a_parked_connection_is_cut_at_header_read_timeout(
 
 #[tokio::test]
 async fn an_unread_body_is_never_parsed_as_a_request() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let smuggled = get("/public/smuggled");
     // The head alone: the gateway refuses it (no token) without reading a
     // body that has not arrived yet.
@@ -175,7 +153,7 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
 
 #[tokio::test]
 async fn a_request_body_that_was_read_keeps_the_connection_usable() {
-    let (up, gw) = env().await;
+    let (up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
     let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
     client.send(post).await;
@@ -196,7 +174,7 @@ async fn a_request_body_that_was_read_keeps_the_connection_usable() {
 
 #[tokio::test]
 async fn a_parked_connection_closes_after_header_read_timeout() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     let started = Instant::now();
     let rest = client.closed_within(Duration::from_secs(6)).await.expect("idle connection left open");
@@ -208,7 +186,7 @@ async fn a_parked_connection_closes_after_header_read_timeout() {
 
 #[tokio::test]
 async fn shutdown_closes_parked_connections_at_once() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     drop(gw);
     let closed = client.closed_within(Duration::from_millis(500)).await;
@@ -217,7 +195,7 @@ async fn shutdown_closes_parked_connections_at_once() {
 
 #[tokio::test]
 async fn connection_close_is_honoured_and_never_parked() {
-    let (_up, gw) = env().await;
+    let (_up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
     client.send("GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await;
     assert_eq!(client.response().await.0, 200);

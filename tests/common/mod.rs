@@ -88,6 +88,26 @@ pub async fn start_gateway_with(
     TestGateway { addr, gateway, store: memory, stop: Some(tx) }
 }
 
+/// A public route and an access route, both to the one upstream.
+pub const PUBLIC_AND_API: &str = r#"
+[[routes]]
+path = "/public/**"
+policy = "public"
+upstream = "app"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+"#;
+
+/// A recording upstream behind a gateway with [`PUBLIC_AND_API`].
+pub async fn public_and_api() -> (Upstream, TestGateway) {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(PUBLIC_AND_API), up.addr, None).await;
+    (up, gw)
+}
+
 /// The `[tokens]` + upstream + listen boilerplate most tests share.
 pub fn base_config(extra: &str) -> String {
     format!(

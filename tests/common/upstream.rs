@@ -79,6 +79,11 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// The request targets received so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|r| r.target.clone()).collect()
+    }
 }
 
 async fn record(
