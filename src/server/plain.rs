@@ -64,8 +64,11 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, mut ctx: Conn
     let state = Arc::new(ConnState::default());
     let idle_limit = ctx.limits.header_read_timeout.min(ctx.limits.idle_timeout);
     let mut unread = Bytes::new();
+    // Before the first request the whole limit; once parked, the connection
+    // has already been idle for at least one LINGER, which counts.
+    let mut wait_limit = idle_limit;
     loop {
-        if unread.is_empty() && !next_bytes(&stream, idle_limit, &mut ctx).await? {
+        if unread.is_empty() && !next_bytes(&stream, wait_limit, &mut ctx).await? {
             return Ok(());
         }
         // Boxed: the task's own future, alive while idle, stays small.
@@ -73,6 +76,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, mut ctx: Conn
             return Ok(());
         };
         (stream, unread) = back;
+        wait_limit = idle_limit.saturating_sub(LINGER);
     }
 }
 
