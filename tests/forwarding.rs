@@ -8,26 +8,21 @@ use common::*;
 use jwtgate::token::TokenType;
 use serde_json::Map;
 
-const ROUTES: &str = r#"
+/// Beside [`PUBLIC_AND_API`].
+const MORE_ROUTES: &str = r#"
 [[routes]]
 path = "/app-refresh"
 policy = "refresh"
 upstream = "app"
-
-[[routes]]
-path = "/public/**"
-policy = "public"
-upstream = "app"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
 "#;
+
+fn routes() -> String {
+    format!("{PUBLIC_AND_API}{MORE_ROUTES}")
+}
 
 async fn env(extra: &str) -> (Upstream, TestGateway) {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let gw = start_gateway(&base_config(&format!("{extra}\n{ROUTES}")), up.addr, None).await;
+    let gw = start_gateway(&base_config(&format!("{extra}\n{}", routes())), up.addr, None).await;
     (up, gw)
 }
 
@@ -109,7 +104,7 @@ async fn headers_named_in_connection_are_dropped() {
 async fn trusted_proxy_chain_is_kept_and_extended() {
     let (up, gw) = env("").await;
     drop(gw);
-    let cfg = base_config(ROUTES).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    let cfg = base_config(&routes()).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
     let gw = start_gateway(&cfg, up.addr, None).await;
     let resp =
         get(gw.addr, "/public/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]).await;

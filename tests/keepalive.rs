@@ -34,8 +34,7 @@ fn get(path: &str) -> String {
 async fn parked_connection(gw: &TestGateway) -> RawConn {
     let before = parked(gw);
     let mut client = RawConn::connect(gw.addr).await;
-    client.send(&get("/public/first")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(&get("/public/first")).await.0, 200);
     wait_parked(gw, before + 1).await;
     client
 }
@@ -44,12 +43,10 @@ async fn parked_connection(gw: &TestGateway) -> RawConn {
 async fn a_parked_connection_serves_its_next_requests() {
     let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
-    client.send(&get("/public/second")).await;
-    assert_eq!(client.response().await, (200, "upstream ok".to_string()));
+    assert_eq!(client.exchange(&get("/public/second")).await, (200, "upstream ok".to_string()));
     // Parked again after the second request, and served a third time.
     wait_parked(&gw, 1).await;
-    client.send(&get("/public/third")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(&get("/public/third")).await.0, 200);
     assert_eq!(up.targets(), ["/public/first", "/public/second", "/public/third"]);
 }
 
@@ -58,8 +55,7 @@ async fn pipelined_requests_on_a_parked_connection_are_answered_in_order() {
     let (up, gw) = public_and_api().await;
     let mut client = parked_connection(&gw).await;
     let both = format!("{}{}", get("/public/a"), get("/api/b"));
-    client.send(&both).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(&both).await.0, 200);
     assert_eq!(client.response().await.0, 401, "the second request is answered, and refused");
     assert_eq!(up.targets(), ["/public/first", "/public/a"]);
 }
@@ -72,10 +68,8 @@ async fn a_head_split_across_a_pause_is_one_request() {
     // Longer than a connection needs to be parked: the partial head must not
     // be dropped, or replayed twice, on the way.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    client.send("st: app.test\r\n\r\n").await;
-    assert_eq!(client.response().await.0, 200);
-    client.send(&get("/public/after")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange("st: app.test\r\n\r\n").await.0, 200);
+    assert_eq!(client.exchange(&get("/public/after")).await.0, 200);
     assert_eq!(up.targets(), ["/public/first", "/public/split", "/public/after"]);
 }
 
@@ -85,11 +79,12 @@ async fn a_head_begun_before_parking_survives_it() {
     let mut client = RawConn::connect(gw.addr).await;
     // The next head's first bytes right behind the first request: hyper has
     // them buffered when the connection is parked, and they must come back.
-    client.send(&format!("{}GET /public/early HTTP/1.1\r\nHo", get("/public/first"))).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(
+        client.exchange(&format!("{}GET /public/early HTTP/1.1\r\nHo", get("/public/first"))).await.0,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    client.send("st: app.test\r\n\r\n").await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange("st: app.test\r\n\r\n").await.0, 200);
     assert_eq!(up.targets(), ["/public/first", "/public/early"]);
 }
 
@@ -127,8 +122,7 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
     let mut client = RawConn::connect(gw.addr).await;
     let head =
         format!("POST /api/x HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n", smuggled.len());
-    client.send(&head).await;
-    assert_eq!(client.response().await.0, 401);
+    assert_eq!(client.exchange(&head).await.0, 401);
     // Time enough for the connection to be parked, were that allowed after a
     // request with a body; then the "body", which reads as a request.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -139,8 +133,7 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
 
     // The same with the body sent along: still refused unread, then closed or drained.
     let mut client = RawConn::connect(gw.addr).await;
-    client.send(&format!("{head}{smuggled}")).await;
-    assert_eq!(client.response().await.0, 401);
+    assert_eq!(client.exchange(&format!("{head}{smuggled}")).await.0, 401);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     client.try_send(&get("/public/next")).await;
     let _ = client.closed_within(Duration::from_millis(500)).await;
@@ -156,14 +149,11 @@ async fn a_request_body_that_was_read_keeps_the_connection_usable() {
     let (up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
     let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
-    client.send(post).await;
-    assert_eq!(client.response().await.0, 200);
-    client.send(&get("/public/next")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(post).await.0, 200);
+    assert_eq!(client.exchange(&get("/public/next")).await.0, 200);
     // The GET had no body: now the connection parks.
     wait_parked(&gw, 1).await;
-    client.send(&get("/public/last")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(&get("/public/last")).await.0, 200);
     let seen = up.requests();
     assert_eq!(seen[0].body, "hello");
     assert_eq!(
@@ -176,8 +166,7 @@ async fn a_request_body_that_was_read_keeps_the_connection_usable() {
 async fn a_parked_connection_closes_after_header_read_timeout() {
     let (_up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
-    client.send(&get("/public/first")).await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(client.exchange(&get("/public/first")).await.0, 200);
     let answered = Instant::now();
     wait_parked(&gw, 1).await;
     let rest = client.closed_within(Duration::from_secs(6)).await.expect("idle connection left open");
@@ -205,8 +194,10 @@ async fn shutdown_closes_parked_connections_at_once() {
 async fn connection_close_is_honoured_and_never_parked() {
     let (_up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
-    client.send("GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await;
-    assert_eq!(client.response().await.0, 200);
+    assert_eq!(
+        client.exchange("GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await.0,
+        200
+    );
     client.closed_within(Duration::from_secs(1)).await.expect("Connection: close left the connection open");
     assert_eq!(parked(&gw), 0);
 }

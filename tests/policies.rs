@@ -8,17 +8,8 @@ use common::*;
 use jwtgate::token::TokenType;
 use serde_json::{json, Map, Value};
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public/**"
-policy = "public"
-upstream = "app"
-
-[[routes]]
-path = "/api/**"
-policy = "access"
-upstream = "app"
-
+/// Beside [`PUBLIC_AND_API`].
+const MORE_ROUTES: &str = r#"
 [[routes]]
 path = "/account/**"
 policy = "fresh"
@@ -42,6 +33,10 @@ upstream = "app"
 require = { roles = "admin" }
 "#;
 
+fn routes() -> String {
+    format!("{PUBLIC_AND_API}{MORE_ROUTES}")
+}
+
 struct Env {
     up: Upstream,
     gw: TestGateway,
@@ -49,7 +44,7 @@ struct Env {
 
 async fn env() -> Env {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let gw = start_gateway(&base_config(ROUTES), up.addr, None).await;
+    let gw = start_gateway(&base_config(&routes()), up.addr, None).await;
     Env { up, gw }
 }
 
@@ -287,7 +282,7 @@ async fn cookie_authenticated_unsafe_request_needs_the_csrf_header() {
 #[tokio::test]
 async fn login_url_redirects_browser_navigations_only() {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let cfg = base_config(&format!("[errors]\nlogin_url = \"/login\"\n{ROUTES}"));
+    let cfg = base_config(&format!("[errors]\nlogin_url = \"/login\"\n{}", routes()));
     let gw = start_gateway(&cfg, up.addr, None).await;
     let resp = get(gw.addr, "/api/page?x=1", &[("Accept", "text/html,application/xhtml+xml")]).await;
     assert_eq!(resp.status, 303);

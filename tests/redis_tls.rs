@@ -14,12 +14,12 @@ mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
 use base64::Engine;
 use common::app::{write_leaf, TestCa};
-use common::process::free_addr;
+use common::process::{free_addr, spawn_jwtgate};
 use common::raw::{get, request};
 use common::*;
 use redis_server::{RedisServer, TlsFiles};
@@ -77,19 +77,8 @@ struct Gateway {
 
 impl Gateway {
     fn spawn(dir: &Path, config: &str) -> Gateway {
-        let path = dir.join("gateway.toml");
-        std::fs::write(&path, config).unwrap();
-        let log_path = dir.join("gateway.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-            .args(["run", "-c"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start jwtgate");
-        Gateway { child, log: log_path }
+        let child = spawn_jwtgate(dir, config, &[]);
+        Gateway { child, log: dir.join("gateway.log") }
     }
 
     fn log(&self) -> String {

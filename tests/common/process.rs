@@ -2,7 +2,7 @@
 //! signals, exit codes, the admin listener, config files changing on disk.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -12,6 +12,23 @@ use tempfile::TempDir;
 
 use super::client::wait_listening;
 use super::SECRET;
+
+/// Writes `config` to `dir/gateway.toml` and starts `jwtgate run` on it,
+/// stdout and stderr into `dir/gateway.log`, with extra environment `env`.
+pub fn spawn_jwtgate(dir: &Path, config: &str, env: &[(&str, String)]) -> Child {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start jwtgate")
+}
 
 /// A port that was free a moment ago (bind :0, read, release). The config
 /// needs a concrete port; another process taking it in between is a small race.
@@ -98,21 +115,9 @@ impl GatewayProc {
     /// Writes the config, starts the binary and waits until both listeners accept.
     pub async fn start(config: ProcConfig) -> GatewayProc {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, config.text()).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_jwtgate"));
-        if let Some(workers) = config.workers {
-            command.env("TOKIO_WORKER_THREADS", workers.to_string());
-        }
-        let child = command
-            .args(["run", "-c"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start jwtgate");
+        let workers: Vec<(&str, String)> =
+            config.workers.map(|w| ("TOKIO_WORKER_THREADS", w.to_string())).into_iter().collect();
+        let child = spawn_jwtgate(dir.path(), &config.text(), &workers);
         let proc = GatewayProc { child, config, dir };
         wait_listening(proc.config.listen, Duration::from_secs(10)).await;
         wait_listening(proc.config.admin, Duration::from_secs(10)).await;

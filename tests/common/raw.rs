@@ -175,6 +175,12 @@ impl RawConn {
         tokio::time::timeout(Duration::from_secs(10), read).await.expect("no response within 10 s")
     }
 
+    /// Sends `request` and reads its response.
+    pub async fn exchange(&mut self, request: &str) -> (u16, String) {
+        self.send(request).await;
+        self.response().await
+    }
+
     /// Reads until the gateway closes the connection: what came before the
     /// close, or `Err` if it is still open after `within`.
     pub async fn closed_within(&mut self, within: Duration) -> Result<String, ()> {
