@@ -142,38 +142,76 @@ pub struct Hop<'a> {
 
 /// X-Forwarded-For/-Proto/-Host and `Forwarded` (RFC 7239). From an untrusted
 /// peer every client-supplied address header is replaced or removed; from a
-/// trusted proxy they are kept and extended.
+/// trusted proxy they are kept and extended. Runs on every proxied request, so
+/// each value is built in one buffer that becomes the header without a copy.
 pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     let (xff, xfp, xfh, fwd) =
         (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED);
-    let peer = hop.peer.to_string();
-    let node = match hop.peer {
-        IpAddr::V4(_) => peer.clone(),
-        IpAddr::V6(_) => format!("\"[{peer}]\""),
-    };
-    let element = format!("for={node};proto={}", hop.proto);
+    let mut peer = String::with_capacity(15);
+    push_ip(&mut peer, hop.peer);
+    let mut element = String::with_capacity(32 + peer.len() + hop.host.len());
+    element.push_str("for=");
+    match hop.peer {
+        IpAddr::V4(_) => element.push_str(&peer),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&peer);
+            element.push_str("]\"");
+        }
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
     if hop.peer_trusted {
         let joined_xff = join_values(headers, &xff).map_or(peer.clone(), |prev| format!("{prev}, {peer}"));
         let joined_fwd =
             join_values(headers, &fwd).map_or(element.clone(), |prev| format!("{prev}, {element}"));
-        set(headers, xff, &joined_xff);
-        set(headers, fwd, &joined_fwd);
+        set(headers, xff, joined_xff);
+        set(headers, fwd, joined_fwd);
         if !headers.contains_key(&xfp) {
-            set(headers, xfp, hop.proto);
+            headers.insert(xfp, HeaderValue::from_static(hop.proto));
         }
         if !headers.contains_key(&xfh) {
-            set(headers, xfh, hop.host);
+            set(headers, xfh, hop.host.to_owned());
         }
         return;
     }
     for name in &UNTRUSTED_ADDRESS_HEADERS {
         headers.remove(name);
     }
-    set(headers, xff, &peer);
-    set(headers, xfp, hop.proto);
-    set(headers, xfh, hop.host);
-    let host_part = if is_token(hop.host) { hop.host.to_string() } else { format!("\"{}\"", hop.host) };
-    set(headers, fwd, &format!("{element};host={host_part}"));
+    set(headers, xff, peer);
+    headers.insert(xfp, HeaderValue::from_static(hop.proto));
+    set(headers, xfh, hop.host.to_owned());
+    element.push_str(";host=");
+    if is_token(hop.host) {
+        element.push_str(hop.host);
+    } else {
+        element.push('"');
+        element.push_str(hop.host);
+        element.push('"');
+    }
+    set(headers, fwd, element);
+}
+
+/// The address as `Display` writes it. IPv4, the common case, without the
+/// formatting machinery, which costs more than the rest of this header work.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    use std::fmt::Write;
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -181,8 +219,10 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
+/// Sets `name` to `value` (its buffer becomes the header's); a value a header
+/// cannot carry removes the header instead.
+fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name, v);
         }
@@ -284,6 +324,34 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-real-ip"], "1.2.3.4");
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let samples = ["0.0.0.0", "9.10.99.100", "255.255.255.255", "127.0.0.1", "::1", "fe80::1:2"];
+        for text in samples {
+            let ip: IpAddr = text.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_token_is_quoted_in_forwarded() {
+        let mut h = HeaderMap::new();
+        let hop =
+            Hop { peer: "::1".parse().unwrap(), peer_trusted: false, proto: "https", host: "[::1]:8443" };
+        apply_forwarded(&mut h, &hop);
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https;host=\"[::1]:8443\"");
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 
     #[test]
