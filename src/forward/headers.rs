@@ -115,7 +115,7 @@ pub fn strip_request(headers: &mut HeaderMap, rules: &StripRules) {
 /// from an upstream response; the identity header never reaches a client.
 pub fn strip_response(headers: &mut HeaderMap, identity: &HeaderName) {
     let listed = connection_listed(headers);
-    let identity = fold_name(identity.as_str()).into_owned();
+    let identity = fold_name(identity.as_str());
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {

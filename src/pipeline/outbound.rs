@@ -173,11 +173,11 @@ fn percent_encode(s: &str) -> String {
 /// Is this a browser navigation (a page load, not XHR / fetch)?
 pub fn is_browser_navigation<B>(req: &Request<B>) -> bool {
     let h = req.headers();
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    let html = h.get_all(ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")));
-    let xhr = h.get("x-requested-with").is_some();
-    let mode_ok = h.get("sec-fetch-mode").is_none_or(|m| m == "navigate");
-    safe && html && !xhr && mode_ok
+    // Cheapest first: an API call stops at the Accept check.
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && h.get_all(ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
+        && h.get("x-requested-with").is_none()
+        && h.get("sec-fetch-mode").is_none_or(|m| m == "navigate")
 }
 
 /// One structured event per request; never a token, never the query.

@@ -2,12 +2,18 @@
 //! flask-jwt-extended, plus the Origin / Sec-Fetch-Site check. Both run before
 //! anything rotates.
 
-use http::header::ORIGIN;
+use http::header::{HeaderName, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method};
 use subtle::ConstantTimeEq;
 
 use crate::config::Runtime;
 use crate::error::GatewayError;
+
+// Looked up by `HeaderName`: a lookup by `&str` parses the name again on every request.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The request facts CSRF and Origin checks need, captured once.
 #[derive(Debug, Clone, Default)]
@@ -24,7 +30,7 @@ pub struct FetchMeta {
 
 impl FetchMeta {
     pub fn capture(headers: &HeaderMap, rt: &Runtime, peer_trusted: bool) -> FetchMeta {
-        let one = |name: &str| headers.get(name).cloned();
+        let one = |name: HeaderName| headers.get(name).cloned();
         let mut csrf = headers.get_all(&rt.csrf.header).iter();
         let csrf_header = match (csrf.next(), csrf.next()) {
             (Some(v), None) => v.to_str().ok().map(str::to_owned),
@@ -32,10 +38,10 @@ impl FetchMeta {
         };
         FetchMeta {
             origin: headers.get(ORIGIN).cloned(),
-            sec_fetch_site: one("sec-fetch-site"),
-            sec_fetch_mode: one("sec-fetch-mode"),
-            forwarded_proto: if peer_trusted { one("x-forwarded-proto") } else { None },
-            forwarded_host: if peer_trusted { one("x-forwarded-host") } else { None },
+            sec_fetch_site: one(SEC_FETCH_SITE),
+            sec_fetch_mode: one(SEC_FETCH_MODE),
+            forwarded_proto: if peer_trusted { one(X_FORWARDED_PROTO) } else { None },
+            forwarded_host: if peer_trusted { one(X_FORWARDED_HOST) } else { None },
             csrf_header,
         }
     }
