@@ -14,6 +14,7 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey};
@@ -275,7 +276,7 @@ fn bench_headers(c: &mut Criterion, runtime: &Runtime) {
 }
 
 fn bench_claims(c: &mut Criterion, hs: &AlgFixture) {
-    let claims: Claims = hs.runtime.tokens.verifier.verify(&hs.token, NOW).expect("verified claims");
+    let claims: Arc<Claims> = hs.runtime.tokens.verifier.verify(&hs.token, NOW).expect("verified claims");
     let forward = &hs.runtime.forward;
     let mut probe = HeaderMap::new();
     inject(&mut probe, &claims, forward, NOW).expect("claims fit headers");

@@ -150,7 +150,8 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     let stale = rotated.json()["access_token"].as_str().unwrap().to_owned();
     let new_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
-    let csrf = gw.gateway.snapshot().runtime.tokens.verifier.verify(&fresh, now()).unwrap().csrf.unwrap();
+    let csrf =
+        gw.gateway.snapshot().runtime.tokens.verifier.verify(&fresh, now()).unwrap().csrf.clone().unwrap();
     for app_name in ["authx_app.py", "flask_app.py"] {
         let app = PyApp::start(app_name).await;
         let bearer = |t: &str| format!("Bearer {t}");

@@ -172,7 +172,7 @@ async fn kill_9_during_a_refresh_storm_loses_no_session_and_forks_none() {
     let verifier_cfg = format!("[tokens]\nsecret = \"{SECRET}\"\n");
     let rt = jwtgate::config::parse(&verifier_cfg, dir.path()).unwrap();
     for (first, _, _) in &chains {
-        let fid = rt.tokens.verifier.verify(first, now()).unwrap().fid.unwrap();
+        let fid = rt.tokens.verifier.verify(first, now()).unwrap().fid.clone().unwrap();
         let family = store.family(&fid).await.unwrap().expect("family survived the crash");
         assert!(family.revoked);
         assert!(family.rotated.iter().all(|r| r.jti != family.current_jti), "{family:?}");

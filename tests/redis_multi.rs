@@ -88,7 +88,7 @@ impl Env {
 
     fn fid(&self, refresh: &str) -> String {
         let snap = self.a.gw.gateway.snapshot();
-        snap.runtime.tokens.verifier.verify(refresh, self.clock.now()).unwrap().fid.unwrap()
+        snap.runtime.tokens.verifier.verify(refresh, self.clock.now()).unwrap().fid.clone().unwrap()
     }
 }
 

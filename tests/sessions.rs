@@ -67,7 +67,7 @@ impl Env {
 
     fn claims(&self, token: &str) -> jwtgate::token::Claims {
         let snap = self.gw.gateway.snapshot();
-        snap.runtime.tokens.verifier.verify(token, self.clock.now_secs()).unwrap()
+        snap.runtime.tokens.verifier.verify(token, self.clock.now_secs()).unwrap().as_ref().clone()
     }
 }
 
@@ -460,7 +460,8 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
     let mut jar = Jar::default();
     jar.absorb(&login);
     let refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
-    let fid = gw.gateway.snapshot().runtime.tokens.verifier.verify(&refresh, T0).unwrap().fid.unwrap();
+    let fid =
+        gw.gateway.snapshot().runtime.tokens.verifier.verify(&refresh, T0).unwrap().fid.clone().unwrap();
     let before = memory.family(&fid).await.unwrap().unwrap();
     clock.advance(120);
     flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -37,7 +37,7 @@ pub enum TokenState {
     #[default]
     Absent,
     /// Verified, right type, not revoked.
-    Valid(Claims),
+    Valid(Arc<Claims>),
     /// Signature and claims fine but expired: CSRF may still read it, refresh may replace it.
     Expired(Claims),
 }

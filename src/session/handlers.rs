@@ -1,6 +1,8 @@
 //! Built-in handlers (DESIGN.md §6): login handoff, explicit refresh, logout,
 //! JWKS. Each answers the request itself; the login handler forwards first.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -233,7 +235,7 @@ async fn logout(
     if let Some(token) = token {
         let claims = match rt.tokens.verifier.verify(&token, ctx.now) {
             Ok(c) => c,
-            Err(TokenError::Expired(c)) => *c,
+            Err(TokenError::Expired(c)) => Arc::new(*c),
             Err(e) => return Err(e.into()),
         };
         if header.is_none() {

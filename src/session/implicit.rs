@@ -2,6 +2,8 @@
 //! access cookie is absent, expired or about to expire and the refresh cookie
 //! is usable, rotate once and carry on with the new access token.
 
+use std::sync::Arc;
+
 use super::csrf::{check_double_submit, check_origin, is_safe};
 use super::{cookie_mode, rotate};
 use crate::error::GatewayError;
@@ -19,12 +21,12 @@ fn cookie_session(ctx: &RequestCtx, jar: &CookieJar) -> bool {
 }
 
 /// The refresh cookie's claims: signature checked, `exp` ignored (CSRF only).
-fn refresh_cookie_claims(ctx: &RequestCtx, jar: &CookieJar) -> Option<Claims> {
+fn refresh_cookie_claims(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims>> {
     let raw = jar.get(&ctx.snap.runtime.cookies.refresh)?;
     let token = std::str::from_utf8(raw).ok()?;
     match ctx.snap.runtime.tokens.verifier.verify(token, ctx.now) {
         Ok(c) => Some(c),
-        Err(TokenError::Expired(c)) => Some(*c),
+        Err(TokenError::Expired(c)) => Some(Arc::new(*c)),
         Err(_) => None,
     }
 }
@@ -43,12 +45,13 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar) -> Result<(), GatewayError>
         return Ok(());
     }
     let access_claims = match &ctx.token {
-        TokenState::Valid(c) | TokenState::Expired(c) => Some(c.csrf.clone()),
+        TokenState::Valid(c) => Some(c.csrf.clone()),
+        TokenState::Expired(c) => Some(c.csrf.clone()),
         TokenState::Absent => None,
     };
     let expected = match access_claims {
         Some(csrf) => csrf,
-        None => refresh_cookie_claims(ctx, jar).and_then(|c| c.csrf),
+        None => refresh_cookie_claims(ctx, jar).and_then(|c| c.csrf.clone()),
     };
     check_double_submit(&ctx.fetch, expected.as_deref())
 }
@@ -56,7 +59,7 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar) -> Result<(), GatewayError>
 /// A refresh cookie implicit refresh may use: valid, a refresh token, with a
 /// `fid` (AuthX / flask-jwt-extended cookies have none: ignored, not cleared),
 /// and not sent by a cross-site subresource request.
-fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Claims> {
+fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims>> {
     if ctx.fetch.cross_site_subresource() {
         return None;
     }

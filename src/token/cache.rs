@@ -49,7 +49,7 @@ impl VerifiedCache {
 
     /// Remembers a verified token. A full shard first drops what has expired,
     /// then (still full) everything: bounded memory beats a perfect hit rate.
-    pub(crate) fn insert(&self, token: &str, claims: Claims, now: i64) {
+    pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>, now: i64) {
         let key = Self::key(token);
         let mut shard = self.shard(&key);
         if shard.len() >= PER_SHARD {
@@ -58,7 +58,7 @@ impl VerifiedCache {
                 shard.clear();
             }
         }
-        shard.insert(key, Arc::new(claims));
+        shard.insert(key, claims);
     }
 
     /// Drops a token (it was found revoked).

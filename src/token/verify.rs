@@ -7,9 +7,12 @@
 //! [`TokenError::Expired`] is only returned once every other check has passed
 //! (callers use its claims for CSRF, logout and implicit refresh).
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
+
 use serde_json::{json, Value};
 
 use super::cache::VerifiedCache;
@@ -107,11 +110,14 @@ impl Verifier {
 
     /// Full verification at `now` (Unix seconds). The signature verdict is
     /// cached (see [`super::cache`]); the claim and time checks run every time.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+    /// Shared, so a cache hit costs a reference count rather than a copy of
+    /// every claim.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.get(token)) {
-            return self.check_claims(Claims::clone(&cached), now);
+            self.check_claims(&cached, now)?;
+            return Ok(cached);
         }
-        let claims = self.verify_uncached(token, now)?;
+        let claims = Arc::new(self.verify_uncached(token, now)?);
         if let Some(cache) = &self.cache {
             cache.insert(token, claims.clone(), now);
         }
@@ -125,7 +131,8 @@ impl Verifier {
         let header = parse_header(parts.header)?;
         self.check_signature(&parts, &header)?;
         let claims = decode_claims(parts.payload)?;
-        self.check_claims(claims, now)
+        self.check_claims(&claims, now)?;
+        Ok(claims)
     }
 
     /// Drops `token` from the verified cache: it was found revoked.
@@ -170,7 +177,7 @@ impl Verifier {
     }
 
     /// Everything after the signature: required claims, iss/aud, time checks.
-    fn check_claims(&self, claims: Claims, now: i64) -> Result<Claims, TokenError> {
+    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
         let r = &self.rules;
         if let Some(missing) = r.required.iter().find(|name| claims.all.get(*name).is_none_or(Value::is_null))
         {
@@ -195,7 +202,7 @@ impl Verifier {
         }
         // Without exp (allowed only when `exp` is not in required_claims) the
         // token never expires and no lifetime can be measured.
-        let Some(exp) = claims.exp else { return Ok(claims) };
+        let Some(exp) = claims.exp else { return Ok(()) };
         let ttl = match claims.token_type {
             TokenType::Access => r.access_ttl,
             TokenType::Refresh => r.refresh_ttl,
@@ -209,9 +216,9 @@ impl Verifier {
         }
         // jsonwebtoken's rule: expired iff exp < now - leeway (valid at exactly now - leeway).
         if exp < now - leeway {
-            return Err(TokenError::Expired(Box::new(claims)));
+            return Err(TokenError::Expired(Box::new(claims.clone())));
         }
-        Ok(claims)
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use super::*;
 use crate::token::{Fresh, TokenError, TokenType};
 
 fn verify(token: &str) -> Result<crate::token::Claims, TokenError> {
-    hs_settings().verifier.verify(token, NOW)
+    hs_settings().verifier.verify(token, NOW).map(std::sync::Arc::unwrap_or_clone)
 }
 
 const HS: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
