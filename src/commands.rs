@@ -140,6 +140,16 @@ pub fn mint(
         "refresh" => TokenType::Refresh,
         other => return Err(CommandError::Usage(format!("--type {other:?}: use access or refresh"))),
     };
+    if fresh && token_type == TokenType::Refresh {
+        // DESIGN §5: freshness belongs to an access token minted at a credential
+        // login; a refresh token never carries it. Silently dropping the flag
+        // would hand the operator something other than what was asked for.
+        return Err(CommandError::Usage(
+            "--fresh with --type refresh: refresh tokens are never fresh; drop --fresh, \
+             or mint an access token"
+                .into(),
+        ));
+    }
     let mut extra = serde_json::Map::new();
     for pair in claims {
         let (k, v) = pair
@@ -159,19 +169,30 @@ pub fn mint(
 /// worker would run (`TOKIO_WORKER_THREADS=1`, or one CPU): with nothing to
 /// steal or hand between threads, one core serves about a third more requests
 /// (BENCHMARKS.md). Blocking work (redb commits) still has its own pool.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if single_worker(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(), cpus) {
+    let workers = worker_threads(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(), cpus)?;
+    let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
-    }
+        // Set explicitly, so tokio never reads (and panics on) the variable itself.
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    };
+    Ok(runtime?)
 }
 
-/// Would tokio's multi-thread scheduler run one worker? It reads
-/// `TOKIO_WORKER_THREADS` and defaults to one worker per CPU.
-fn single_worker(env: Option<&str>, cpus: usize) -> bool {
-    env.and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(cpus) <= 1
+/// Worker threads: `TOKIO_WORKER_THREADS` (tokio's own variable, so operators
+/// who know tokio find it) or one per CPU. A value that is not a whole number
+/// of at least 1 is refused with the fix, where tokio would panic.
+fn worker_threads(env: Option<&str>, cpus: usize) -> Result<usize, CommandError> {
+    let Some(value) = env else { return Ok(cpus.max(1)) };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(CommandError::Usage(format!(
+            "TOKIO_WORKER_THREADS={value:?}: set a whole number of worker threads (1 or more), \
+             or unset it for one per CPU"
+        ))),
+    }
 }
 
 /// `jwtgate run`: serve until SIGTERM/SIGINT; SIGHUP reloads.
@@ -391,14 +412,25 @@ pub fn demo(listen: std::net::SocketAddr, access_ttl: &str) -> Result<ExitCode, 
 
 #[cfg(test)]
 mod tests {
-    use super::single_worker;
+    use super::{worker_threads, CommandError};
 
     #[test]
-    fn one_worker_means_the_current_thread_scheduler() {
-        assert!(single_worker(Some("1"), 8));
-        assert!(single_worker(None, 1), "one CPU and no override");
-        assert!(!single_worker(Some("2"), 1), "the override wins over the CPU count");
-        assert!(!single_worker(None, 2));
-        assert!(!single_worker(Some("lots"), 4), "unparsable: tokio's default, one per CPU");
+    fn workers_come_from_the_variable_or_the_cpu_count() {
+        assert_eq!(worker_threads(Some("1"), 8).unwrap(), 1);
+        assert_eq!(worker_threads(Some(" 3 "), 1).unwrap(), 3, "the override wins over the CPU count");
+        assert_eq!(worker_threads(None, 2).unwrap(), 2);
+        assert_eq!(worker_threads(None, 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_bad_worker_count_is_a_usage_error_not_a_panic() {
+        for bad in ["lots", "0", "-2", ""] {
+            match worker_threads(Some(bad), 4) {
+                Err(CommandError::Usage(msg)) => {
+                    assert!(msg.contains("TOKIO_WORKER_THREADS") && msg.contains("unset"), "{msg}")
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
     }
 }

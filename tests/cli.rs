@@ -416,6 +416,13 @@ fn refresh_tokens_have_type_refresh_and_no_fresh() {
     let out = token(dir.path(), &example(), &secret, &["mint", "--sub", "bob", "--type", "id"]);
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("--type"), "{}", out.all());
+
+    // Asking for a fresh refresh token is refused, not quietly ignored.
+    let out =
+        token(dir.path(), &example(), &secret, &["mint", "--sub", "bob", "--type", "refresh", "--fresh"]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stdout.trim().is_empty(), "no token printed: {}", out.all());
+    assert!(out.stderr.contains("--fresh") && out.stderr.contains("never fresh"), "{}", out.all());
 }
 
 #[test]
@@ -613,6 +620,19 @@ fn run_with_a_bad_config_exits_listing_every_error() {
         assert!(stderr.contains(&format!("{key}:")), "{key} not reported:\n{stderr}");
     }
     assert!(!stderr.contains("\"short\""), "{stderr}");
+}
+
+#[test]
+fn run_with_a_bad_worker_count_says_what_to_set_instead_of_panicking() {
+    let dir = tempdir();
+    let secret = secret48();
+    let cfg = write(dir.path(), "gw.toml", &config(&format!("secret = \"{secret}\""), ""));
+    for bad in ["lots", "0"] {
+        let out = output(jwtgate(dir.path()).env("TOKIO_WORKER_THREADS", bad).arg("run").arg("-c").arg(&cfg));
+        assert_eq!(out.code, Some(1), "{}", out.all());
+        assert!(out.stderr.contains("TOKIO_WORKER_THREADS") && out.stderr.contains("unset"), "{}", out.all());
+        assert!(!out.all().contains("panicked"), "{}", out.all());
+    }
 }
 
 #[test]
