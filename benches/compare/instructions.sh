@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by callgrind: nginx proxy_pass
+# (no auth) and jwtgate's HS256 access route, in front of the same upstream as
+# run.sh. Unlike req/s on this shared VM, the count barely moves between runs,
+# so it is what a change to the hot path is judged by (BENCHMARKS.md). It leaves
+# out the kernel, which does the same socket work for both. Under valgrind,
+# aws-lc takes its AVX SHA-256 path instead of the SHA-NI instructions the
+# hardware has, so jwtgate's count includes a few thousand instructions the
+# real CPU does not spend.
+#
+#   benches/compare/instructions.sh      (about 1 minute after the build)
+#
+# Env: DURATION of the counted wrk run (default 6s). Loopback only.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+DURATION=${DURATION:-6s}
+SECRET=compare-secret-compare-secret-0123456789
+
+missing=()
+for cmd in nginx wrk valgrind callgrind_control; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk valgrind >/dev/null
+  else
+    echo "instructions.sh: please install nginx, wrk and valgrind" >&2
+    exit 1
+  fi
+fi
+
+cd "$ROOT"
+cargo build --locked --release --bin jwtgate >&2
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+JWTGATE="$TARGET_DIR/release/jwtgate"
+WORK="$TARGET_DIR/instructions"
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "instructions.sh: nothing listens on port $1" >&2; return 1
+}
+render() { # render TEMPLATE OUT KEY=VALUE...
+  local text; text=$(cat "$1"); local out=$2; shift 2
+  text=${text//\{\{WORK\}\}/$WORK}; text=${text//\{\{HERE\}\}/$HERE}; text=${text//\{\{UPSTREAM_PORT\}\}/$UPSTREAM_PORT}
+  for kv in "$@"; do text=${text//\{\{${kv%%=*}\}\}/${kv#*=}}; done
+  printf '%s\n' "$text" > "$out"
+}
+
+UPSTREAM_PORT=$(free_port)
+render "$HERE/nginx-upstream.conf" "$WORK/upstream.conf"
+taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" -e "$WORK/upstream-error.log" &
+PIDS+=($!)
+wait_port "$UPSTREAM_PORT"
+
+# count SLUG NAME PORT TOKEN COMMAND...: starts COMMAND under callgrind with
+# counting off (pinned to CPU 0, as in run.sh), warms up, counts one wrk run, prints instructions per request.
+count() {
+  local slug=$1 name=$2 port=$3 token=$4; shift 4
+  local out="$WORK/$slug.callgrind"
+  taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" > "$WORK/$slug.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_port "$port"
+  local auth=()
+  [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
+  taskset -c 1 wrk -t1 -c20 -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null
+  local result; result=$(taskset -c 1 wrk -t1 -c20 -d"$DURATION" "${auth[@]}" "http://127.0.0.1:$port/api/x")
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  if grep -q "Non-2xx" <<<"$result"; then echo "instructions.sh: $name answered non-2xx" >&2; exit 1; fi
+  local requests; requests=$(awk '/requests in/ {print $1}' <<<"$result")
+  local dump; dump=$(ls "$out".* | head -1)
+  local total; total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  printf '| %s | %s | %s |\n' "$name" "$requests" "$((total / requests))"
+}
+
+echo "| contestant | requests counted | instructions per request |"
+echo "|---|---:|---:|"
+NGINX_PORT=$(free_port)
+render "$HERE/nginx-proxy.conf" "$WORK/nginx-proxy.conf" "PORT=$NGINX_PORT"
+# master_process off: the one process callgrind starts is the one that serves.
+sed -i 's/^daemon off;/daemon off;\nmaster_process off;/' "$WORK/nginx-proxy.conf"
+count nginx-proxy "nginx proxy_pass, no auth" "$NGINX_PORT" "" \
+  nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
+
+HS_PORT=$(free_port)
+render "$HERE/jwtgate.toml" "$WORK/hs256.toml" "PORT=$HS_PORT" "NAME=hs256" "KEY=secret = \"$SECRET\""
+HS_TOKEN=$("$JWTGATE" token mint -c "$WORK/hs256.toml" --sub bench)
+export TOKIO_WORKER_THREADS=1
+count jwtgate-hs256 "jwtgate, HS256 access route" "$HS_PORT" "$HS_TOKEN" \
+  "$JWTGATE" run -c "$WORK/hs256.toml"
