@@ -28,44 +28,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-cd "$ROOT"
-cargo build --locked --release --bin jwtgate >&2
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-JWTGATE="$TARGET_DIR/release/jwtgate"
-WORK="$TARGET_DIR/instructions"
-rm -rf "$WORK" && mkdir -p "$WORK"
+source "$HERE/common.sh"
+build_jwtgate release instructions
+start_upstream
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "instructions.sh: nothing listens on port $1" >&2; return 1
-}
-render() { # render TEMPLATE OUT KEY=VALUE...
-  local text; text=$(cat "$1"); local out=$2; shift 2
-  text=${text//\{\{WORK\}\}/$WORK}; text=${text//\{\{HERE\}\}/$HERE}; text=${text//\{\{UPSTREAM_PORT\}\}/$UPSTREAM_PORT}
-  for kv in "$@"; do text=${text//\{\{${kv%%=*}\}\}/${kv#*=}}; done
-  printf '%s\n' "$text" > "$out"
-}
-
-UPSTREAM_PORT=$(free_port)
-render "$HERE/nginx-upstream.conf" "$WORK/upstream.conf"
-taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" -e "$WORK/upstream-error.log" &
-PIDS+=($!)
-wait_port "$UPSTREAM_PORT"
-
-# count SLUG NAME PORT TOKEN COMMAND...: starts COMMAND under callgrind with
-# counting off (pinned to CPU 0, as in run.sh), warms up, counts one wrk run, prints instructions per request.
+# count SLUG NAME PORT TOKEN COMMAND...: starts COMMAND under callgrind, pinned
+# to CPU 0 as in run.sh, with counting off; warms up, counts one wrk run and
+# prints instructions per request.
 count() {
   local slug=$1 name=$2 port=$3 token=$4; shift 4
   local out="$WORK/$slug.callgrind"
   taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" > "$WORK/$slug.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  wait_port "$port"
+  wait_port "$port" 600
   local auth=()
   [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
   taskset -c 1 wrk -t1 -c20 -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null

@@ -36,37 +36,11 @@ need() {
 }
 if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk hey curl; fi
 
-cd "$ROOT"
+source "$HERE/common.sh"
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
-cargo build --locked --bin jwtgate $([ $PROFILE = release ] && echo --release) >&2
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-JWTGATE="$TARGET_DIR/$([ $PROFILE = release ] && echo release || echo debug)/jwtgate"
-WORK="$TARGET_DIR/compare"
-rm -rf "$WORK" && mkdir -p "$WORK"
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "run.sh: nothing listens on port $1" >&2; return 1
-}
-render() { # render TEMPLATE OUT KEY=VALUE...
-  local tpl=$1 out=$2; shift 2
-  local text; text=$(cat "$tpl")
-  text=${text//\{\{WORK\}\}/$WORK}; text=${text//\{\{HERE\}\}/$HERE}; text=${text//\{\{UPSTREAM_PORT\}\}/$UPSTREAM_PORT}
-  for kv in "$@"; do text=${text//\{\{${kv%%=*}\}\}/${kv#*=}}; done
-  printf '%s\n' "$text" > "$out"
-}
-
-UPSTREAM_PORT=$(free_port)
-render "$HERE/nginx-upstream.conf" "$WORK/upstream.conf"
-taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" -e "$WORK/upstream-error.log" &
-PIDS+=($!)
-wait_port "$UPSTREAM_PORT"
+build_jwtgate $PROFILE compare
+start_upstream
 
 # jwtgate configs and tokens: HS256, RS256, ES256.
 jwtgate_config() { # name key-lines

@@ -1,0 +1,41 @@
+# Shared by run.sh and instructions.sh (sourced, after HERE and ROOT are set):
+# the jwtgate build, a work directory, background processes killed on exit,
+# ports, config templates and the one shared upstream.
+
+# build_jwtgate PROFILE WORKDIR: builds jwtgate (release or dev) and sets
+# JWTGATE to the binary and WORK to a fresh $TARGET_DIR/WORKDIR.
+build_jwtgate() {
+  cd "$ROOT"
+  cargo build --locked --bin jwtgate $([ "$1" = release ] && echo --release) >&2
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  JWTGATE="$TARGET_DIR/$([ "$1" = release ] && echo release || echo debug)/jwtgate"
+  WORK="$TARGET_DIR/$2"
+  rm -rf "$WORK" && mkdir -p "$WORK"
+}
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT [TRIES]: 50 ms apart; a process under valgrind needs more.
+wait_port() {
+  for _ in $(seq 1 "${2:-200}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "$(basename "$0"): nothing listens on port $1" >&2; return 1
+}
+render() { # render TEMPLATE OUT KEY=VALUE...
+  local tpl=$1 out=$2; shift 2
+  local text; text=$(cat "$tpl")
+  text=${text//\{\{WORK\}\}/$WORK}; text=${text//\{\{HERE\}\}/$HERE}; text=${text//\{\{UPSTREAM_PORT\}\}/$UPSTREAM_PORT}
+  for kv in "$@"; do text=${text//\{\{${kv%%=*}\}\}/${kv#*=}}; done
+  printf '%s\n' "$text" > "$out"
+}
+
+# The shared upstream: nginx answering `return 200`, pinned to CPU 1.
+start_upstream() {
+  UPSTREAM_PORT=$(free_port)
+  render "$HERE/nginx-upstream.conf" "$WORK/upstream.conf"
+  taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" -e "$WORK/upstream-error.log" &
+  PIDS+=($!)
+  wait_port "$UPSTREAM_PORT"
+}
