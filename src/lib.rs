@@ -14,7 +14,7 @@
 //!  → refresh    implicit refresh                     (sessions, next issue)
 //!  → decide     policy × credential state            (pipeline)
 //!  → rewrite    strip spoofable headers, add claims  (forward::headers)
-//!  → forward    pooled upstream client, streaming    (forward::client)
+//!  → forward    pooled upstream client, streaming    (forward::client, forward::pool)
 //!  → respond    hop-by-hop cleanup, Set-Cookie       (pipeline)
 //!  → log        one access-log event per request     (pipeline)
 //! ```

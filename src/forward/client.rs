@@ -1,5 +1,6 @@
-//! The upstream side: one pooled keep-alive client per `[[upstreams]]` entry,
-//! round-robin over its URLs, connect and response-header timeouts.
+//! The upstream side: one keep-alive pool per URL of each `[[upstreams]]`
+//! entry (see [`super::pool`]), round-robin over the URLs, connect and
+//! response-header timeouts.
 //!
 //! A target that fails to connect is skipped for a while (1 s, doubling per
 //! consecutive failure up to 30 s); when its pause ends one request probes it
@@ -26,9 +27,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
+use super::pool::{self, Conn, Pool, UpstreamBody};
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 
@@ -38,14 +39,6 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Idle keep-alive connections kept per upstream URL. A burst opens as
-/// many connections as it has requests in flight; past the burst, more than
-/// this many idle ones only hold memory (about 20 KiB each: hyper's buffers
-/// and the connection's task), since the gateway's own keep-alive clients
-/// rarely have that many requests in flight at once. Like nginx's upstream
-/// `keepalive N`.
-const POOL_MAX_IDLE: usize = 128;
 
 /// One named upstream and its connection pool.
 #[derive(Debug)]
@@ -58,7 +51,7 @@ pub struct Upstream {
     probe_hold: Duration,
     /// Zero point of the targets' `paused_until` clocks.
     epoch: Instant,
-    client: Client<HttpsConnector<HttpConnector>, ReplayBody>,
+    connector: HttpsConnector<HttpConnector>,
     /// What it was built from: a reload with the same settings keeps this
     /// pool (warm connections, skip state) instead of building a new one.
     built_from: (UpstreamSettings, Duration),
@@ -81,6 +74,8 @@ struct Target {
     failures: AtomicU32,
     /// Milliseconds after `Upstream::epoch` until which the target is skipped.
     paused_until: AtomicU64,
+    /// Its idle keep-alive connections.
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
@@ -95,12 +90,6 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(idle_timeout)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         let targets = settings
             .urls
             .iter()
@@ -110,6 +99,7 @@ impl Upstream {
                     authority: u.authority()?.clone(),
                     failures: AtomicU32::new(0),
                     paused_until: AtomicU64::new(0),
+                    pool: Arc::new(Pool::new(idle_timeout)),
                 })
             })
             .collect();
@@ -121,7 +111,7 @@ impl Upstream {
             probe_hold: settings.connect_timeout + Duration::from_millis(500),
             epoch: Instant::now(),
             built_from: (settings.clone(), idle_timeout),
-            client,
+            connector,
         }
     }
 
@@ -129,14 +119,14 @@ impl Upstream {
     /// as HTTP/1.1, the client's Host (HTTP/2: `:authority`) unchanged. A connect
     /// failure is re-sent once to another target; then 502. No response headers
     /// within `timeout`, retry included → 504.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, GatewayError> {
         match tokio::time::timeout(self.timeout, self.send_with_retry(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(result) => result,
         }
     }
 
-    async fn send_with_retry(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+    async fn send_with_retry(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, GatewayError> {
         let (mut parts, body) = req.into_parts();
         if !parts.headers.contains_key(HOST) {
             if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -168,29 +158,61 @@ impl Upstream {
         self.attempt(second, req).await.map_err(|_| GatewayError::UpstreamUnavailable)
     }
 
-    /// Sends `req` (origin-form) to target `i` and keeps its pause state.
-    async fn attempt(&self, i: usize, mut req: Request<ReplayBody>) -> Result<Response<Incoming>, Failure> {
+    /// Sends `req` to target `i` over a pooled connection (or a new one) and
+    /// keeps the target's pause state. A pooled connection found closed
+    /// before the request left is replaced, as hyper-util's client does.
+    async fn attempt(
+        &self,
+        i: usize,
+        mut req: Request<ReplayBody>,
+    ) -> Result<Response<UpstreamBody>, Failure> {
         let target = &self.targets[i];
+        // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
+        *req.uri_mut() = Uri::from(path);
+        loop {
+            let (conn, reused) = match target.pool.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect(target).await?, false),
+            };
+            match pool::exchange(conn, &target.pool, req).await {
+                Ok(resp) => {
+                    self.mark_reachable(target);
+                    return Ok(resp);
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => {
+                        self.mark_reachable(target);
+                        let err = err.into_error();
+                        tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+                        return Err(Failure::Exchange);
+                    }
+                },
+            }
+        }
+    }
+
+    /// A new connection to `target` (TCP, then TLS for https), its task started.
+    async fn connect(&self, target: &Target) -> Result<Conn, Failure> {
+        let uri = Uri::builder()
             .scheme(target.scheme.clone())
             .authority(target.authority.clone())
-            .path_and_query(path)
+            .path_and_query("/")
             .build()
-            .map_err(|_| Failure::Exchange)?;
-        match self.client.request(req).await {
-            Ok(resp) => {
-                self.mark_reachable(target);
-                Ok(resp)
+            .map_err(|_| Failure::Connect)?;
+        let io = match self.connector.clone().call(uri).await {
+            Ok(io) => io,
+            Err(err) => {
+                self.mark_unreachable(target, &*err);
+                return Err(Failure::Connect);
             }
-            Err(err) if err.is_connect() => {
+        };
+        match hyper::client::conn::http1::handshake(io).await {
+            Ok((sender, conn)) => Ok(Conn::spawn(sender, conn)),
+            Err(err) => {
                 self.mark_unreachable(target, &err);
                 Err(Failure::Connect)
-            }
-            Err(err) => {
-                self.mark_reachable(target);
-                tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
-                Err(Failure::Exchange)
             }
         }
     }
@@ -226,9 +248,9 @@ impl Upstream {
     }
 
     /// Pauses the target after a connect failure.
-    fn mark_unreachable(&self, target: &Target, err: &hyper_util::client::legacy::Error) {
+    fn mark_unreachable(&self, target: &Target, err: &(dyn std::error::Error + 'static)) {
         let pause = self.pause(target);
-        let cause = std::error::Error::source(err).map(ToString::to_string).unwrap_or_default();
+        let cause = err.to_string();
         tracing::warn!(upstream = %self.name, target = %target.authority, ?pause, %cause, "upstream target unreachable; skipping it");
     }
 

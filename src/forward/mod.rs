@@ -4,3 +4,4 @@
 pub mod claims;
 pub mod client;
 pub mod headers;
+pub mod pool;

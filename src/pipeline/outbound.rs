@@ -11,6 +11,7 @@ use super::extract::{query_without, CookieJar, Source};
 use super::{full, Body, RequestCtx};
 use crate::config::Keep;
 use crate::error::GatewayError;
+use crate::forward::pool::UpstreamBody;
 use crate::forward::{claims, headers};
 
 /// Strips spoofable headers, then adds jwtgate's own: X-Forwarded-*, claim
@@ -104,12 +105,15 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
 pub async fn forward(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let mut resp = send(ctx, req).await?;
     headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
-    Ok(resp.map(|b: Incoming| b.boxed()))
+    Ok(resp.map(|b| b.boxed()))
 }
 
 /// The upstream exchange itself, response untouched (the login handler reads
 /// the identity header before it is stripped).
-pub async fn send(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+pub async fn send(
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Result<Response<UpstreamBody>, GatewayError> {
     let route = ctx.route().ok_or(GatewayError::Internal)?;
     let name = route.upstream.as_deref().ok_or(GatewayError::Internal)?;
     let upstream = ctx.snap.upstreams.get(name).ok_or(GatewayError::Internal)?.clone();

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct Recorded {
     pub version: http::Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Which accepted connection it came on (0, 1, …): keep-alive reuse shows here.
+    pub conn: usize,
 }
 
 impl Recorded {
@@ -43,6 +46,8 @@ pub struct Upstream {
     pub seen: Arc<Mutex<Vec<Recorded>>>,
     /// Extra response headers (e.g. an identity header) for every response.
     pub respond_with: Arc<Mutex<Vec<(String, String)>>>,
+    /// Connections that have ended (closed by either side).
+    pub closed: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -51,20 +56,22 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let respond_with = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (seen.clone(), respond_with.clone());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (s, r, c) = (seen.clone(), respond_with.clone(), closed.clone());
         tokio::spawn(async move {
-            loop {
+            for conn in 0.. {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (s, r) = (s.clone(), r.clone());
+                let (s, r, c) = (s.clone(), r.clone(), c.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| record(req, s.clone(), r.clone(), behavior));
+                    let svc = service_fn(move |req| record(req, conn, s.clone(), r.clone(), behavior));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    c.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
-        Upstream { addr, seen, respond_with }
+        Upstream { addr, seen, respond_with, closed }
     }
 
     /// Every request received so far.
@@ -88,6 +95,7 @@ impl Upstream {
 
 async fn record(
     req: Request<Incoming>,
+    conn: usize,
     seen: Arc<Mutex<Vec<Recorded>>>,
     respond_with: Arc<Mutex<Vec<(String, String)>>>,
     behavior: UpstreamBehavior,
@@ -100,6 +108,7 @@ async fn record(
         version: parts.version,
         headers: parts.headers,
         body,
+        conn,
     });
     if behavior == UpstreamBehavior::Hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -1,0 +1,279 @@
+//! Keep-alive connections to one upstream target.
+//!
+//! Each connection is hyper's `client::conn::http1` pair: the `SendRequest`
+//! lives here, and the connection future runs as a task of its own, as in
+//! hyper-util's pooled client. (Polling it from the request's task instead
+//! was measured and lost 9 % of throughput: BENCHMARKS.md.) What this pool
+//! drops from hyper-util's is the generality the gateway does not use: a
+//! hashed pool key per request, the checkout/connect race, the waiter lists.
+//! It is a stack per target, most recently used first, at most
+//! [`POOL_MAX_IDLE`] deep. A connection goes back when its response body has
+//! been read to the end ([`UpstreamBody`]); a reaper drops those idle past
+//! `idle_timeout`, which ends their tasks and closes their sockets.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, TrySendError};
+
+use super::client::ReplayBody;
+
+/// Idle keep-alive connections kept per upstream URL. A burst opens as
+/// many connections as it has requests in flight; past the burst, more than
+/// this many idle ones only hold memory (about 20 KiB each: hyper's buffers
+/// and the connection's task), since the gateway's own keep-alive clients
+/// rarely have that many requests in flight at once. Like nginx's upstream
+/// `keepalive N`.
+pub const POOL_MAX_IDLE: usize = 128;
+
+/// One HTTP/1.1 connection to an upstream target; its I/O runs in its own task.
+pub struct Conn {
+    sender: http1::SendRequest<ReplayBody>,
+}
+
+impl Conn {
+    /// Spawns the connection's task (`with_upgrades`, so a 101 hands its
+    /// socket to the upgrade) and keeps the sending half.
+    pub fn spawn<T>(sender: http1::SendRequest<ReplayBody>, conn: http1::Connection<T, ReplayBody>) -> Conn
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move {
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended");
+            }
+        });
+        Conn { sender }
+    }
+
+    /// Open and waiting for its next request.
+    fn ready(&self) -> bool {
+        self.sender.is_ready() && !self.sender.is_closed()
+    }
+}
+
+/// The idle connections of one target.
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>,
+    idle_timeout: Duration,
+    reaper: std::sync::Once,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("idle", &self.idle_count()).finish()
+    }
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Duration) -> Pool {
+        Pool { idle: Mutex::new(Vec::new()), idle_timeout, reaper: std::sync::Once::new() }
+    }
+
+    /// The most recently used idle connection that is still open.
+    pub fn checkout(&self) -> Option<Conn> {
+        let now = Instant::now();
+        loop {
+            let Idle { conn, since } = self.lock().pop()?;
+            if now.saturating_duration_since(since) < self.idle_timeout && conn.ready() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Returns a connection whose exchange is over. One whose task has not
+    /// yet turned to the next request (another thread may still be finishing
+    /// the body) waits for that in a small task of its own, as hyper-util's
+    /// pool does; one that closed is dropped.
+    fn checkin(self: &Arc<Pool>, mut conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        if !conn.sender.is_ready() {
+            let pool = self.clone();
+            tokio::spawn(async move {
+                if conn.sender.ready().await.is_ok() {
+                    pool.keep(conn);
+                }
+            });
+            return;
+        }
+        self.keep(conn);
+    }
+
+    fn keep(self: &Arc<Pool>, conn: Conn) {
+        let mut idle = self.lock();
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(Idle { conn, since: Instant::now() });
+        }
+        drop(idle);
+        self.reaper.call_once(|| self.spawn_reaper());
+    }
+
+    /// Every `idle_timeout` (at least each second), drops the idle connections
+    /// that expired or were closed by the upstream. Ends with the pool.
+    fn spawn_reaper(self: &Arc<Pool>) {
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        let period = self.idle_timeout.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.reap(Instant::now());
+            }
+        });
+    }
+
+    fn reap(&self, now: Instant) {
+        let timeout = self.idle_timeout;
+        self.lock().retain(|i| now.saturating_duration_since(i.since) < timeout && i.conn.ready());
+    }
+
+    /// How many idle connections are kept.
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sends `req` on `conn`. On error, a request that never left is handed back
+/// inside the `TrySendError`, so the caller can try another connection.
+pub async fn exchange(
+    mut conn: Conn,
+    pool: &Arc<Pool>,
+    req: Request<ReplayBody>,
+) -> Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>> {
+    let resp = conn.sender.try_send_request(req).await?;
+    let pool = pool.clone();
+    Ok(resp.map(|inner| {
+        let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
+        body.release_if_done();
+        body
+    }))
+}
+
+/// The upstream's response body; its end returns the connection to the pool.
+/// Dropped before its end, the connection is dropped too (its task closes it:
+/// what is left of the body is unread).
+pub struct UpstreamBody {
+    inner: Incoming,
+    conn: Option<(Conn, Arc<Pool>)>,
+}
+
+impl UpstreamBody {
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream() {
+            if let Some((conn, pool)) = self.conn.take() {
+                pool.checkin(conn);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(Some(Ok(_)) | None) => self.release_if_done(),
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        self.release_if_done();
+    }
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").field("pooled", &self.conn.is_some()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+
+    /// A connection to an in-memory peer that never answers; `peers` keeps
+    /// the peer ends open.
+    async fn conn(peers: &mut Vec<tokio::io::DuplexStream>) -> Conn {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        peers.push(theirs);
+        let (sender, conn) = http1::handshake(TokioIo::new(ours)).await.unwrap();
+        let mut conn = Conn::spawn(sender, conn);
+        conn.sender.ready().await.unwrap();
+        conn
+    }
+
+    #[tokio::test]
+    async fn keeps_at_most_the_cap() {
+        let pool = Arc::new(Pool::new(Duration::from_secs(60)));
+        let mut peers = Vec::new();
+        for _ in 0..POOL_MAX_IDLE + 2 {
+            let c = conn(&mut peers).await;
+            pool.checkin(c);
+        }
+        assert_eq!(pool.idle_count(), POOL_MAX_IDLE, "the two past the cap were closed");
+        let taken = pool.checkout().expect("an idle connection");
+        assert_eq!(pool.idle_count(), POOL_MAX_IDLE - 1);
+        drop(taken);
+        assert_eq!(pool.idle_count(), POOL_MAX_IDLE - 1, "a dropped connection is closed, not returned");
+    }
+
+    #[tokio::test]
+    async fn expired_or_closed_connections_are_never_handed_out() {
+        let pool = Arc::new(Pool::new(Duration::from_secs(60)));
+        let mut peers = Vec::new();
+        let c = conn(&mut peers).await;
+        pool.checkin(c);
+        pool.reap(Instant::now() + Duration::from_secs(61));
+        assert_eq!(pool.idle_count(), 0, "past idle_timeout: reaped");
+
+        let c = conn(&mut peers).await;
+        pool.checkin(c);
+        peers.clear(); // the peer goes away
+                       // The connection's task sees the close; the pool then refuses it.
+        for _ in 0..100 {
+            if pool.lock().iter().all(|i| !i.conn.ready()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(pool.checkout().is_none());
+    }
+}

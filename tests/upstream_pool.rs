@@ -1,0 +1,140 @@
+//! The upstream keep-alive pool (`src/forward/pool.rs`), through the real
+//! gateway: connections are reused, an upstream's close is honoured, a
+//! connection the upstream dropped while idle is never used again, and idle
+//! connections are closed after `idle_timeout`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::client::{get_once, KeepAlive};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Public routes only: the pool is what is under test, not the token.
+async fn gateway(upstream: SocketAddr, extra_server: &str) -> TestGateway {
+    let config = base_config(PUBLIC_AND_API)
+        .replace("header_read_timeout = \"2s\"", &format!("header_read_timeout = \"2s\"\n{extra_server}"));
+    start_gateway(&config, upstream, None).await
+}
+
+/// Waits until `cond` holds, or fails after `within`.
+async fn until(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = gateway(up.addr, "").await;
+    // Separate client connections: reuse is the gateway's, not the client's.
+    for i in 0..5 {
+        let answer = get_once(gw.addr, &format!("/public/{i}")).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, "upstream ok");
+    }
+    let conns: Vec<usize> = up.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns, [0; 5], "all five on the first upstream connection");
+    assert_eq!(up.closed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_close_is_honoured_and_the_next_request_opens_another() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("connection".into(), "close".into()));
+    let gw = gateway(up.addr, "").await;
+    let mut client = KeepAlive::connect(gw.addr).await.unwrap();
+    for i in 0..3 {
+        let answer = client.get(&format!("/public/{i}")).await.unwrap();
+        assert_eq!(answer.status, 200, "request {i}");
+    }
+    let conns: Vec<usize> = up.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns, [0, 1, 2], "a new upstream connection after each close");
+}
+
+/// An upstream that answers one request per connection and then closes the
+/// socket without saying so (no `Connection: close`), as a server whose
+/// keep-alive timeout just ran out does. Counts the connections it accepted.
+async fn silent_closer() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                // Dropped here: the socket closes with no warning.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_not_used_again() {
+    let (addr, accepted) = silent_closer().await;
+    let gw = gateway(addr, "").await;
+    for i in 0..4 {
+        let answer = get_once(gw.addr, &format!("/public/{i}")).await.unwrap();
+        assert_eq!(answer.status, 200, "request {i}: {answer:?}");
+        assert_eq!(answer.body, "ok");
+        // The next request must not meet the dead socket, however soon it comes.
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4, "one upstream connection per request");
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_idle_timeout() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = gateway(up.addr, "idle_timeout = \"1s\"").await;
+    let answer = get_once(gw.addr, "/public/x").await.unwrap();
+    assert_eq!(answer.status, 200);
+    // The reaper runs every idle_timeout: the connection is gone within two.
+    until("the idle upstream connection closed", Duration::from_secs(4), || {
+        up.closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // And the next request simply opens a new one.
+    let answer = get_once(gw.addr, "/public/y").await.unwrap();
+    assert_eq!(answer.status, 200);
+    let conns: Vec<usize> = up.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns, [0, 1]);
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_a_connection_and_return_it() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = gateway(up.addr, "").await;
+    let burst = (0..20).map(|i| {
+        let addr = gw.addr;
+        tokio::spawn(async move { get_once(addr, &format!("/public/{i}")).await })
+    });
+    for task in burst {
+        assert_eq!(task.await.unwrap().unwrap().status, 200);
+    }
+    let opened = up.requests().iter().map(|r| r.conn).max().unwrap() + 1;
+    // A second burst is served by the connections the first one left idle.
+    for i in 0..opened {
+        assert_eq!(get_once(gw.addr, &format!("/public/again/{i}")).await.unwrap().status, 200);
+    }
+    let after = up.requests().iter().map(|r| r.conn).max().unwrap() + 1;
+    assert_eq!(after, opened, "no new upstream connection after the burst");
+}
