@@ -52,9 +52,10 @@ impl Conn {
         Conn { sender }
     }
 
-    /// Open and waiting for its next request.
+    /// Waiting for its next request. A closed connection never is: its task
+    /// has dropped the receiving end, so it no longer asks for one.
     fn ready(&self) -> bool {
-        self.sender.is_ready() && !self.sender.is_closed()
+        self.sender.is_ready()
     }
 }
 
