@@ -15,8 +15,16 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// to the OS only while it is allocating, so a gateway that goes quiet after a
 /// burst keeps the burst's memory; Redis ships jemalloc with the same thread.
 /// Freed pages go back after one second instead of ten.
+///
+/// hyper reads every request from a client, and every response from an
+/// upstream, into a fresh 8 KiB buffer, because the previous message's
+/// headers still share the old one. An 8 KiB slab holds one buffer, so jemalloc's default
+/// of 20 cached per size class ran dry and overflowed under load, and each
+/// refill went to the arena for single-buffer slabs: about 5 % of the
+/// instructions per request (BENCHMARKS.md). 64 slots absorb the churn.
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
+static MALLOC_CONF: &u8 =
+    &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_nslots_small_min:64\0"[0];
 
 #[derive(Parser)]
 #[command(name = "jwtgate", version, about = "Reverse-proxy authentication gateway for JWT sessions")]
