@@ -233,7 +233,7 @@ fn bench_extract(c: &mut Criterion, token: &str) {
     g.finish();
 }
 
-/// The strip rules `Snapshot::new` derives from `[forward]` and `[sessions]`.
+/// The strip rules a config snapshot derives from `[forward]` and `[sessions]`.
 fn strip_rules(runtime: &Runtime) -> StripRules {
     StripRules::new(&runtime.forward, &runtime.sessions.identity_header)
 }

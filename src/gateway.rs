@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::clock::Clock;
 use crate::config::Runtime;
-use crate::forward::client::Upstreams;
+use crate::forward::client::{Upstream, Upstreams};
 use crate::forward::headers::StripRules;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -19,22 +20,31 @@ pub struct Snapshot {
     pub runtime: Runtime,
     pub upstreams: Upstreams,
     pub strip: StripRules,
+    /// Per route, in table order, resolved once rather than looked up by
+    /// name on every request: the route's upstream (`None` for a route with
+    /// none)...
+    pub route_upstreams: Vec<Option<Arc<Upstream>>>,
+    /// ...and its `jwtgate_requests_total{status="200"}` counter.
+    pub route_served: Vec<Counter>,
 }
 
 impl Snapshot {
-    pub fn new(runtime: Runtime) -> Snapshot {
-        Snapshot::succeeding(runtime, None)
-    }
-
     /// A snapshot after `previous`: unchanged upstreams keep their pools.
-    fn succeeding(runtime: Runtime, previous: Option<&Snapshot>) -> Snapshot {
+    fn succeeding(runtime: Runtime, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
         let upstreams = Upstreams::rebuild(
             &runtime.upstreams,
             runtime.server.idle_timeout,
             previous.map(|p| &p.upstreams),
         );
         let strip = StripRules::new(&runtime.forward, &runtime.sessions.identity_header);
-        Snapshot { runtime, upstreams, strip }
+        let routes = runtime.routes.routes();
+        let route_upstreams = routes
+            .iter()
+            .map(|r| r.upstream.as_deref().and_then(|name| upstreams.get(name)).cloned())
+            .collect();
+        let route_served = metrics
+            .register_routes(routes.iter().map(|r| (r.pattern.as_str(), crate::pipeline::policy_name(r))));
+        Snapshot { runtime, upstreams, strip, route_upstreams, route_served }
     }
 }
 
@@ -50,8 +60,8 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Gateway> {
         let metrics = Metrics::new();
-        register_routes(&metrics, &runtime);
-        Arc::new(Gateway { current: ArcSwap::from_pointee(Snapshot::new(runtime)), store, clock, metrics })
+        let snapshot = Snapshot::succeeding(runtime, &metrics, None);
+        Arc::new(Gateway { current: ArcSwap::from_pointee(snapshot), store, clock, metrics })
     }
 
     /// The snapshot a new request runs on.
@@ -61,16 +71,9 @@ impl Gateway {
 
     /// Installs a validated config; in-flight requests finish on their own snapshot.
     pub fn swap(&self, runtime: Runtime) {
-        register_routes(&self.metrics, &runtime);
         let previous = self.current.load();
-        self.current.store(Arc::new(Snapshot::succeeding(runtime, Some(&previous))));
+        self.current.store(Arc::new(Snapshot::succeeding(runtime, &self.metrics, Some(&previous))));
     }
-}
-
-fn register_routes(metrics: &Metrics, runtime: &Runtime) {
-    metrics.register_routes(
-        runtime.routes.routes().iter().map(|r| (r.pattern.as_str(), crate::pipeline::policy_name(r))),
-    );
 }
 
 impl std::fmt::Debug for Gateway {

@@ -142,12 +142,17 @@ impl Metrics {
         }
     }
 
-    /// Pre-registers `requests_total` at 0 for each route of a (new) config.
-    pub fn register_routes<'a>(&self, routes: impl Iterator<Item = (&'a str, &'a str)>) {
-        for (route, policy) in routes {
-            let labels = RequestLabels { route: route.into(), policy: policy.into(), status: "200".into() };
-            let _ = self.requests.get_or_create(&labels);
-        }
+    /// Pre-registers `requests_total{status="200"}` at 0 for each route of a
+    /// (new) config and returns those counters in table order: the common
+    /// answer is counted without building, hashing and looking up its labels.
+    pub fn register_routes<'a>(&self, routes: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Counter> {
+        routes
+            .map(|(route, policy)| {
+                let labels =
+                    RequestLabels { route: route.into(), policy: policy.into(), status: "200".into() };
+                self.requests.get_or_create(&labels).clone()
+            })
+            .collect()
     }
 
     pub fn refresh_outcome(&self, mode: &str, outcome: &str) {
@@ -193,7 +198,7 @@ mod tests {
     #[test]
     fn every_series_is_exported_from_startup() {
         let m = Metrics::new();
-        m.register_routes([("/api/**", "access")].into_iter());
+        let served = m.register_routes([("/api/**", "access")].into_iter());
         let text = m.encode();
         for name in [
             "jwtgate_requests_total{route=\"/api/**\",policy=\"access\",status=\"200\"} 0",
@@ -207,5 +212,11 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+        served[0].inc();
+        let after = m.encode();
+        assert!(
+            after.contains("jwtgate_requests_total{route=\"/api/**\",policy=\"access\",status=\"200\"} 1"),
+            "the returned counter is the exported series:\n{after}"
+        );
     }
 }

@@ -114,9 +114,8 @@ pub async fn send(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> Result<Response<UpstreamBody>, GatewayError> {
-    let route = ctx.route().ok_or(GatewayError::Internal)?;
-    let name = route.upstream.as_deref().ok_or(GatewayError::Internal)?;
-    let upstream = ctx.snap.upstreams.get(name).ok_or(GatewayError::Internal)?.clone();
+    let upstream =
+        ctx.route.and_then(|i| ctx.snap.route_upstreams.get(i)?.clone()).ok_or(GatewayError::Internal)?;
     let sent = std::time::Instant::now();
     let result = upstream.send(req).await;
     ctx.upstream_time = Some(sent.elapsed());
@@ -209,13 +208,20 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
 /// Metrics for one answered request.
 pub fn record(ctx: &RequestCtx, resp: &Response<Body>) {
     let m = &ctx.gw.metrics;
-    let route = ctx.route();
-    let labels = crate::metrics::RequestLabels {
-        route: route.map_or("-", |r| r.pattern.as_str()).to_owned(),
-        policy: route.map_or("-", policy_name).to_owned(),
-        status: resp.status().as_str().to_owned(),
-    };
-    m.requests.get_or_create(&labels).inc();
+    match ctx.route.and_then(|i| ctx.snap.route_served.get(i)).filter(|_| resp.status() == StatusCode::OK) {
+        Some(served) => {
+            served.inc();
+        }
+        None => {
+            let route = ctx.route();
+            let labels = crate::metrics::RequestLabels {
+                route: route.map_or("-", |r| r.pattern.as_str()).to_owned(),
+                policy: route.map_or("-", policy_name).to_owned(),
+                status: resp.status().as_str().to_owned(),
+            };
+            m.requests.get_or_create(&labels).inc();
+        }
+    }
     m.request_duration.observe(ctx.started.elapsed().as_secs_f64());
     if let Some(t) = ctx.upstream_time {
         m.upstream_duration.observe(t.as_secs_f64());
