@@ -173,7 +173,9 @@ impl Upstream {
         loop {
             let (conn, reused) = match target.pool.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect(target).await?, false),
+                // Boxed: a connect is rare, and its TLS handshake state
+                // (2.4 KiB) would otherwise be in every request's future.
+                None => (Box::pin(self.connect(target)).await?, false),
             };
             match pool::exchange(conn, &target.pool, req).await {
                 Ok(resp) => {

@@ -166,8 +166,11 @@ async fn drive(ctx: &mut RequestCtx, mut req: Request<Incoming>) -> Result<Respo
     let jar = extract::CookieJar::parse(req.headers());
     ctx.fetch = FetchMeta::capture(req.headers(), &ctx.snap.runtime, ctx.peer_trusted());
     auth::extract(ctx, &req, &jar)?;
+    // The session endpoints and WebSocket upgrades are boxed: they are rare,
+    // and their state would otherwise make every proxied request's future
+    // larger, and so every move of it dearer (BENCHMARKS.md).
     if let Some(handler) = ctx.route().and_then(|r| r.handler) {
-        return crate::session::handlers::serve(ctx, handler, req, &jar).await;
+        return Box::pin(crate::session::handlers::serve(ctx, handler, req, &jar)).await;
     }
     auth::verify(ctx).await?;
     crate::session::implicit::csrf_phase(ctx, &jar)?;
@@ -176,7 +179,7 @@ async fn drive(ctx: &mut RequestCtx, mut req: Request<Incoming>) -> Result<Respo
     let websocket = upgrade::is_websocket(&req);
     outbound::rewrite(ctx, &mut req, &jar)?;
     if websocket {
-        return upgrade::forward(ctx, req).await;
+        return Box::pin(upgrade::forward(ctx, req)).await;
     }
     outbound::forward(ctx, req).await
 }
