@@ -8,7 +8,12 @@
 #   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
 #                                     exits non-zero if any request fails
 #
-# Env: DURATION (default 10s), CONNS (default 32). Loopback only.
+# Env: DURATION (default 10s), CONNS (default 32), ROUNDS (default 3). Loopback only.
+#
+# Each throughput row is measured in ROUNDS rounds, all contestants in turn
+# per round, and shown by its median round: on a shared VM one run moves by
+# ±10 %, and alternating spreads that drift over all contestants alike. The
+# added p99 is the median of ROUNDS alternating direct/jwtgate hey runs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -16,6 +21,7 @@ SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
+ROUNDS=${ROUNDS:-3}
 SECRET=compare-secret-compare-secret-0123456789
 
 need() {
@@ -61,10 +67,13 @@ private_key = \"$WORK/es256/signing.pem\"")
   ES_TOKEN=$("$JWTGATE" token mint -c "$WORK/es256.toml" --sub bench)
 fi
 
-# One row: name, port, token ("" = none), command... (started pinned to CPU 0).
+# One row of one round: name, port, token ("" = none), command... (started
+# pinned to CPU 0). The wrk output is kept as $WORK/NAME.ROUND.wrk.
 ROWS=()
+ROUND=1
 run_row() {
   local name=$1 port=$2 token=$3; shift 3
+  local wrk_out="$WORK/$name.$ROUND.wrk"
   taskset -c 0 "$@" > "$WORK/$name.out" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -85,13 +94,13 @@ run_row() {
     taskset -c 1 wrk -t1 -c"$CONNS" -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
   fi
-  echo "$out" > "$WORK/$name.wrk"
+  echo "$out" > "$wrk_out"
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
     echo "run.sh: $name had failed requests:" >&2; echo "$out" >&2; exit 1
   fi
   local rss=""
   [ "${name#jwtgate}" != "$name" ] && rss=$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$pid/status")
-  ROWS+=("$name|$(python3 "$HERE/parse_wrk.py" < "$WORK/$name.wrk")|$rss")
+  ROWS+=("$name|$(python3 "$HERE/parse_wrk.py" < "$wrk_out")|$rss")
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
@@ -99,28 +108,31 @@ export TOKIO_WORKER_THREADS=1
 if [ $SMOKE = 1 ]; then
   run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
   python3 "$HERE/table.py" "${ROWS[@]}"
-  REQS=$(python3 -c 'import re,sys; print(int(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1)))' "$WORK/jwtgate-hs256.wrk")
+  REQS=$(python3 -c 'import re,sys; print(int(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1)))' "$WORK/jwtgate-hs256.1.wrk")
   [ "$REQS" -ge 100 ] || { echo "run.sh: smoke sent only $REQS requests" >&2; exit 1; }
   echo "compare smoke: $REQS requests through jwtgate HS256, all 200"
   exit 0
 fi
 
-run_row direct "$UPSTREAM_PORT" "" true
 NGX_PORT=$(free_port); render "$HERE/nginx-proxy.conf" "$WORK/nginx-proxy.conf" "PORT=$NGX_PORT"
-run_row nginx-proxy_pass "$NGX_PORT" "" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
 NJS_PORT=$(free_port); render "$HERE/nginx-njs.conf" "$WORK/nginx-njs.conf" "PORT=$NJS_PORT"
-run_row nginx-njs-hs256 "$NJS_PORT" "$HS_TOKEN" nginx -c "$WORK/nginx-njs.conf" -p "$WORK" -e "$WORK/nginx-njs-error.log"
 HAP_HS=$(free_port); HAP_RS=$(free_port)
 render "$HERE/haproxy.cfg" "$WORK/haproxy.cfg" "PORT_HS=$HAP_HS" "PORT_RS=$HAP_RS"
-taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
-HAP_PID=$!; PIDS+=("$HAP_PID")
-wait_port "$HAP_HS"
-run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
-run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
-kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
-run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
-run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
-run_row jwtgate-es256 "$ES_PORT" "$ES_TOKEN" "$JWTGATE" run -c "$WORK/es256.toml"
+for ROUND in $(seq 1 "$ROUNDS"); do
+  echo "run.sh: throughput round $ROUND of $ROUNDS" >&2
+  run_row direct "$UPSTREAM_PORT" "" true
+  run_row nginx-proxy_pass "$NGX_PORT" "" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
+  run_row nginx-njs-hs256 "$NJS_PORT" "$HS_TOKEN" nginx -c "$WORK/nginx-njs.conf" -p "$WORK" -e "$WORK/nginx-njs-error.log"
+  taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
+  HAP_PID=$!; PIDS+=("$HAP_PID")
+  wait_port "$HAP_HS"
+  run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
+  run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
+  kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
+  run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
+  run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
+  run_row jwtgate-es256 "$ES_PORT" "$ES_TOKEN" "$JWTGATE" run -c "$WORK/es256.toml"
+done
 
 # Implicit refresh: every request rotates. Sessions come from real logins
 # (the upstream's /login always names `bench`); each wrk run gets its own, as
@@ -146,18 +158,18 @@ logins $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before
 logins $((CONNS + 1)) "$WORK/measure.tokens"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
 out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
-echo "$out" > "$WORK/jwtgate-refresh.wrk"
+echo "$out" > "$WORK/jwtgate-refresh.1.wrk"
 if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
   echo "run.sh: jwtgate-refresh had failed requests:" >&2; echo "$out" >&2; exit 1
 fi
-ROWS+=("jwtgate-refresh (rotation + fsync per request)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")")
+ROWS+=("jwtgate-refresh (rotation + fsync per request, one round)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.1.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")")
 kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
 
 python3 "$HERE/table.py" "${ROWS[@]}"
 
 # Latency added at half of jwtgate's peak: the same fixed request rate
 # (hey -q, per connection) straight to the upstream and through jwtgate HS256.
-HS_RPS=$(python3 -c 'import re,sys; print(int(float(re.search(r"Requests/sec:\s+([\d.]+)", open(sys.argv[1]).read()).group(1))))' "$WORK/jwtgate-hs256.wrk")
+HS_RPS=$(python3 -c 'import re,statistics,sys; print(int(statistics.median_low(float(re.search(r"Requests/sec:\s+([\d.]+)", open(f).read()).group(1)) for f in sys.argv[1:])))' "$WORK"/jwtgate-hs256.*.wrk)
 RATE=$((HS_RPS / 2))
 hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
   local auth=()
@@ -168,15 +180,26 @@ hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
     { echo "run.sh: hey saw failures:" >&2; echo "$out" >&2; exit 1; }
   awk '/99% in/ {printf "%.2f", $3 * 1000}' <<<"$out"
 }
-DIRECT_P99=$(hey_p99 "$UPSTREAM_PORT")
 taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-rate.out" 2>&1 &
 RATE_PID=$!; PIDS+=("$RATE_PID")
 wait_port "$HS_PORT"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $HS_TOKEN" "http://127.0.0.1:$HS_PORT/api/x" >/dev/null
-GATE_P99=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
+P99_ROUNDS=()
+for ROUND in $(seq 1 "$ROUNDS"); do
+  direct=$(hey_p99 "$UPSTREAM_PORT")
+  gate=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
+  P99_ROUNDS+=("$direct/$gate")
+done
 kill "$RATE_PID" 2>/dev/null || true; wait "$RATE_PID" 2>/dev/null || true
 echo
-echo "p99 at $RATE req/s (half of jwtgate HS256's peak), hey -c $CONNS: direct $DIRECT_P99 ms, through jwtgate HS256 $GATE_P99 ms, added $(python3 -c "print(f'{$GATE_P99 - $DIRECT_P99:.2f}')") ms"
+python3 - "$RATE" "$CONNS" "${P99_ROUNDS[@]}" <<'PY'
+import statistics, sys
+rate, conns, rounds = sys.argv[1], sys.argv[2], [tuple(map(float, r.split("/"))) for r in sys.argv[3:]]
+added = [g - d for d, g in rounds]
+each = ", ".join(f"{d:.2f} → {g:.2f} ms (+{g - d:.2f})" for d, g in rounds)
+print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), hey -c {conns}, direct → through jwtgate HS256, "
+      f"{len(rounds)} alternating rounds: {each}; added, median: {statistics.median_low(added):.2f} ms")
+PY
 
 # Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
 ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
