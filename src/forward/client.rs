@@ -118,9 +118,14 @@ impl Upstream {
     /// Points `req` at the next target (keeping its path and query) and sends it
     /// as HTTP/1.1, the client's Host (HTTP/2: `:authority`) unchanged. A connect
     /// failure is re-sent once to another target; then 502. No response headers
-    /// within `timeout`, retry included → 504.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, GatewayError> {
-        match tokio::time::timeout(self.timeout, self.send_with_retry(req)).await {
+    /// within `timeout` of `sent`, retry included → 504.
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        sent: Instant,
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
+        let deadline = tokio::time::Instant::from_std(sent + self.timeout);
+        match tokio::time::timeout_at(deadline, self.send_with_retry(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(result) => result,
         }
@@ -225,15 +230,19 @@ impl Upstream {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let candidates = (0..n).map(|k| (start + k) % n).filter(|&i| Some(i) != avoid);
-        let now = self.now_ms();
-        let hold = now + self.probe_hold.as_millis() as u64;
+        // Read only once a target has failed: a healthy pick needs no clock.
+        let mut now = None;
         for i in candidates.clone() {
             let t = &self.targets[i];
+            if t.failures.load(Ordering::Relaxed) == 0 {
+                return Some(i);
+            }
+            let now = *now.get_or_insert_with(|| self.now_ms());
             let until = t.paused_until.load(Ordering::Relaxed);
+            let hold = now + self.probe_hold.as_millis() as u64;
+            // The pause is over: this request probes, the others keep off it.
             if until <= now
-                && (t.failures.load(Ordering::Relaxed) == 0
-                    // The pause is over: this request probes, the others keep off it.
-                    || t.paused_until.compare_exchange(until, hold, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+                && t.paused_until.compare_exchange(until, hold, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
                 return Some(i);
             }

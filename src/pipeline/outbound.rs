@@ -117,7 +117,7 @@ pub async fn send(
     let upstream =
         ctx.route.and_then(|i| ctx.snap.route_upstreams.get(i)?.clone()).ok_or(GatewayError::Internal)?;
     let sent = std::time::Instant::now();
-    let result = upstream.send(req).await;
+    let result = upstream.send(req, sent).await;
     ctx.upstream_time = Some(sent.elapsed());
     result
 }

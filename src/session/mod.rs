@@ -7,6 +7,8 @@ pub mod csrf;
 pub mod handlers;
 pub mod implicit;
 
+use std::task::Poll;
+
 use serde_json::{Map, Value};
 
 use crate::config::Runtime;
@@ -125,11 +127,18 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
 }
 
 /// A store call bounded by `[store] timeout`; failure → 503, nothing changed.
+/// A call that answers at once (the revocation check, from the embedded
+/// store's memory) is polled before any clock is read or timer set.
 pub async fn with_timeout<T>(
     rt: &Runtime,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, GatewayError> {
-    match tokio::time::timeout(rt.store.timeout, call).await {
+    let mut call = std::pin::pin!(call);
+    let answer = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(answer) => Ok(answer),
+        Poll::Pending => tokio::time::timeout(rt.store.timeout, call).await,
+    };
+    match answer {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "store call failed");
