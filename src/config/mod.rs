@@ -64,9 +64,23 @@ fn covers(failed: &str, key: &str) -> bool {
     key.strip_prefix(failed).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
-/// Parses a humantime duration (`"15m"`, `"30d"`), recording an error naming `key`.
+/// The longest duration any key accepts. Deadlines and expiry times are
+/// `now + duration`, which overflows (a panic, on every request) for a value
+/// such as `"300000000000y"` that humantime parses.
+/// 100 of humantime's years (365.25 days).
+const LONGEST: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a humantime duration (`"15m"`, `"30d"`) of at most 100 years,
+/// recording an error naming `key`.
 pub fn parse_duration(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<Duration> {
     match humantime::parse_duration(value.trim()) {
+        Ok(d) if d > LONGEST => {
+            errs.push(
+                key,
+                format!("{value:?} is longer than 100 years; write a shorter duration, e.g. \"30d\""),
+            );
+            None
+        }
         Ok(d) => Some(d),
         Err(e) => {
             errs.push(

@@ -96,3 +96,19 @@ fn timeouts_and_tls_ca() {
     assert!(upstreams(&[bad], dir.path(), &mut errs).is_none());
     assert_eq!(keys(&errs), ["upstreams[0].connect_timeout", "upstreams[0].timeout", "upstreams[0].tls_ca"]);
 }
+
+#[test]
+fn an_absurdly_long_timeout_is_refused_not_overflowed_later() {
+    // humantime parses this; `now + it` would panic on every request.
+    let huge = RawUpstream { timeout: "300000000000y".into(), ..up("a", &["http://h"]) };
+    let mut errs = ConfigErrors::default();
+    assert!(upstreams(&[huge], Path::new("."), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["upstreams[0].timeout"]);
+    assert!(errs.iter().any(|e| e.message.contains("longer than 100 years")), "{errs:?}");
+    let long = RawUpstream { timeout: "100y".into(), ..up("a", &["http://h"]) };
+    let mut errs = ConfigErrors::default();
+    assert!(
+        upstreams(&[long], Path::new("."), &mut errs).is_some(),
+        "100 years is the longest accepted: {errs:?}"
+    );
+}
