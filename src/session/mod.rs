@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod implicit;
 
 use std::task::Poll;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -133,10 +134,17 @@ pub async fn with_timeout<T>(
     rt: &Runtime,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, GatewayError> {
+    bounded(rt.store.timeout, call).await
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, GatewayError> {
     let mut call = std::pin::pin!(call);
     let answer = match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
         Poll::Ready(answer) => Ok(answer),
-        Poll::Pending => tokio::time::timeout(rt.store.timeout, call).await,
+        Poll::Pending => tokio::time::timeout(timeout, call).await,
     };
     match answer {
         Ok(Ok(value)) => Ok(value),
@@ -148,5 +156,47 @@ pub async fn with_timeout<T>(
             tracing::warn!("store call timed out");
             Err(GatewayError::StoreUnavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(50);
+
+    /// Pending on its first poll (waking itself), then `answer`.
+    async fn after_one_pending<T>(answer: Result<T, StoreError>) -> Result<T, StoreError> {
+        tokio::task::yield_now().await;
+        answer
+    }
+
+    #[tokio::test]
+    async fn an_immediate_answer_passes_through() {
+        assert_eq!(bounded(LIMIT, async { Ok(7) }).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn an_answer_after_waiting_passes_through() {
+        assert_eq!(bounded(LIMIT, after_one_pending(Ok(8))).await.unwrap(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_a_503_whenever_it_fails() {
+        let now = bounded::<()>(LIMIT, async { Err(StoreError::new("down")) }).await;
+        assert!(matches!(now, Err(GatewayError::StoreUnavailable)), "{now:?}");
+        let later = bounded::<()>(LIMIT, after_one_pending(Err(StoreError::new("down")))).await;
+        assert!(matches!(later, Err(GatewayError::StoreUnavailable)), "{later:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_is_a_503_after_the_timeout() {
+        let started = Instant::now();
+        let result = bounded::<()>(LIMIT, std::future::pending()).await;
+        assert!(matches!(result, Err(GatewayError::StoreUnavailable)), "{result:?}");
+        let waited = started.elapsed();
+        assert!(waited >= LIMIT && waited < LIMIT * 20, "gave up after {waited:?}");
     }
 }
