@@ -240,3 +240,43 @@ async fn http2_rapid_reset_floods_cause_no_upstream_work_and_others_are_still_se
     let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(slow)).await;
     assert!(resp.is_ok(), "a well-behaved client still gets an answer (504 from the hung upstream)");
 }
+
+/// Each snapshot resolves its routes' upstreams and 200-counters by route
+/// index once; a reload that inserts a route in front and moves a path to
+/// another upstream must send traffic, and count it, by the new table.
+#[tokio::test]
+async fn a_reload_that_reorders_routes_routes_and_counts_by_the_new_table() {
+    let (a, b) = (Upstream::start(UpstreamBehavior::Ok).await, Upstream::start(UpstreamBehavior::Ok).await);
+    let config = |routes: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n[tokens]\nsecret = \"{SECRET}\"\n\
+             [store]\nbackend = \"memory\"\n\
+             [[upstreams]]\nname = \"a\"\nurls = [\"http://{}\"]\n\
+             [[upstreams]]\nname = \"b\"\nurls = [\"http://{}\"]\n{routes}",
+            a.addr, b.addr
+        )
+    };
+    let before = "[[routes]]\npath = \"/api/**\"\npolicy = \"public\"\nupstream = \"a\"\n";
+    let gw = start_gateway(&config(before), a.addr, None).await;
+    assert_eq!(get(gw.addr, "/api/one", &[]).await.status, 200);
+    assert_eq!((a.count(), b.count()), (1, 0));
+
+    let after = "[[routes]]\npath = \"/new/**\"\npolicy = \"public\"\nupstream = \"a\"\n\
+                 [[routes]]\npath = \"/api/**\"\npolicy = \"public\"\nupstream = \"b\"\n";
+    gw.gateway.swap(jwtgate::config::parse(&config(after), std::path::Path::new(".")).expect("valid reload"));
+    assert_eq!(get(gw.addr, "/api/two", &[]).await.status, 200);
+    assert_eq!(get(gw.addr, "/new/three", &[]).await.status, 200);
+    assert_eq!(get(gw.addr, "/api/four", &[]).await.status, 200);
+    assert_eq!((a.count(), b.count()), (2, 2), "/api/** now goes to b, /new/** to a");
+    assert_eq!(b.last().target, "/api/four");
+
+    let text = gw.gateway.metrics.encode();
+    for (series, count) in [
+        (r#"jwtgate_requests_total{route="/api/**",policy="public",status="200"}"#, 3),
+        (r#"jwtgate_requests_total{route="/new/**",policy="public",status="200"}"#, 1),
+    ] {
+        let line =
+            text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series} in:\n{text}"));
+        assert_eq!(line, format!("{series} {count}"), "{text}");
+    }
+}

@@ -419,6 +419,17 @@ mod tests {
     }
 
     #[test]
+    fn a_target_with_no_failures_is_picked_whatever_its_stale_pause() {
+        // mark_reachable clears the failures, then the pause: between the two
+        // stores (or after a late probe hold) the target is healthy.
+        let up = upstream(&["http://a:1", "http://b:2"]);
+        up.targets[0].paused_until.store(up.now_ms() + 60_000, Ordering::Release);
+        let picks: Vec<usize> = (0..4).map(|_| up.pick(None).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+        assert!(up.paused_targets().is_empty());
+    }
+
+    #[test]
     fn round_robin_skips_a_paused_target() {
         let up = upstream(&["http://a:1", "http://b:2", "http://c:3"]);
         let picks: Vec<usize> = (0..6).map(|_| up.pick(None).unwrap()).collect();
