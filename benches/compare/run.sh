@@ -22,6 +22,7 @@ SMOKE=0
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROUNDS must be a whole number of at least 1 (odd, for a true median), not '$ROUNDS'" >&2; exit 1; }
 SECRET=compare-secret-compare-secret-0123456789
 
 need() {
@@ -178,7 +179,9 @@ hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
   local codes; codes=$(sed -n '/^Status code distribution:/,/^$/p' <<<"$out" | grep -o '\[[0-9]*\]' | tr -d '\n')
   [ "$codes" = "[200]" ] && ! grep -q 'Error distribution' <<<"$out" ||
     { echo "run.sh: hey saw failures:" >&2; echo "$out" >&2; exit 1; }
-  awk '/99% in/ {printf "%.2f", $3 * 1000}' <<<"$out"
+  local p99; p99=$(awk '/99% in/ {printf "%.2f", $3 * 1000}' <<<"$out")
+  [ -n "$p99" ] || { echo "run.sh: hey printed no 99% latency:" >&2; echo "$out" >&2; exit 1; }
+  echo "$p99"
 }
 taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-rate.out" 2>&1 &
 RATE_PID=$!; PIDS+=("$RATE_PID")
@@ -196,9 +199,9 @@ python3 - "$RATE" "$CONNS" "${P99_ROUNDS[@]}" <<'PY'
 import statistics, sys
 rate, conns, rounds = sys.argv[1], sys.argv[2], [tuple(map(float, r.split("/"))) for r in sys.argv[3:]]
 added = [g - d for d, g in rounds]
-each = ", ".join(f"{d:.2f} → {g:.2f} ms (+{g - d:.2f})" for d, g in rounds)
+each = ", ".join(f"{d:.2f} → {g:.2f} ms ({g - d:+.2f})" for d, g in rounds)
 print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), hey -c {conns}, direct → through jwtgate HS256, "
-      f"{len(rounds)} alternating rounds: {each}; added, median: {statistics.median_low(added):.2f} ms")
+      f"{len(rounds)} alternating rounds: {each}; added, median: {statistics.median_low(added):+.2f} ms")
 PY
 
 # Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).

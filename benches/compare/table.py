@@ -1,8 +1,9 @@
 """Prints the comparison as a markdown table.
 
 Arguments are rows `name|req/s|p50|p99|rss`, one per contestant per round.
-A contestant run in several rounds is shown by its median round (by req/s),
-with the lowest and highest req/s of all its rounds; ratios are of medians.
+A contestant run in several rounds is shown by its median round (by req/s;
+the lower of the middle two for an even count), with the lowest and highest
+req/s of all its rounds; ratios are of medians.
 """
 import sys
 
