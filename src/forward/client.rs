@@ -215,7 +215,8 @@ impl Upstream {
                 return Err(Failure::Connect);
             }
         };
-        match hyper::client::conn::http1::handshake(io).await {
+        // Flattened writes, as on the client side (`server::h1_builder`).
+        match hyper::client::conn::http1::Builder::new().writev(false).handshake(io).await {
             Ok((sender, conn)) => Ok(Conn::spawn(sender, conn)),
             Err(err) => {
                 self.mark_unreachable(target, &err);
