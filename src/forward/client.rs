@@ -215,7 +215,7 @@ impl Upstream {
                 return Err(Failure::Connect);
             }
         };
-        // Flattened writes, as on the client side (`server::h1_builder`).
+        // Flattened writes, as on the server side (`server::h1_builder`).
         match hyper::client::conn::http1::Builder::new().writev(false).handshake(io).await {
             Ok((sender, conn)) => Ok(Conn::spawn(sender, conn)),
             Err(err) => {
