@@ -125,13 +125,17 @@ impl Upstream {
         sent: Instant,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         let deadline = tokio::time::Instant::from_std(sent + self.timeout);
-        match tokio::time::timeout_at(deadline, self.send_with_retry(req)).await {
+        match tokio::time::timeout_at(deadline, self.send_with_retry(req, sent)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(result) => result,
         }
     }
 
-    async fn send_with_retry(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, GatewayError> {
+    async fn send_with_retry(
+        &self,
+        req: Request<Incoming>,
+        sent: Instant,
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let (mut parts, body) = req.into_parts();
         if !parts.headers.contains_key(HOST) {
             if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -145,11 +149,11 @@ impl Upstream {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
             let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
-            return self.attempt(first, req).await.map_err(|_| GatewayError::UpstreamUnavailable);
+            return self.attempt(first, req, sent).await.map_err(|_| GatewayError::UpstreamUnavailable);
         }
         let slot = Arc::new(Mutex::new(Some(body)));
         let req = Request::from_parts(parts.clone(), ReplayBody::new(slot.clone()));
-        match self.attempt(first, req).await {
+        match self.attempt(first, req, sent).await {
             Ok(resp) => return Ok(resp),
             Err(Failure::Exchange) => return Err(GatewayError::UpstreamUnavailable),
             Err(Failure::Connect) => {}
@@ -160,7 +164,7 @@ impl Upstream {
         }
         let second = self.pick(Some(first)).ok_or(GatewayError::UpstreamUnavailable)?;
         let req = Request::from_parts(parts, ReplayBody::new(slot));
-        self.attempt(second, req).await.map_err(|_| GatewayError::UpstreamUnavailable)
+        self.attempt(second, req, sent).await.map_err(|_| GatewayError::UpstreamUnavailable)
     }
 
     /// Sends `req` to target `i` over a pooled connection (or a new one) and
@@ -170,13 +174,14 @@ impl Upstream {
         &self,
         i: usize,
         mut req: Request<ReplayBody>,
+        sent: Instant,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let target = &self.targets[i];
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         loop {
-            let (conn, reused) = match target.pool.checkout() {
+            let (conn, reused) = match target.pool.checkout(sent) {
                 Some(conn) => (conn, true),
                 // Boxed: a connect is rare, and its TLS handshake state
                 // (2.4 KiB) would otherwise be in every request's future.

@@ -82,9 +82,9 @@ impl Pool {
         Pool { idle: Mutex::new(Vec::new()), idle_timeout, reaper: std::sync::Once::new() }
     }
 
-    /// The most recently used idle connection that is still open.
-    pub fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
+    /// The most recently used idle connection that is still open, `now`
+    /// being the request's send instant (one clock read serves both).
+    pub fn checkout(&self, now: Instant) -> Option<Conn> {
         loop {
             let Idle { conn, since } = self.lock().pop()?;
             if now.saturating_duration_since(since) < self.idle_timeout && conn.ready() {
@@ -250,7 +250,7 @@ mod tests {
             pool.checkin(c);
         }
         assert_eq!(pool.idle_count(), POOL_MAX_IDLE, "the two past the cap were closed");
-        let taken = pool.checkout().expect("an idle connection");
+        let taken = pool.checkout(Instant::now()).expect("an idle connection");
         assert_eq!(pool.idle_count(), POOL_MAX_IDLE - 1);
         drop(taken);
         assert_eq!(pool.idle_count(), POOL_MAX_IDLE - 1, "a dropped connection is closed, not returned");
@@ -275,6 +275,6 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(pool.checkout().is_none());
+        assert!(pool.checkout(Instant::now()).is_none());
     }
 }
