@@ -69,16 +69,42 @@ private_key = \"$WORK/es256/signing.pem\"")
   ES_TOKEN=$("$JWTGATE" token mint -c "$WORK/es256.toml" --sub bench)
 fi
 
+# CPU time a contestant spends per request, from /proc: the process and its
+# children (nginx's worker), user and kernel, over the measured wrk run.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # cpu_ticks PID: "user kernel" clock ticks of PID and its children
+  local u=0 k=0 p pu pk
+  for p in "$1" $(pgrep -P "$1"); do
+    read -r pu pk < <(awk '{print $14, $15}' "/proc/$p/stat") || continue
+    u=$((u + pu)); k=$((k + pk))
+  done
+  echo "$u $k"
+}
+cpu_per_request() { # cpu_per_request "TICKS_BEFORE" "TICKS_AFTER" WRK_OUTPUT_FILE: "total/user/kernel" µs
+  python3 - "$1" "$2" "$3" "$CLK_TCK" <<'PY'
+import re, sys
+(u0, k0), (u1, k1) = (map(int, t.split()) for t in sys.argv[1:3])
+n = int(re.search(r"(\d+) requests in", open(sys.argv[3]).read()).group(1))
+per = 1e6 / int(sys.argv[4]) / n
+print(f"{(u1 - u0 + k1 - k0) * per:.1f}/{(u1 - u0) * per:.1f}/{(k1 - k0) * per:.1f}")
+PY
+}
+
 # One row of one round: name, port, token ("" = none), command... (started
-# pinned to CPU 0). The wrk output is kept as $WORK/NAME.ROUND.wrk.
+# pinned to CPU 0). The wrk output is kept as $WORK/NAME.ROUND.wrk. The CPU
+# measured is the command's; a contestant started outside (command `true`)
+# names its process in MEASURE_PID, and the direct row has none.
 ROWS=()
 ROUND=1
+MEASURE_PID=""
 run_row() {
   local name=$1 port=$2 token=$3; shift 3
   local wrk_out="$WORK/$name.$ROUND.wrk"
   taskset -c 0 "$@" > "$WORK/$name.out" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  local measured=$pid
+  [ "$1" = true ] && measured=$MEASURE_PID
   wait_port "$port"
   local auth=()
   [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
@@ -89,20 +115,24 @@ run_row() {
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/x")
     [ "$code" = 401 ] || { echo "run.sh: $name answered $code without a token" >&2; exit 1; }
   fi
-  local out
+  local out ticks0="" ticks1=""
   if [ $SMOKE = 1 ]; then
+    [ -n "$measured" ] && ticks0=$(cpu_ticks "$measured")
     out=$(taskset -c 1 wrk -t1 -c4 -d1s --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
   else
     taskset -c 1 wrk -t1 -c"$CONNS" -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
+    [ -n "$measured" ] && ticks0=$(cpu_ticks "$measured")
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
   fi
+  [ -n "$measured" ] && ticks1=$(cpu_ticks "$measured")
   echo "$out" > "$wrk_out"
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
     echo "run.sh: $name had failed requests:" >&2; echo "$out" >&2; exit 1
   fi
-  local rss=""
+  local rss="" cpu=""
   [ "${name#jwtgate}" != "$name" ] && rss=$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$pid/status")
-  ROWS+=("$name|$(python3 "$HERE/parse_wrk.py" < "$wrk_out")|$rss")
+  [ -n "$measured" ] && cpu=$(cpu_per_request "$ticks0" "$ticks1" "$wrk_out")
+  ROWS+=("$name|$(python3 "$HERE/parse_wrk.py" < "$wrk_out")|$rss|$cpu")
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
@@ -128,8 +158,10 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
   HAP_PID=$!; PIDS+=("$HAP_PID")
   wait_port "$HAP_HS"
+  MEASURE_PID=$HAP_PID
   run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
   run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
+  MEASURE_PID=""
   kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
   run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
   run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
@@ -159,12 +191,14 @@ grep -qi '^set-cookie: refresh_token_cookie=' "$WORK/check.head" && [ "$code" = 
 logins $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before the run, and never sends it
 logins $((CONNS + 1)) "$WORK/measure.tokens"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
+ticks0=$(cpu_ticks "$REFRESH_PID")
 out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
+ticks1=$(cpu_ticks "$REFRESH_PID")
 echo "$out" > "$WORK/jwtgate-refresh.1.wrk"
 if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
   echo "run.sh: jwtgate-refresh had failed requests:" >&2; echo "$out" >&2; exit 1
 fi
-ROWS+=("jwtgate-refresh (rotation + fsync per request, one round)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.1.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")")
+ROWS+=("jwtgate-refresh (rotation + fsync per request, one round)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.1.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")|$(cpu_per_request "$ticks0" "$ticks1" "$WORK/jwtgate-refresh.1.wrk")")
 kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
 
 python3 "$HERE/table.py" "${ROWS[@]}"
