@@ -48,3 +48,7 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
 # The peer comparison's jwtgate part, briefly, so the script does not rot
 # (the full comparison is `bash benches/compare/run.sh`, not a test).
 bash benches/compare/run.sh --smoke
+
+# The profile-guided build (scripts/pgo-build.sh) end to end, on the dev
+# profile with a short training mix, so it does not rot either.
+bash scripts/pgo-build.sh --smoke "$TARGET_DIR/pgo-smoke/jwtgate" > /dev/null

@@ -9,7 +9,9 @@
 #   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
 #                                     exits non-zero if any request fails
 #
-# Env: DURATION (default 10s), CONNS (default 32), ROUNDS (default 3). Loopback only.
+# Env: DURATION (default 10s), CONNS (default 32), ROUNDS (default 3), PGO
+# (default 1: also build jwtgate with scripts/pgo-build.sh, about 10 min, and
+# run its HS256 row beside the plain release build's). Loopback only.
 #
 # Each throughput row is measured in ROUNDS rounds, all contestants in turn
 # per round, and shown by its median round: on a shared VM one run moves by
@@ -24,6 +26,9 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROUNDS must be a whole number of at least 1 (odd, for a true median), not '$ROUNDS'" >&2; exit 1; }
+PGO=${PGO:-1}
+[[ $PGO =~ ^[01]$ ]] || { echo "run.sh: PGO must be 1 (build and run the profile-guided binary too) or 0, not '$PGO'" >&2; exit 1; }
+[ $SMOKE = 1 ] && PGO=0
 SECRET=compare-secret-compare-secret-0123456789
 
 need() {
@@ -48,6 +53,8 @@ source "$HERE/common.sh"
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
 build_jwtgate $PROFILE compare
+# Before the upstream starts: the PGO build trains against one of its own.
+[ $PGO = 1 ] && JWTGATE_PGO=$(bash "$ROOT/scripts/pgo-build.sh")
 start_upstream
 
 # jwtgate configs and tokens: HS256, RS256, ES256.
@@ -164,6 +171,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
   MEASURE_PID=""
   kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
   run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
+  [ $PGO = 1 ] && run_row jwtgate-hs256-pgo "$HS_PORT" "$HS_TOKEN" "$JWTGATE_PGO" run -c "$WORK/hs256.toml"
   run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
   run_row jwtgate-es256 "$ES_PORT" "$ES_TOKEN" "$JWTGATE" run -c "$WORK/es256.toml"
 done
