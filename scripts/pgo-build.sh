@@ -78,18 +78,23 @@ start_upstream
 SECRET=training-secret-training-secret-0123456789
 "$INSTRUMENTED" keygen --alg ES256 --out "$WORK/es256" >/dev/null
 "$INSTRUMENTED" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
-gateway() { # gateway NAME KEY-LINES: config written, gateway started, port printed
-  local port; port=$(free_port)
-  render "$COMPARE/jwtgate.toml" "$WORK/$1.toml" "PORT=$port" "NAME=$1" "KEY=$2"
+# Not called as $(gateway ...): a gateway started in that subshell would be
+# neither stopped nor waited for, and its profile written after the merge.
+gateway() { # gateway NAME KEY-LINES: config written, gateway started; its port in PORT
+  PORT=$(free_port)
+  render "$COMPARE/jwtgate.toml" "$WORK/$1.toml" "PORT=$PORT" "NAME=$1" "KEY=$2"
   "$INSTRUMENTED" run -c "$WORK/$1.toml" > "$WORK/$1.out" 2>&1 &
   PIDS+=($!)
-  wait_port "$port"
-  echo "$port"
+  wait_port "$PORT"
 }
-stop_gateways() { # SIGTERM, and wait: the profile is written as a process exits
-  for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  PIDS=("${PIDS[0]}")
+stop_gateways() { # SIGTERM, and wait: a profile is written as its process exits
+  for p in "${GATEWAYS[@]}"; do
+    kill "$p"
+    wait "$p" || { echo "pgo-build.sh: a training gateway exited with $? (log: $WORK/*.out)" >&2; exit 1; }
+  done
+  GATEWAYS=()
 }
+GATEWAYS=()
 SECONDS_EACH=3; CONNS=16
 [ $SMOKE = 1 ] && { SECONDS_EACH=1; CONNS=2; }
 load() { # load PORT EXPECTED-STATUS [wrk options...] [-- script args...]: one phase of the mix
@@ -111,7 +116,9 @@ wrk.body = string.rep("x", 4096)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
 
-HS=$(gateway hs256 "secret = \"$SECRET\"")
+gateway hs256 "secret = \"$SECRET\""
+HS=$PORT
+GATEWAYS+=("${PIDS[-1]}")
 TOKEN=$("$INSTRUMENTED" token mint -c "$WORK/hs256.toml" --sub training)
 load "$HS" 200 -H "Authorization: Bearer $TOKEN"
 load "$HS" 200 -H "Cookie: access_token_cookie=$TOKEN"
@@ -120,9 +127,10 @@ load "$HS" 401
 load "$HS" 401 -H "Authorization: Bearer ${TOKEN%.*}.AAAA"
 for alg in ES256 RS256; do
   name=$(tr '[:upper:]' '[:lower:]' <<<"$alg")
-  port=$(gateway "$name" "algorithm = \"$alg\"
-private_key = \"$WORK/$name/signing.pem\"")
-  load "$port" 200 -H "Authorization: Bearer $("$INSTRUMENTED" token mint -c "$WORK/$name.toml" --sub training)"
+  gateway "$name" "algorithm = \"$alg\"
+private_key = \"$WORK/$name/signing.pem\""
+  GATEWAYS+=("${PIDS[-1]}")
+  load "$PORT" 200 -H "Authorization: Bearer $("$INSTRUMENTED" token mint -c "$WORK/$name.toml" --sub training)"
 done
 
 # Logins, then every request rotates (benches/compare/refresh.lua).
@@ -130,6 +138,7 @@ REFRESH_PORT=$(free_port)
 render "$COMPARE/jwtgate-refresh.toml" "$WORK/refresh.toml" "PORT=$REFRESH_PORT" "SECRET=$SECRET"
 "$INSTRUMENTED" run -c "$WORK/refresh.toml" > "$WORK/refresh.out" 2>&1 &
 PIDS+=($!)
+GATEWAYS+=($!)
 wait_port "$REFRESH_PORT"
 : > "$WORK/refresh.tokens"
 for _ in $(seq 1 $((CONNS + 1))); do
@@ -150,6 +159,9 @@ profiles=("$WORK"/profiles/*.profraw)
 mkdir -p "$TARGET_DIR/pgo-profiles"
 MERGED="$TARGET_DIR/pgo-profiles/$(sha256sum "$WORK/merged.profdata" | cut -c1-16).profdata"
 mv "$WORK/merged.profdata" "$MERGED"
+"$PROFDATA" show --all-functions "$MERGED" > "$WORK/functions.txt"
+grep -q Verifier "$WORK/functions.txt" ||
+  { echo "pgo-build.sh: the merged profile counts no token verification: the mix did not run" >&2; exit 1; }
 
 echo "pgo-build.sh: optimized build ($PROFILE)" >&2
 BUILT=$(build pgo-use "-Cprofile-use=$MERGED")
