@@ -26,30 +26,19 @@ COMPARE="$ROOT/benches/compare"
 SMOKE=0
 if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 cd "$ROOT"
-
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  else
-    echo "pgo-build.sh: please install: $*" >&2
-    exit 1
-  fi
-}
-missing=()
-for tool in nginx wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+# The comparison's helpers: need, the upstream, ports, templates, logins.
+# common.sh reads its templates from HERE.
+HERE=$COMPARE
+source "$COMPARE/common.sh"
+need nginx wrk curl
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 LLVM_MAJOR=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 PROFDATA="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
 if [ ! -x "$PROFDATA" ]; then
-  PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR" || true)
-  if [ -z "$PROFDATA" ]; then
-    apt_install "llvm-$LLVM_MAJOR" ||
-      { echo "pgo-build.sh: rustc uses LLVM $LLVM_MAJOR; install llvm-$LLVM_MAJOR (Debian) or 'rustup component add llvm-tools'" >&2; exit 1; }
-    PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR") ||
-      { echo "pgo-build.sh: llvm-$LLVM_MAJOR did not provide llvm-profdata-$LLVM_MAJOR" >&2; exit 1; }
-  fi
+  need "llvm-$LLVM_MAJOR"  # rustc's LLVM; or 'rustup component add llvm-tools'
+  PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR") ||
+    { echo "pgo-build.sh: llvm-$LLVM_MAJOR did not provide llvm-profdata-$LLVM_MAJOR" >&2; exit 1; }
 fi
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -70,21 +59,19 @@ build() { # build TARGET_SUBDIR RUSTFLAGS: the path of the binary built
 echo "pgo-build.sh: instrumented build ($PROFILE)" >&2
 INSTRUMENTED=$(build pgo-generate "-Cprofile-generate=$WORK/profiles")
 
-# The training mix, in front of the comparison's upstream (common.sh reads
-# its templates from HERE).
-HERE=$COMPARE
-source "$COMPARE/common.sh"
+# The training mix, in front of the comparison's upstream.
 start_upstream
 SECRET=training-secret-training-secret-0123456789
 "$INSTRUMENTED" keygen --alg ES256 --out "$WORK/es256" >/dev/null
 "$INSTRUMENTED" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
 # Not called as $(gateway ...): a gateway started in that subshell would be
 # neither stopped nor waited for, and its profile written after the merge.
-gateway() { # gateway NAME KEY-LINES: config written, gateway started; its port in PORT
+gateway() { # gateway TEMPLATE NAME [KEY=VALUE...]: config rendered, gateway started; its port in PORT
   PORT=$(free_port)
-  render "$COMPARE/jwtgate.toml" "$WORK/$1.toml" "PORT=$PORT" "NAME=$1" "KEY=$2"
-  "$INSTRUMENTED" run -c "$WORK/$1.toml" > "$WORK/$1.out" 2>&1 &
+  render "$COMPARE/$1" "$WORK/$2.toml" "PORT=$PORT" "NAME=$2" "${@:3}"
+  "$INSTRUMENTED" run -c "$WORK/$2.toml" > "$WORK/$2.out" 2>&1 &
   PIDS+=($!)
+  GATEWAYS+=($!)
   wait_port "$PORT"
 }
 stop_gateways() { # SIGTERM, and wait: a profile is written as its process exits
@@ -116,9 +103,8 @@ wrk.body = string.rep("x", 4096)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
 
-gateway hs256 "secret = \"$SECRET\""
+gateway jwtgate.toml hs256 "KEY=secret = \"$SECRET\""
 HS=$PORT
-GATEWAYS+=("${PIDS[-1]}")
 TOKEN=$("$INSTRUMENTED" token mint -c "$WORK/hs256.toml" --sub training)
 load "$HS" 200 -H "Authorization: Bearer $TOKEN"
 load "$HS" 200 -H "Cookie: access_token_cookie=$TOKEN"
@@ -127,27 +113,15 @@ load "$HS" 401
 load "$HS" 401 -H "Authorization: Bearer ${TOKEN%.*}.AAAA"
 for alg in ES256 RS256; do
   name=$(tr '[:upper:]' '[:lower:]' <<<"$alg")
-  gateway "$name" "algorithm = \"$alg\"
+  gateway jwtgate.toml "$name" "KEY=algorithm = \"$alg\"
 private_key = \"$WORK/$name/signing.pem\""
-  GATEWAYS+=("${PIDS[-1]}")
   load "$PORT" 200 -H "Authorization: Bearer $("$INSTRUMENTED" token mint -c "$WORK/$name.toml" --sub training)"
 done
 
 # Logins, then every request rotates (benches/compare/refresh.lua).
-REFRESH_PORT=$(free_port)
-render "$COMPARE/jwtgate-refresh.toml" "$WORK/refresh.toml" "PORT=$REFRESH_PORT" "SECRET=$SECRET"
-"$INSTRUMENTED" run -c "$WORK/refresh.toml" > "$WORK/refresh.out" 2>&1 &
-PIDS+=($!)
-GATEWAYS+=($!)
-wait_port "$REFRESH_PORT"
-: > "$WORK/refresh.tokens"
-for _ in $(seq 1 $((CONNS + 1))); do
-  curl -s -o /dev/null -D - -X POST "http://127.0.0.1:$REFRESH_PORT/login" |
-    sed -n 's/^[Ss]et-[Cc]ookie: refresh_token_cookie=\([^;]*\).*/\1/p' >> "$WORK/refresh.tokens"
-done
-[ "$(wc -l < "$WORK/refresh.tokens")" -eq $((CONNS + 1)) ] ||
-  { echo "pgo-build.sh: the training login set no refresh cookie" >&2; exit 1; }
-load "$REFRESH_PORT" 200 -s "$COMPARE/refresh.lua" -- "$WORK/refresh.tokens"
+gateway jwtgate-refresh.toml refresh "SECRET=$SECRET"
+logins "$PORT" $((CONNS + 1)) "$WORK/refresh.tokens"
+load "$PORT" 200 -s "$COMPARE/refresh.lua" -- "$WORK/refresh.tokens"
 stop_gateways
 
 shopt -s nullglob

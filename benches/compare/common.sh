@@ -39,3 +39,35 @@ start_upstream() {
   PIDS+=($!)
   wait_port "$UPSTREAM_PORT"
 }
+
+# need PKG...: installs the missing Debian packages (as root), or stops with
+# their names. A package is present when its command is (llvm-N: its
+# llvm-profdata-N; libnginx-mod-http-js: nginx's module file).
+need() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    case $pkg in
+      libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=("$pkg") ;;
+      llvm-[0-9]*) command -v "llvm-profdata-${pkg#llvm-}" >/dev/null || missing+=("$pkg") ;;
+      *) command -v "$pkg" >/dev/null || missing+=("$pkg") ;;
+    esac
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "$(basename "$0"): please install: ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+# logins PORT N FILE: N sessions' refresh tokens from real logins on the
+# jwtgate at PORT (benches/compare/jwtgate-refresh.toml), one per line.
+logins() {
+  : > "$3"
+  for _ in $(seq 1 "$2"); do
+    curl -s -o /dev/null -D - -X POST "http://127.0.0.1:$1/login" |
+      sed -n 's/^[Ss]et-[Cc]ookie: refresh_token_cookie=\([^;]*\).*/\1/p' >> "$3"
+  done
+  [ "$(wc -l < "$3")" -eq "$2" ] || { echo "$(basename "$0"): login did not set refresh cookies" >&2; exit 1; }
+}

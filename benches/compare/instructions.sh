@@ -17,18 +17,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 DURATION=${DURATION:-6s}
 SECRET=compare-secret-compare-secret-0123456789
 
-missing=()
-for cmd in nginx wrk valgrind callgrind_control; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk valgrind >/dev/null
-  else
-    echo "instructions.sh: please install nginx, wrk and valgrind" >&2
-    exit 1
-  fi
-fi
-
 source "$HERE/common.sh"
+need nginx wrk valgrind  # valgrind brings callgrind_control
 build_jwtgate release instructions
 start_upstream
 

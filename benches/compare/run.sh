@@ -31,25 +31,9 @@ PGO=${PGO:-1}
 [ $SMOKE = 1 ] && PGO=0
 SECRET=compare-secret-compare-secret-0123456789
 
-need() {
-  local missing=()
-  for pkg in "$@"; do
-    case $pkg in
-      libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=("$pkg") ;;
-      *) command -v "$pkg" >/dev/null || missing+=("$pkg") ;;
-    esac
-  done
-  [ ${#missing[@]} -eq 0 ] && return
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "run.sh: please install: ${missing[*]}" >&2
-    exit 1
-  fi
-}
+source "$HERE/common.sh"
 if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk hey curl; fi
 
-source "$HERE/common.sh"
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
 build_jwtgate $PROFILE compare
@@ -184,20 +168,12 @@ render "$HERE/jwtgate-refresh.toml" "$WORK/refresh.toml" "PORT=$REFRESH_PORT" "S
 taskset -c 0 "$JWTGATE" run -c "$WORK/refresh.toml" > "$WORK/jwtgate-refresh.out" 2>&1 &
 REFRESH_PID=$!; PIDS+=("$REFRESH_PID")
 wait_port "$REFRESH_PORT"
-logins() { # logins N FILE: N sessions' refresh tokens, one per line
-  : > "$2"
-  for _ in $(seq 1 "$1"); do
-    curl -s -o /dev/null -D - -X POST "http://127.0.0.1:$REFRESH_PORT/login" |
-      sed -n 's/^[Ss]et-[Cc]ookie: refresh_token_cookie=\([^;]*\).*/\1/p' >> "$2"
-  done
-  [ "$(wc -l < "$2")" -eq "$1" ] || { echo "run.sh: login did not set refresh cookies" >&2; exit 1; }
-}
-logins 1 "$WORK/check.tokens"
+logins "$REFRESH_PORT" 1 "$WORK/check.tokens"
 code=$(curl -s -o /dev/null -D "$WORK/check.head" -w '%{http_code}' -b "refresh_token_cookie=$(cat "$WORK/check.tokens")" "http://127.0.0.1:$REFRESH_PORT/api/x")
 grep -qi '^set-cookie: refresh_token_cookie=' "$WORK/check.head" && [ "$code" = 200 ] ||
   { echo "run.sh: jwtgate-refresh did not refresh ($code)" >&2; exit 1; }
-logins $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before the run, and never sends it
-logins $((CONNS + 1)) "$WORK/measure.tokens"
+logins "$REFRESH_PORT" $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before the run, and never sends it
+logins "$REFRESH_PORT" $((CONNS + 1)) "$WORK/measure.tokens"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
 ticks0=$(cpu_ticks "$REFRESH_PID")
 out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
