@@ -13,6 +13,7 @@
 //! upstream URL has no way to ask for them yet.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,11 +21,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
@@ -119,23 +122,23 @@ impl Upstream {
     /// as HTTP/1.1, the client's Host (HTTP/2: `:authority`) unchanged. A connect
     /// failure is re-sent once to another target; then 502. No response headers
     /// within `timeout` of `sent`, retry included → 504.
-    pub async fn send(
-        &self,
+    ///
+    /// The common case, an idle pooled connection, is sent here and now; the
+    /// returned future then holds little more than hyper's response future.
+    /// Everything else (a connect, a re-send) is boxed inside it. An `async fn`
+    /// would carry the request twice and the state of every branch, and each
+    /// level above would copy all of it as it starts (BENCHMARKS.md).
+    pub fn send(
+        self: Arc<Self>,
         req: Request<Incoming>,
         sent: Instant,
-    ) -> Result<Response<UpstreamBody>, GatewayError> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + 'static {
         let deadline = tokio::time::Instant::from_std(sent + self.timeout);
-        match tokio::time::timeout_at(deadline, self.send_with_retry(req, sent)).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(result) => result,
-        }
+        tokio::time::timeout_at(deadline, self.start(req, sent))
+            .map(|result| result.unwrap_or(Err(GatewayError::UpstreamTimeout)))
     }
 
-    async fn send_with_retry(
-        &self,
-        req: Request<Incoming>,
-        sent: Instant,
-    ) -> Result<Response<UpstreamBody>, GatewayError> {
+    fn start(self: Arc<Self>, req: Request<Incoming>, sent: Instant) -> Sending<impl ExchangeFuture> {
         let (mut parts, body) = req.into_parts();
         if !parts.headers.contains_key(HOST) {
             if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -145,7 +148,36 @@ impl Upstream {
         if parts.version > Version::HTTP_11 {
             parts.version = Version::HTTP_11;
         }
-        let first = self.pick(None).ok_or(GatewayError::UpstreamUnavailable)?;
+        // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+        let Some(first) = self.pick(None) else {
+            return Sending::Other {
+                fut: Box::pin(std::future::ready(Err(GatewayError::UpstreamUnavailable))),
+            };
+        };
+        let target = &self.targets[first];
+        match target.pool.checkout(sent) {
+            Some(conn) => {
+                let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
+                let response = pool::exchange(conn, &target.pool, req);
+                Sending::Pooled { upstream: self, target: first, sent, response }
+            }
+            None => Sending::Other {
+                fut: Box::pin(async move { self.send_from(first, parts, body, sent).await }),
+            },
+        }
+    }
+
+    /// The request's way when no idle connection took it at once: to target
+    /// `first`, and on a connect failure once to another target.
+    async fn send_from(
+        &self,
+        first: usize,
+        parts: http::request::Parts,
+        body: Incoming,
+        sent: Instant,
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
             let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
@@ -177,9 +209,6 @@ impl Upstream {
         sent: Instant,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let target = &self.targets[i];
-        // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
-        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(path);
         loop {
             let (conn, reused) = match target.pool.checkout(sent) {
                 Some(conn) => (conn, true),
@@ -195,14 +224,18 @@ impl Upstream {
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => req = unsent,
                     _ => {
-                        self.mark_reachable(target);
-                        let err = err.into_error();
-                        tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+                        self.exchange_failed(target, err.into_error());
                         return Err(Failure::Exchange);
                     }
                 },
             }
         }
+    }
+
+    /// The connection was made, the exchange failed: the target is up, the request lost.
+    fn exchange_failed(&self, target: &Target, err: hyper::Error) {
+        self.mark_reachable(target);
+        tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
     }
 
     /// A new connection to `target` (TCP, then TLS for https), its task started.
@@ -312,6 +345,68 @@ fn client_tls(settings: &UpstreamSettings) -> rustls::ClientConfig {
     crate::tls::client_config(roots)
 }
 
+/// What [`pool::exchange`] returns: the response head to come, or the request back unsent.
+trait ExchangeFuture:
+    Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send
+{
+}
+
+impl<F> ExchangeFuture for F where
+    F: Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send
+{
+}
+
+type Boxed = Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// One request's exchange with its upstream ([`Upstream::start`]).
+    #[project = SendingProj]
+    enum Sending<F> {
+        /// Sent on an idle pooled connection. If that connection turns out to
+        /// have closed before taking it, the request comes back and goes the
+        /// other way.
+        Pooled { upstream: Arc<Upstream>, target: usize, sent: Instant, #[pin] response: F },
+        /// A connect, a re-send, or an answer already known.
+        Other { fut: Boxed },
+    }
+}
+
+impl<F: ExchangeFuture> Future for Sending<F> {
+    type Output = Result<Response<UpstreamBody>, GatewayError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (upstream, i, sent, unsent) = match self.as_mut().project() {
+            SendingProj::Other { fut } => return fut.as_mut().poll(cx),
+            SendingProj::Pooled { upstream, target, sent, response } => {
+                let target_state = &upstream.targets[*target];
+                match std::task::ready!(response.poll(cx)) {
+                    Ok(resp) => {
+                        upstream.mark_reachable(target_state);
+                        return Poll::Ready(Ok(resp));
+                    }
+                    Err(mut err) => match err.take_message() {
+                        Some(unsent) => (upstream.clone(), *target, *sent, unsent),
+                        None => {
+                            upstream.exchange_failed(target_state, err.into_error());
+                            return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
+                        }
+                    },
+                }
+            }
+        };
+        // The pooled connection closed before the request left: nothing was
+        // sent, the body is unread. Another connection (or target) takes it.
+        let (parts, body) = unsent.into_parts();
+        let Some(body) = body.into_unread() else {
+            return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
+        };
+        let mut fut: Boxed = Box::pin(async move { upstream.send_from(i, parts, body, sent).await });
+        let poll = fut.as_mut().poll(cx);
+        self.set(Sending::Other { fut });
+        poll
+    }
+}
+
 /// The client's request body, handed to the upstream client so that a request
 /// whose connect failed can be re-sent: the body stays in a shared slot until
 /// the client first reads it, so "still in the slot" means "no byte was sent".
@@ -329,6 +424,14 @@ enum ReplayState {
 impl ReplayBody {
     fn new(slot: Arc<Mutex<Option<Incoming>>>) -> ReplayBody {
         ReplayBody { state: ReplayState::Unread(slot) }
+    }
+
+    /// The body, if no byte of it was read.
+    fn into_unread(self) -> Option<Incoming> {
+        match self.state {
+            ReplayState::Reading(body) => Some(body),
+            ReplayState::Unread(slot) => slot.lock().unwrap_or_else(PoisonError::into_inner).take(),
+        }
     }
 
     fn peek<T>(&self, f: impl FnOnce(Option<&Incoming>) -> T) -> T {
@@ -422,6 +525,72 @@ mod tests {
             tls_ca: None,
         };
         Upstream::new(&settings, Duration::from_secs(75))
+    }
+
+    /// A target that answers every request with the body it was sent.
+    async fn echo_target() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use http_body_util::{BodyExt, Full};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = count.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        Ok::<_, hyper::Error>(Response::new(Full::new(body)))
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+            }
+        });
+        (addr, served)
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_closing_before_it_takes_the_request_hands_it_on_whole() {
+        use http_body_util::{BodyExt, Full};
+        let (addr, served) = echo_target().await;
+        let up = Arc::new(upstream(&[&format!("http://{addr}")]));
+        // An idle pooled connection whose peer is about to go away.
+        let (ours, theirs) = tokio::io::duplex(1024);
+        pool::park_idle(&up.targets[0].pool, hyper_util::rt::TokioIo::new(ours)).await;
+        assert_eq!(up.targets[0].pool.idle_count(), 1);
+        let doomed_peer = Mutex::new(Some(theirs));
+
+        // `send` needs a server-side request (its body is hyper's `Incoming`):
+        // one from an in-memory client, through an in-memory hyper server.
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let gateway = up.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            // The peer closes now: the pool still sees the connection ready
+            // (its task has not run since), so the request is handed to it.
+            drop(doomed_peer.lock().unwrap().take());
+            gateway.clone().send(req, Instant::now())
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server_io), service),
+        );
+        let (mut client, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client_io)).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::post("/echo")
+            .header(HOST, "app")
+            .body(Full::new(Bytes::from_static(b"the whole body")))
+            .unwrap();
+        let resp = client.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"the whole body", "re-sent with its body unread");
+        assert_eq!(served.load(Ordering::SeqCst), 1, "sent once, on a new connection");
+        // The doomed connection was the one taken: only the new one is idle now.
+        assert_eq!(up.targets[0].pool.idle_count(), 1);
+        assert_eq!(up.targets[0].failures.load(Ordering::SeqCst), 0);
     }
 
     #[test]

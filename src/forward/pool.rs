@@ -11,12 +11,14 @@
 //! been read to the end ([`UpstreamBody`]); a reaper drops those idle past
 //! `idle_timeout`, which ends their tasks and closes their sockets.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -153,20 +155,32 @@ impl Pool {
     }
 }
 
-/// Sends `req` on `conn`. On error, a request that never left is handed back
-/// inside the `TrySendError`, so the caller can try another connection.
-pub async fn exchange(
+/// Sends `req` on `conn`: the request is handed to the connection's task
+/// now, and the future resolves to the response head. On error, a request that
+/// never left is handed back inside the `TrySendError`, so the caller can try
+/// another connection.
+///
+/// Not an `async fn`: the returned future holds only hyper's response future and
+/// the connection, not a second copy of the request (BENCHMARKS.md, future sizes).
+/// The large error is hyper's: it carries the unsent request back.
+#[allow(clippy::result_large_err)]
+pub fn exchange(
     mut conn: Conn,
     pool: &Arc<Pool>,
     req: Request<ReplayBody>,
-) -> Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>> {
-    let resp = conn.sender.try_send_request(req).await?;
+) -> impl Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send + 'static
+{
+    let response = conn.sender.try_send_request(req);
     let pool = pool.clone();
-    Ok(resp.map(|inner| {
-        let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
-        body.release_if_done();
-        body
-    }))
+    response.map(move |result| {
+        result.map(|resp| {
+            resp.map(|inner| {
+                let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
+                body.release_if_done();
+                body
+            })
+        })
+    })
 }
 
 /// The upstream's response body; its end returns the connection to the pool.
@@ -223,6 +237,19 @@ impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody").field("pooled", &self.conn.is_some()).finish()
     }
+}
+
+/// An idle connection over `io`, ready and parked in `pool`, as if it had
+/// served a request (tests of the client's use of the pool).
+#[cfg(test)]
+pub(super) async fn park_idle<T>(pool: &Arc<Pool>, io: T)
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io).await.expect("handshake");
+    let mut conn = Conn::spawn(sender, conn);
+    conn.sender.ready().await.expect("ready");
+    pool.checkin(conn);
 }
 
 #[cfg(test)]

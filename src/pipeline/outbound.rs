@@ -1,6 +1,9 @@
 //! Phases that talk to the upstream and shape the response: rewrite, forward,
 //! the final response touches, error responses and the access log.
 
+use std::future::Future;
+
+use futures_util::future::{Either, FutureExt};
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -102,24 +105,42 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
 }
 
 /// Sends to the route's upstream over the pooled client; bodies stream both ways.
-pub async fn forward(ctx: &mut RequestCtx, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    let mut resp = send(ctx, req).await?;
-    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
-    Ok(resp.map(|b| b.boxed()))
+pub fn forward(
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + '_ {
+    exchange(ctx, req, |ctx, mut resp| {
+        headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
+        resp.map(|b| b.boxed())
+    })
 }
 
 /// The upstream exchange itself, response untouched (the login handler reads
 /// the identity header before it is stripped).
-pub async fn send(
+pub fn send(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
-) -> Result<Response<UpstreamBody>, GatewayError> {
-    let upstream =
-        ctx.route.and_then(|i| ctx.snap.route_upstreams.get(i)?.clone()).ok_or(GatewayError::Internal)?;
+) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + '_ {
+    exchange(ctx, req, |_, resp| resp)
+}
+
+/// Starts the exchange now and returns its end, `then` applied. Not an `async
+/// fn`: that would hold the request a second time beside the upstream's own
+/// future, and copy both as it starts (BENCHMARKS.md, future sizes).
+fn exchange<'a, T>(
+    ctx: &'a mut RequestCtx,
+    req: Request<Incoming>,
+    then: impl FnOnce(&RequestCtx, Response<UpstreamBody>) -> T + Send + 'a,
+) -> impl Future<Output = Result<T, GatewayError>> + Send + 'a {
     let sent = std::time::Instant::now();
-    let result = upstream.send(req, sent).await;
-    ctx.upstream_time = Some(sent.elapsed());
-    result
+    let pending = match ctx.route.and_then(|i| ctx.snap.route_upstreams.get(i)?.clone()) {
+        Some(upstream) => Either::Left(upstream.send(req, sent)),
+        None => Either::Right(std::future::ready(Err(GatewayError::Internal))),
+    };
+    pending.map(move |result| {
+        ctx.upstream_time = Some(sent.elapsed());
+        Ok(then(ctx, result?))
+    })
 }
 
 /// Touches every response gets, errors included: pending Set-Cookie values.
