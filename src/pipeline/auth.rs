@@ -58,7 +58,7 @@ pub async fn verify(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
             }
             ctx.token = TokenState::Valid(claims);
         }
-        Err(TokenError::Expired(claims)) => ctx.token = TokenState::Expired(*claims),
+        Err(TokenError::Expired(claims)) => ctx.token = TokenState::Expired(claims),
         Err(e) => {
             tracing::debug!(reason = %e, "token refused");
             return Err(e.into());

@@ -9,6 +9,7 @@ pub(crate) mod outbound;
 mod upgrade;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +39,10 @@ pub enum TokenState {
     Absent,
     /// Verified, right type, not revoked.
     Valid(Arc<Claims>),
-    /// Signature and claims fine but expired: CSRF may still read it, refresh may replace it.
-    Expired(Claims),
+    /// Signature and claims fine but expired: CSRF may still read it, refresh
+    /// may replace it. Boxed, like `refreshed`: rare, and every request's
+    /// future holds a `RequestCtx`.
+    Expired(Box<Claims>),
 }
 
 /// Every response body jwtgate sends: a streamed upstream body or a local one.
@@ -76,7 +79,7 @@ pub struct RequestCtx {
     /// Origin, Sec-Fetch-*, CSRF header: what the csrf phase judges.
     pub fetch: FetchMeta,
     /// The pair an implicit refresh minted; rewrite forwards its access token.
-    pub refreshed: Option<TokenPair>,
+    pub refreshed: Option<Box<TokenPair>>,
     /// Set-Cookie values for whatever response this request gets, errors included.
     pub set_cookies: Vec<HeaderValue>,
     /// A browser page load: with `errors.login_url`, its 401 becomes a 303.
@@ -140,46 +143,59 @@ impl RequestCtx {
 }
 
 /// Serves one request. Never fails: errors become problem+json here and only here.
-pub async fn handle(
+///
+/// `handle` and `drive` return `async` blocks rather than being `async fn`s: an
+/// `async fn` keeps each argument twice (as given, and as its local), so the
+/// request would be in the future twice at each level (BENCHMARKS.md, future sizes).
+#[allow(clippy::manual_async_fn)] // deliberately not an async fn (above)
+pub fn handle(
     gw: Arc<Gateway>,
     conn: ConnInfo,
     req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let mut ctx = RequestCtx::new(gw, conn, req.method().clone());
-    ctx.browser_navigation = outbound::is_browser_navigation(&req);
-    let mut resp = match drive(&mut ctx, req).await {
-        Ok(resp) => resp,
-        Err(err) => outbound::error_response(&mut ctx, &err),
-    };
-    outbound::finish(&mut ctx, &mut resp);
-    outbound::record(&ctx, &resp);
-    outbound::access_log(&ctx, &resp);
-    Ok(resp)
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send {
+    async move {
+        let mut ctx = RequestCtx::new(gw, conn, req.method().clone());
+        ctx.browser_navigation = outbound::is_browser_navigation(&req);
+        let mut resp = match drive(&mut ctx, req).await {
+            Ok(resp) => resp,
+            Err(err) => outbound::error_response(&mut ctx, &err),
+        };
+        outbound::finish(&mut ctx, &mut resp);
+        outbound::record(&ctx, &resp);
+        outbound::access_log(&ctx, &resp);
+        Ok(resp)
+    }
 }
 
 /// The phases of DESIGN.md §1, in order.
-async fn drive(ctx: &mut RequestCtx, mut req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    inbound::limits(ctx, &req)?;
-    inbound::host(ctx, &req)?;
-    inbound::canonical(ctx, &req)?;
-    inbound::route(ctx)?;
-    let jar = extract::CookieJar::parse(req.headers());
-    ctx.fetch = FetchMeta::capture(req.headers(), &ctx.snap.runtime, ctx.peer_trusted());
-    auth::extract(ctx, &req, &jar)?;
-    // The session endpoints and WebSocket upgrades are boxed: they are rare,
-    // and their state would otherwise make every proxied request's future
-    // larger, and so every move of it dearer (BENCHMARKS.md).
-    if let Some(handler) = ctx.route().and_then(|r| r.handler) {
-        return Box::pin(crate::session::handlers::serve(ctx, handler, req, &jar)).await;
+#[allow(clippy::manual_async_fn)] // not an async fn: see `handle`
+fn drive(
+    ctx: &mut RequestCtx,
+    mut req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + '_ {
+    async move {
+        inbound::limits(ctx, &req)?;
+        inbound::host(ctx, &req)?;
+        inbound::canonical(ctx, &req)?;
+        inbound::route(ctx)?;
+        let jar = extract::CookieJar::parse(req.headers());
+        ctx.fetch = FetchMeta::capture(req.headers(), &ctx.snap.runtime, ctx.peer_trusted());
+        auth::extract(ctx, &req, &jar)?;
+        // The session endpoints and WebSocket upgrades are boxed: they are rare,
+        // and their state would otherwise make every proxied request's future
+        // larger, and so every move of it dearer (BENCHMARKS.md).
+        if let Some(handler) = ctx.route().and_then(|r| r.handler) {
+            return Box::pin(crate::session::handlers::serve(ctx, handler, req, &jar)).await;
+        }
+        auth::verify(ctx).await?;
+        crate::session::implicit::csrf_phase(ctx, &jar)?;
+        crate::session::implicit::refresh_phase(ctx, &jar).await?;
+        auth::decide(ctx)?;
+        let websocket = upgrade::is_websocket(&req);
+        outbound::rewrite(ctx, &mut req, &jar)?;
+        if websocket {
+            return Box::pin(upgrade::forward(ctx, req)).await;
+        }
+        outbound::forward(ctx, req).await
     }
-    auth::verify(ctx).await?;
-    crate::session::implicit::csrf_phase(ctx, &jar)?;
-    crate::session::implicit::refresh_phase(ctx, &jar).await?;
-    auth::decide(ctx)?;
-    let websocket = upgrade::is_websocket(&req);
-    outbound::rewrite(ctx, &mut req, &jar)?;
-    if websocket {
-        return Box::pin(upgrade::forward(ctx, req)).await;
-    }
-    outbound::forward(ctx, req).await
 }

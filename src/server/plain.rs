@@ -37,6 +37,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::header::UPGRADE;
 use http::Request;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
@@ -113,10 +114,13 @@ async fn exchange(
         service_fn(move |req: Request<Incoming>| {
             let busy = Busy::begin(&state, &req);
             let gw = gw.clone();
-            Box::pin(async move {
-                let resp = pipeline::handle(gw, conn, req).await?;
-                Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
-            })
+            // A map, not an `async` block around it: the block would hold the
+            // request a second time and copy the pipeline's whole future as it
+            // starts (BENCHMARKS.md, future sizes).
+            Box::pin(
+                pipeline::handle(gw, conn, req)
+                    .map(|resp| Ok::<_, Infallible>(resp?.map(|body| Tracked { body, _busy: busy }))),
+            )
         })
     };
     let io = TokioIo::new(Socket { stream, unread, state: state.clone() });

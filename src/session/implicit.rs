@@ -101,11 +101,18 @@ pub async fn refresh_phase(ctx: &mut RequestCtx, jar: &CookieJar) -> Result<(), 
         let max_age = ctx.route().and_then(|r| r.max_age).map(|d| d.as_secs());
         return Err(GatewayError::FreshTokenRequired { reason: "a fresh login is required", max_age });
     }
+    // Boxed: every request's future would otherwise carry the rotation's state.
+    Box::pin(refresh_now(ctx, refresh)).await
+}
+
+/// The implicit refresh itself: the refresh token checked, the pair rotated,
+/// the new access token verified for this request.
+async fn refresh_now(ctx: &mut RequestCtx, refresh: Arc<Claims>) -> Result<(), GatewayError> {
     crate::pipeline::check_revoked(ctx, &refresh).await?;
     let pair = rotate(ctx, &refresh, "implicit").await?;
     let claims = ctx.snap.runtime.tokens.verifier.verify(&pair.access_token, ctx.now)?;
     ctx.token = TokenState::Valid(claims);
-    ctx.refreshed = Some(pair);
+    ctx.refreshed = Some(Box::new(pair));
     ctx.decision = "refreshed";
     Ok(())
 }
