@@ -159,20 +159,18 @@ impl Upstream {
         let target = &self.targets[first];
         match target.pool.checkout(sent) {
             Some(conn) => {
-                let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
-                let response = pool::exchange(conn, &target.pool, req);
+                let response =
+                    pool::exchange(conn, &target.pool, Request::from_parts(parts, ReplayBody::once(body)));
                 Sending::Pooled { upstream: self, target: first, sent, response }
             }
-            None => Sending::Other {
-                fut: Box::pin(async move { self.send_from(first, parts, body, sent).await }),
-            },
+            None => Sending::Other { fut: Box::pin(self.send_from(first, parts, body, sent)) },
         }
     }
 
     /// The request's way when no idle connection took it at once: to target
     /// `first`, and on a connect failure once to another target.
     async fn send_from(
-        &self,
+        self: Arc<Self>,
         first: usize,
         parts: http::request::Parts,
         body: Incoming,
@@ -180,7 +178,7 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
-            let req = Request::from_parts(parts, ReplayBody { state: ReplayState::Reading(body) });
+            let req = Request::from_parts(parts, ReplayBody::once(body));
             return self.attempt(first, req, sent).await.map_err(|_| GatewayError::UpstreamUnavailable);
         }
         let slot = Arc::new(Mutex::new(Some(body)));
@@ -400,7 +398,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
         let Some(body) = body.into_unread() else {
             return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
         };
-        let mut fut: Boxed = Box::pin(async move { upstream.send_from(i, parts, body, sent).await });
+        let mut fut: Boxed = Box::pin(upstream.send_from(i, parts, body, sent));
         let poll = fut.as_mut().poll(cx);
         self.set(Sending::Other { fut });
         poll
@@ -424,6 +422,11 @@ enum ReplayState {
 impl ReplayBody {
     fn new(slot: Arc<Mutex<Option<Incoming>>>) -> ReplayBody {
         ReplayBody { state: ReplayState::Unread(slot) }
+    }
+
+    /// A body sent to one place only: nowhere to re-send it once it is read.
+    fn once(body: Incoming) -> ReplayBody {
+        ReplayBody { state: ReplayState::Reading(body) }
     }
 
     /// The body, if no byte of it was read.
