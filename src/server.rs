@@ -222,6 +222,8 @@ where
 
 /// hyper's HTTP/1.1 settings from `[server]`. `header_read_timeout` also
 /// closes idle keep-alive connections: hyper starts it when it waits for a head.
+/// (Plaintext connections turn hyper's timer off and time the wait in
+/// [`plain`]'s connection loop instead, without a timer per request.)
 fn h1_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

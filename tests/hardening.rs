@@ -139,11 +139,19 @@ async fn slowloris_connections_are_closed_after_header_read_timeout() {
     let (_up, gw) = public_and_api().await;
     for partial in ["", "GET /public/x HTTP/1.1\r\nHost: app"] {
         let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let connected = std::time::Instant::now();
         stream.write_all(partial.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         // header_read_timeout is 2s in the test config: closed well before 8s.
         let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut buf)).await;
+        let open = connected.elapsed();
         assert!(read.is_ok(), "connection with {partial:?} still open after 8s");
+        assert!(open >= Duration::from_millis(1900), "connection with {partial:?} cut after only {open:?}");
+        assert!(
+            buf.is_empty(),
+            "connection with {partial:?} got an answer: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
     }
 }
 

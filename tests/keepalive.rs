@@ -108,7 +108,6 @@ async fn a_head_trickled_into_a_parked_connection_is_cut_at_header_read_timeout(
     let cut = client.closed_within(Duration::from_secs(1)).await;
     let elapsed = started.elapsed();
     // header_read_timeout is 2 s in the test config.
-    eprintln!("DBG cut={cut:?} elapsed={elapsed:?}");
     assert!(cut.is_ok() && elapsed < Duration::from_millis(4500), "still open after {elapsed:?}");
     assert_eq!(up.count(), 1, "only the first request reached the upstream");
 }
@@ -179,6 +178,59 @@ async fn a_parked_connection_closes_after_header_read_timeout() {
         "closed after {idle:?} idle"
     );
     wait_parked(&gw, 0).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_parked_still_closes_after_header_read_timeout() {
+    let (up, gw) = public_and_api().await;
+    let mut client = RawConn::connect(gw.addr).await;
+    // After a request with a body the connection stays with hyper, unparked;
+    // the wait for the next head is timed all the same.
+    let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(client.exchange(post).await.0, 200);
+    let answered = Instant::now();
+    let rest = client.closed_within(Duration::from_secs(6)).await.expect("idle connection left open");
+    let idle = answered.elapsed();
+    assert!(rest.is_empty(), "{rest}");
+    assert_eq!(parked(&gw), 0, "a connection was parked after a request with a body");
+    // header_read_timeout is 2 s in the test config: never sooner, and at
+    // most one LINGER (0.5 s) of the gateway's ticks later, plus slack.
+    assert!(
+        idle >= Duration::from_millis(1950) && idle < Duration::from_millis(3500),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(up.targets(), ["/public/form"]);
+}
+
+#[tokio::test]
+async fn a_head_trickled_right_after_a_response_is_cut_at_header_read_timeout() {
+    let (up, gw) = public_and_api().await;
+    let mut client = RawConn::connect(gw.addr).await;
+    assert_eq!(client.exchange(&get("/public/first")).await.0, 200);
+    let answered = Instant::now();
+    // The next head starts at once, so the connection is never idle enough
+    // to be parked (hyper is mid-head when it would be), and never ends.
+    client.send("GET /public/slow HTTP/1.1\r\n").await;
+    let trickle = async {
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if client.stream.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(6), trickle).await;
+    let cut = client.closed_within(Duration::from_secs(1)).await;
+    let elapsed = answered.elapsed();
+    assert!(cut.is_ok(), "still open after {elapsed:?}");
+    // Cut 2 s (header_read_timeout) after the response, give or take the
+    // gateway's 0.5 s tick and the trickle's 0.2 s; never sooner.
+    assert!(
+        elapsed >= Duration::from_millis(1950) && elapsed < Duration::from_millis(4000),
+        "cut after {elapsed:?}"
+    );
+    assert_eq!(parked(&gw), 0);
+    assert_eq!(up.targets(), ["/public/first"], "only the first request reached the upstream");
 }
 
 #[tokio::test]

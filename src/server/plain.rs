@@ -124,8 +124,13 @@ async fn exchange(
         })
     };
     let io = TokioIo::new(Socket { stream, unread, state: state.clone() });
-    let mut http = super::h1_builder(&ctx.limits).serve_connection(io, service).with_upgrades();
-    if !drive(&mut http, state, &mut ctx.stop).await? {
+    // `drive` times the wait for a head itself (see there), so hyper arms no
+    // timer per request.
+    let mut builder = super::h1_builder(&ctx.limits);
+    builder.header_read_timeout(None);
+    let mut http = builder.serve_connection(io, service).with_upgrades();
+    let head_limit = ctx.limits.header_read_timeout.min(ctx.limits.idle_timeout);
+    if !drive(&mut http, state, head_limit, &mut ctx.stop).await? {
         return Ok(None);
     }
     // `None`: upgraded, and the tunnel owns the socket now.
@@ -142,18 +147,34 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// Polls the hyper connection to its end. `Ok(true)`: it ended because the
 /// socket is being taken back; `Ok(false)`: it is over (closed, upgraded,
-/// or shut down for `stop`).
-async fn drive<C>(http: &mut C, state: &ConnState, stop: &mut watch::Receiver<bool>) -> Result<bool, BoxError>
+/// shut down for `stop`, or cut after `head_limit` waiting for a head).
+///
+/// One timer per connection, re-armed once per `LINGER` rather than per
+/// request, does two jobs when it fires with no request served since it last
+/// fired and nothing in flight or unflushed:
+/// - if the last exchange left hyper idle, the socket goes back (parked);
+/// - otherwise hyper is waiting for a head that does not come (a first head,
+///   one after a request with a body, or one begun as the socket was to go
+///   back), and `head_limit` after the last activity it sees, the connection
+///   is cut. That is `header_read_timeout`, which hyper would otherwise arm,
+///   allocate and cancel for every request (2.6 % of the instructions per
+///   request, BENCHMARKS.md). It never cuts sooner than hyper's timer would:
+///   the quiet time is counted from a tick after the last activity.
+async fn drive<C>(
+    http: &mut C,
+    state: &ConnState,
+    head_limit: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, BoxError>
 where
     C: Future<Output = hyper::Result<()>> + Unpin + GracefulShutdown,
 {
     let stopped = stop.wait_for(|s| *s);
     tokio::pin!(stopped);
     let mut stopping = false;
-    // One timer per connection, re-armed once per LINGER rather than per
-    // request: it fires, and the socket goes back if no request was served
-    // since the last time it fired and none is in flight.
-    let linger = tokio::time::sleep(LINGER);
+    let tick = LINGER.min(head_limit);
+    let mut quiet_since = tokio::time::Instant::now();
+    let linger = tokio::time::sleep_until(quiet_since + tick);
     tokio::pin!(linger);
     let mut served_then = state.served.load(Relaxed);
     let mut closing = false;
@@ -166,13 +187,24 @@ where
             if let Poll::Ready(res) = Pin::new(&mut *http).poll(cx) {
                 return Poll::Ready(res.map(|()| false).map_err(Into::into));
             }
-            if stopping || closing || linger.as_mut().poll(cx).is_pending() {
+            if linger.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            let now = tokio::time::Instant::now();
             let served = state.served.load(Relaxed);
-            if served != served_then || !state.idle() {
+            if served != served_then || state.busy() {
                 served_then = served;
-                linger.as_mut().reset(tokio::time::Instant::now() + LINGER);
+                quiet_since = now;
+                linger.as_mut().reset(now + tick);
+                continue;
+            }
+            let cut_at = quiet_since + head_limit;
+            if now >= cut_at {
+                tracing::debug!("no request head within header_read_timeout: connection closed");
+                return Poll::Ready(Ok(false));
+            }
+            if stopping || closing || !state.reusable.load(Relaxed) {
+                linger.as_mut().reset(cut_at);
                 continue;
             }
             // hyper closes an idle connection within this very poll, and
@@ -187,7 +219,6 @@ where
             // must really close. Never a socket taken back mid-exchange.
             state.handing_back.store(false, Relaxed);
             closing = true;
-            return Poll::Pending;
         }
     })
     .await
@@ -251,11 +282,12 @@ impl ConnState {
         self.handing_back.store(false, Relaxed);
     }
 
-    /// Whether hyper should be idle: between exchanges, with nothing of the
-    /// last one left to read or to write. [`drive`] still checks that hyper
-    /// agrees before it takes the socket.
-    fn idle(&self) -> bool {
-        self.in_flight.load(Relaxed) == 0 && self.reusable.load(Relaxed) && !self.unflushed.load(Relaxed)
+    /// A response is in flight or not yet flushed: hyper is not waiting for
+    /// a head. (When it is not busy and the last request was `reusable`,
+    /// hyper should be idle; [`drive`] still checks that hyper agrees before
+    /// it takes the socket.)
+    fn busy(&self) -> bool {
+        self.in_flight.load(Relaxed) > 0 || self.unflushed.load(Relaxed)
     }
 }
 
@@ -399,16 +431,14 @@ mod tests {
     }
 
     #[test]
-    fn only_a_served_bodiless_flushed_exchange_is_idle() {
+    fn a_response_in_flight_or_unflushed_keeps_the_connection_busy() {
         let state = ConnState::default();
         state.start();
-        assert!(!state.idle(), "nothing served yet");
-        state.reusable.store(true, Relaxed);
-        assert!(state.idle());
+        assert!(!state.busy(), "nothing in flight");
         state.unflushed.store(true, Relaxed);
-        assert!(!state.idle(), "response not flushed");
+        assert!(state.busy(), "response not flushed");
         state.unflushed.store(false, Relaxed);
         state.in_flight.store(1, Relaxed);
-        assert!(!state.idle(), "a request in flight");
+        assert!(state.busy(), "a request in flight");
     }
 }
