@@ -157,7 +157,7 @@ const LINGER: Duration = Duration::from_millis(500);
 ///   one after a request with a body, or one begun as the socket was to go
 ///   back), and `head_limit` after the last activity it sees, the connection
 ///   is cut. That is `header_read_timeout`, which hyper would otherwise arm,
-///   allocate and cancel for every request (2.6 % of the instructions per
+///   allocate and cancel for every request (about 2 % of the instructions per
 ///   request, BENCHMARKS.md). It never cuts sooner than hyper's timer would:
 ///   the quiet time is counted from a tick after the last activity.
 async fn drive<C>(
