@@ -26,6 +26,9 @@ async fn wait_parked(gw: &TestGateway, n: i64) {
     }
 }
 
+/// A request with a small body, which the upstream reads.
+const POST_WITH_BODY: &str = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
+
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n")
 }
@@ -37,6 +40,21 @@ async fn parked_connection(gw: &TestGateway) -> RawConn {
     assert_eq!(client.exchange(&get("/public/first")).await.0, 200);
     wait_parked(gw, before + 1).await;
     client
+}
+
+/// Sends one more header byte every `every` until a write fails (the
+/// gateway closed the connection) or 6 s pass; then whether it is closed.
+async fn trickle_until_cut(client: &mut RawConn, every: Duration) -> bool {
+    let trickle = async {
+        for _ in 0..30 {
+            tokio::time::sleep(every).await;
+            if client.stream.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(6), trickle).await;
+    client.closed_within(Duration::from_secs(1)).await.is_ok()
 }
 
 #[tokio::test]
@@ -95,20 +113,11 @@ async fn a_head_trickled_into_a_parked_connection_is_cut_at_header_read_timeout(
     // One header byte every 600 ms, slower than a connection is parked: if
     // parking restarted hyper's header timer, this would never be cut.
     let started = Instant::now();
-    let trickle = async {
-        client.send("GET /public/slow HTTP/1.1\r\n").await;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            if client.stream.write_all(b"X").await.is_err() {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(6), trickle).await;
-    let cut = client.closed_within(Duration::from_secs(1)).await;
+    client.send("GET /public/slow HTTP/1.1\r\n").await;
+    let cut = trickle_until_cut(&mut client, Duration::from_millis(600)).await;
     let elapsed = started.elapsed();
     // header_read_timeout is 2 s in the test config.
-    assert!(cut.is_ok() && elapsed < Duration::from_millis(4500), "still open after {elapsed:?}");
+    assert!(cut && elapsed < Duration::from_millis(4500), "still open after {elapsed:?}");
     assert_eq!(up.count(), 1, "only the first request reached the upstream");
 }
 
@@ -147,8 +156,7 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
 async fn a_request_body_that_was_read_keeps_the_connection_usable() {
     let (up, gw) = public_and_api().await;
     let mut client = RawConn::connect(gw.addr).await;
-    let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
-    assert_eq!(client.exchange(post).await.0, 200);
+    assert_eq!(client.exchange(POST_WITH_BODY).await.0, 200);
     assert_eq!(client.exchange(&get("/public/next")).await.0, 200);
     // The GET had no body: now the connection parks.
     wait_parked(&gw, 1).await;
@@ -186,8 +194,7 @@ async fn a_connection_that_cannot_be_parked_still_closes_after_header_read_timeo
     let mut client = RawConn::connect(gw.addr).await;
     // After a request with a body the connection stays with hyper, unparked;
     // the wait for the next head is timed all the same.
-    let post = "POST /public/form HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello";
-    assert_eq!(client.exchange(post).await.0, 200);
+    assert_eq!(client.exchange(POST_WITH_BODY).await.0, 200);
     let answered = Instant::now();
     let rest = client.closed_within(Duration::from_secs(6)).await.expect("idle connection left open");
     let idle = answered.elapsed();
@@ -211,18 +218,9 @@ async fn a_head_trickled_right_after_a_response_is_cut_at_header_read_timeout() 
     // The next head starts at once, so the connection is never idle enough
     // to be parked (hyper is mid-head when it would be), and never ends.
     client.send("GET /public/slow HTTP/1.1\r\n").await;
-    let trickle = async {
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if client.stream.write_all(b"X").await.is_err() {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(6), trickle).await;
-    let cut = client.closed_within(Duration::from_secs(1)).await;
+    let cut = trickle_until_cut(&mut client, Duration::from_millis(200)).await;
     let elapsed = answered.elapsed();
-    assert!(cut.is_ok(), "still open after {elapsed:?}");
+    assert!(cut, "still open after {elapsed:?}");
     // Cut 2 s (header_read_timeout) after the response, give or take the
     // gateway's 0.5 s tick and the trickle's 0.2 s; never sooner.
     assert!(
