@@ -153,13 +153,16 @@ const LINGER: Duration = Duration::from_millis(500);
 /// request, does two jobs when it fires with no request served since it last
 /// fired and nothing in flight or unflushed:
 /// - if the last exchange left hyper idle, the socket goes back (parked);
-/// - otherwise hyper is waiting for a head that does not come (a first head,
-///   one after a request with a body, or one begun as the socket was to go
-///   back), and `head_limit` after the last activity it sees, the connection
-///   is cut. That is `header_read_timeout`, which hyper would otherwise arm,
-///   allocate and cancel for every request (about 2 % of the instructions per
-///   request, BENCHMARKS.md). It never cuts sooner than hyper's timer would:
-///   the quiet time is counted from a tick after the last activity.
+/// - otherwise hyper is waiting for a head that does not come (the first
+///   one, one after a request with a body, or any while `stop` is set or
+///   the socket could not go back), and `head_limit` after the connection
+///   was first seen quiet, it is cut. That is `header_read_timeout`, which
+///   hyper would otherwise arm, allocate and cancel for every request (about
+///   2 % of the instructions per request, BENCHMARKS.md). It never cuts
+///   sooner than hyper's timer would, which starts when hyper goes idle: a
+///   connection is first seen quiet at a tick after its last activity ended
+///   (or, for the first head, when this connection starts, as hyper's does),
+///   so the cut comes at most one tick after hyper's would have.
 async fn drive<C>(
     http: &mut C,
     state: &ConnState,
@@ -173,8 +176,10 @@ where
     tokio::pin!(stopped);
     let mut stopping = false;
     let tick = LINGER.min(head_limit);
-    let mut quiet_since = tokio::time::Instant::now();
-    let linger = tokio::time::sleep_until(quiet_since + tick);
+    let started = tokio::time::Instant::now();
+    // When a tick first found the connection quiet; `None` while it is busy.
+    let mut quiet_since = Some(started);
+    let linger = tokio::time::sleep_until(started + tick);
     tokio::pin!(linger);
     let mut served_then = state.served.load(Relaxed);
     let mut closing = false;
@@ -191,20 +196,31 @@ where
                 return Poll::Pending;
             }
             let now = tokio::time::Instant::now();
-            let served = state.served.load(Relaxed);
-            if served != served_then || state.busy() {
-                served_then = served;
-                quiet_since = now;
+            if state.busy() {
+                // The exchange may end any moment after this tick: the quiet
+                // time starts at a later one, never before it ended.
+                quiet_since = None;
                 linger.as_mut().reset(now + tick);
                 continue;
             }
-            let cut_at = quiet_since + head_limit;
+            let served = state.served.load(Relaxed);
+            if served != served_then {
+                // Served and done since the last tick: quiet from now, and
+                // parked no sooner than the next tick.
+                served_then = served;
+                quiet_since = Some(now);
+                linger.as_mut().reset(now + tick);
+                continue;
+            }
+            let cut_at = *quiet_since.get_or_insert(now) + head_limit;
             if now >= cut_at {
                 tracing::debug!("no request head within header_read_timeout: connection closed");
                 return Poll::Ready(Ok(false));
             }
             if stopping || closing || !state.reusable.load(Relaxed) {
-                linger.as_mut().reset(cut_at);
+                // Keep ticking: a bodiless request served meanwhile makes
+                // the connection parkable again.
+                linger.as_mut().reset((now + tick).min(cut_at));
                 continue;
             }
             // hyper closes an idle connection within this very poll, and
@@ -214,9 +230,9 @@ where
             if let Poll::Ready(res) = Pin::new(&mut *http).poll(cx) {
                 return Poll::Ready(res.map(|()| true).map_err(Into::into));
             }
-            // Not idle after all (a head was being read): hyper now finishes
-            // that exchange with `Connection: close`, and then the connection
-            // must really close. Never a socket taken back mid-exchange.
+            // Not idle after all (hyper is mid-exchange): it now finishes that
+            // exchange with `Connection: close`, and then the connection must
+            // really close. Never a socket taken back mid-exchange.
             state.handing_back.store(false, Relaxed);
             closing = true;
         }
