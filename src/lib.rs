@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod route;
 pub mod server;
 pub mod session;
+mod stall;
 pub mod store;
 pub mod tls;
 pub mod token;

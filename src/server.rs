@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
 use crate::pipeline::{self, ConnInfo};
+use crate::stall::WriteStall;
 
 mod plain;
 
@@ -153,6 +154,7 @@ async fn accept_tls(
     acceptor: TlsAcceptor,
     mut ctx: ConnCtx,
 ) -> Result<(), BoxError> {
+    let stream = WriteStall::new(stream, ctx.limits.idle_timeout);
     let stream =
         tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await.map_err(
             |_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake exceeded header_read_timeout"),

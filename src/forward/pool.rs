@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, TrySendError};
 
 use super::client::ReplayBody;
+use crate::pipeline::BodyError;
+use crate::stall::Stall;
 
 /// Idle keep-alive connections kept per upstream URL. A burst opens as
 /// many connections as it has requests in flight; past the burst, more than
@@ -175,7 +177,8 @@ pub fn exchange(
     response.map(move |result| {
         result.map(|resp| {
             resp.map(|inner| {
-                let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
+                let stall = Stall::new(pool.idle_timeout);
+                let mut body = UpstreamBody { inner, conn: Some((conn, pool)), stall };
                 body.release_if_done();
                 body
             })
@@ -185,10 +188,13 @@ pub fn exchange(
 
 /// The upstream's response body; its end returns the connection to the pool.
 /// Dropped before its end, the connection is dropped too (its task closes it:
-/// what is left of the body is unread).
+/// what is left of the body is unread). An upstream that sends nothing more
+/// for `idle_timeout` before the end fails it ([`crate::stall`]), which cuts
+/// the client's response short rather than let both connections hang.
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<(Conn, Arc<Pool>)>,
+    stall: Stall,
 }
 
 impl UpstreamBody {
@@ -203,19 +209,26 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(frame) = ready!(this.stall.watch(frame, cx)) else {
+            this.conn = None;
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                UpstreamStalled,
+            ))));
+        };
         match &frame {
-            Poll::Ready(Some(Ok(_)) | None) => self.release_if_done(),
-            Poll::Ready(Some(Err(_))) => self.conn = None,
-            Poll::Pending => {}
+            Some(Ok(_)) | None => this.release_if_done(),
+            Some(Err(_)) => this.conn = None,
         }
-        frame
+        Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -232,6 +245,11 @@ impl Drop for UpstreamBody {
         self.release_if_done();
     }
 }
+
+/// The upstream sent nothing for `idle_timeout` in the middle of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for idle_timeout before the end of its response body")]
+pub struct UpstreamStalled;
 
 impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

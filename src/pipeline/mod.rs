@@ -46,7 +46,14 @@ pub enum TokenState {
 }
 
 /// Every response body jwtgate sends: a streamed upstream body or a local one.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BodyError>;
+
+/// Why a streamed body ended before its end: hyper's error (wrapped), or
+/// `TimedOut` when the upstream stalled ([`crate::forward::pool::UpstreamBody`]).
+/// hyper then closes the client's connection (HTTP/1) or resets its stream
+/// (HTTP/2). (An `io::Error` rather than a boxed `dyn Error`: with the box,
+/// rustc could no longer prove the plain connection's future `Send`.)
+pub type BodyError = std::io::Error;
 
 /// A local, fully known body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

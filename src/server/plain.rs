@@ -51,6 +51,7 @@ use tokio::sync::watch;
 use super::{BoxError, ConnCtx};
 use crate::metrics::GaugeGuard;
 use crate::pipeline::{self, ConnInfo};
+use crate::stall::WriteStall;
 
 /// Serves one plaintext connection: HTTP/2 if it opens with the preface
 /// (sniffed within `header_read_timeout`), else HTTP/1.1 until the client
@@ -60,6 +61,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, mut ctx: Conn
     let conn = ConnInfo { peer, tls: false };
     if super::sniff_h2(&stream, ctx.limits.header_read_timeout).await? {
         // Boxed: HTTP/2's larger state is not carried by every HTTP/1.1 task.
+        let stream = WriteStall::new(stream, ctx.limits.idle_timeout);
         return Box::pin(super::serve_h2(stream, conn, &mut ctx)).await;
     }
     let state = Arc::new(ConnState::default());
@@ -123,6 +125,7 @@ async fn exchange(
             )
         })
     };
+    let stream = WriteStall::new(stream, ctx.limits.idle_timeout);
     let io = TokioIo::new(Socket { stream, unread, state: state.clone() });
     // `drive` times the wait for a head itself (see there), so hyper arms no
     // timer per request.
@@ -136,7 +139,7 @@ async fn exchange(
     // `None`: upgraded, and the tunnel owns the socket now.
     let Some(parts) = http.into_parts() else { return Ok(None) };
     let socket = parts.io.into_inner();
-    Ok(Some((socket.stream, unparsed(parts.read_buf, socket.unread))))
+    Ok(Some((socket.stream.into_inner(), unparsed(parts.read_buf, socket.unread))))
 }
 
 /// How long a connection must stay idle before its socket is taken back. A
@@ -335,12 +338,12 @@ struct Tracked {
 
 impl hyper::body::Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = pipeline::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, pipeline::BodyError>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -353,10 +356,11 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-/// The TCP stream as hyper sees it: replays `unread` first, and reports
-/// writes and flushes to [`ConnState`].
+/// The TCP stream as hyper sees it: replays `unread` first, reports writes
+/// and flushes to [`ConnState`], and fails a write the client has not drained
+/// for `idle_timeout` ([`WriteStall`]).
 struct Socket {
-    stream: TcpStream,
+    stream: WriteStall<TcpStream>,
     unread: Bytes,
     state: Arc<ConnState>,
 }

@@ -1,0 +1,195 @@
+//! Transfers that stop moving: a client that does not read what it is sent,
+//! an upstream that stops in the middle of a response body.
+//!
+//! `header_read_timeout` bounds the wait for a request head, and the upstream
+//! `timeout` the wait for a response head, but once a response is on its way
+//! nothing else would: a client that never reads would hold its connection
+//! (and the upstream connection behind it) for as long as it liked, and so
+//! would an upstream that sends half a body. Like nginx's `send_timeout` and
+//! `proxy_read_timeout` (timed between two operations, not over the whole
+//! transfer), a transfer that makes no progress for the server's
+//! `idle_timeout` is cut: the same bound as an idle connection, as Envoy's
+//! `stream_idle_timeout` does. A slow transfer that keeps moving is never cut.
+//!
+//! The timer costs nothing while transfers move: it is allocated the first
+//! time a transfer has to wait, and set only when one starts waiting.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Times one direction of a transfer from the moment it had to wait.
+#[derive(Debug)]
+pub(crate) struct Stall {
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the current wait.
+    waiting: bool,
+}
+
+impl Stall {
+    /// No transfer cut sooner than `limit` after it last moved.
+    pub(crate) fn new(limit: Duration) -> Stall {
+        Stall { limit, timer: None, waiting: false }
+    }
+
+    /// Passes `res` on; `Pending` past `limit` of waiting becomes `Ready(None)`,
+    /// and anything `Ready` ends the wait.
+    pub(crate) fn watch<T>(&mut self, res: Poll<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match res {
+            Poll::Ready(v) => {
+                self.waiting = false;
+                Poll::Ready(Some(v))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Called while nothing moves: starts timing the wait if it is new, and
+    /// registers `cx` to be woken when it has lasted `limit`.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.timer.as_mut().is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// An accepted socket whose writes fail with `TimedOut` once the peer has
+/// read nothing for `limit`; reads pass through (waiting for a request is
+/// `header_read_timeout`'s and `idle_timeout`'s).
+#[derive(Debug)]
+pub(crate) struct WriteStall<IO> {
+    io: IO,
+    stall: Stall,
+}
+
+impl<IO> WriteStall<IO> {
+    pub(crate) fn new(io: IO, limit: Duration) -> WriteStall<IO> {
+        WriteStall { io, stall: Stall::new(limit) }
+    }
+
+    pub(crate) fn into_inner(self) -> IO {
+        self.io
+    }
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the client read nothing for idle_timeout")
+}
+
+impl<IO> WriteStall<IO> {
+    /// `res` of a write or flush, or `TimedOut` once it has been pending for `limit`.
+    fn watch<T>(&mut self, res: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        self.stall.watch(res, cx).map(|r| r.unwrap_or_else(|| Err(stalled())))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteStall<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteStall<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(res, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(res, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(res, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.watch(res, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const LIMIT: Duration = Duration::from_millis(300);
+
+    /// A peer that does not read: writes succeed until the pipe is full.
+    async fn full_pipe() -> (WriteStall<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(16);
+        let mut ours = WriteStall::new(ours, LIMIT);
+        ours.write_all(&[0; 16]).await.expect("room for 16 bytes");
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_drains_fails_after_the_limit_not_before() {
+        let (mut ours, _theirs) = full_pipe().await;
+        let started = std::time::Instant::now();
+        let err = ours.write_all(b"more").await.expect_err("the write must be cut");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let waited = started.elapsed();
+        assert!(waited >= LIMIT, "cut after {waited:?}, before the limit");
+        assert!(waited < LIMIT * 4, "cut only after {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_keeps_reading_slowly_is_never_cut() {
+        let (mut ours, mut theirs) = full_pipe().await;
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 4];
+            let mut total = 0;
+            while total < 16 + 40 {
+                // Each read comes two thirds of a limit after the last.
+                tokio::time::sleep(LIMIT * 2 / 3).await;
+                total += theirs.read(&mut buf).await.expect("read");
+            }
+        });
+        let started = std::time::Instant::now();
+        ours.write_all(&[1; 40]).await.expect("a write that moves is not cut");
+        assert!(started.elapsed() > LIMIT * 3, "the transfer took several limits in all");
+        reader.await.expect("reader");
+    }
+
+    #[test]
+    fn a_result_ends_the_wait() {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let _guard = rt.enter();
+        let mut stall = Stall::new(LIMIT);
+        assert!(stall.watch(Poll::<()>::Pending, &mut cx).is_pending());
+        assert!(stall.waiting);
+        assert_eq!(stall.watch(Poll::Ready(7), &mut cx), Poll::Ready(Some(7)));
+        assert!(!stall.waiting, "progress starts the next wait afresh");
+    }
+}

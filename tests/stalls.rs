@@ -1,0 +1,363 @@
+//! Transfers that stop moving are cut after `idle_timeout` (src/stall.rs):
+//! a client that stops reading its response (nginx's `send_timeout`) and an
+//! upstream that stops in the middle of its body (`proxy_read_timeout`).
+//! Either would otherwise hold the client's connection and the upstream
+//! connection behind it for ever. Transfers that are slow but keep moving
+//! are never cut, and a cut response never looks complete.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::app::{client_config, self_signed, write_leaf};
+use common::*;
+use http_body_util::StreamBody;
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The stall limit under test: the server's `idle_timeout`.
+const LIMIT: Duration = Duration::from_secs(1);
+/// How long past the limit a cut may come (the runtime is shared with the test).
+const SLACK: Duration = Duration::from_secs(3);
+const CHUNK: usize = 64 * 1024;
+
+fn config() -> String {
+    base_config("[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n")
+        .replace("header_read_timeout = \"2s\"", "header_read_timeout = \"2s\"\nidle_timeout = \"1s\"")
+}
+
+/// What an upstream saw: requests, and connections that ended.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicUsize,
+    closed: AtomicUsize,
+}
+
+impl Seen {
+    async fn wait(&self, what: &str, counter: &AtomicUsize, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while counter.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "the upstream saw no {what} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// An upstream (hyper) answering every request with `len` bytes, streamed in
+/// 64 KiB chunks as fast as they are taken.
+async fn big_upstream(len: usize) -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = record.clone();
+            let svc = {
+                let record = record.clone();
+                service_fn(move |_req: http::Request<Incoming>| {
+                    record.requests.fetch_add(1, Ordering::SeqCst);
+                    let chunks = futures_util::stream::iter((0..len.div_ceil(CHUNK)).map(move |i| {
+                        let n = CHUNK.min(len - i * CHUNK);
+                        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'x'; n])))
+                    }));
+                    let resp = http::Response::builder()
+                        .header("content-length", len)
+                        .body(StreamBody::new(chunks))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                })
+            };
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                record.closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A raw upstream: reads one request head, writes `answer` (spaced by `every`
+/// when there is more than one piece), then holds the connection until the
+/// gateway closes it.
+async fn raw_upstream(answer: Vec<&'static str>, every: Duration) -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before sending a head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        record.requests.fetch_add(1, Ordering::SeqCst);
+        for (i, piece) in answer.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            stream.write_all(piece.as_bytes()).await.unwrap();
+        }
+        // Until the gateway closes (EOF or reset).
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        record.closed.fetch_add(1, Ordering::SeqCst);
+    });
+    (addr, seen)
+}
+
+fn active(gw: &TestGateway) -> i64 {
+    gw.gateway.metrics.connections_active.get()
+}
+
+/// Waits until the gateway has no connection left; how long that took from `since`.
+async fn wait_closed(gw: &TestGateway, since: Instant) -> Duration {
+    while active(gw) != 0 {
+        assert!(
+            since.elapsed() < LIMIT + SLACK,
+            "the stalled connection is still open after {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    since.elapsed()
+}
+
+/// Reads to EOF (or a reset, which also ends a cut connection); the bytes.
+async fn drain(mut stream: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    let read_all = async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all).await.expect("the connection was not closed");
+    got
+}
+
+fn body_len(response: &[u8]) -> usize {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    response.len() - end
+}
+
+/// A client whose receive buffer stays small, so the gateway must wait on it.
+async fn small_window_client(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+const GET: &[u8] = b"GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n";
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_after_idle_timeout_and_so_is_the_upstream() {
+    let len = 64 << 20;
+    let (up, seen) = big_upstream(len).await;
+    let gw = start_gateway(&config(), up, None).await;
+    let mut client = small_window_client(gw.addr).await;
+    client.write_all(GET).await.unwrap();
+    let sent = Instant::now();
+    seen.wait("request", &seen.requests, 1, Duration::from_secs(3)).await;
+    // The gateway's writes stop within milliseconds (the buffers fill); not
+    // cut before the limit, measured from the request, which is earlier.
+    tokio::time::sleep(LIMIT * 8 / 10).await;
+    assert_eq!(active(&gw), 1, "cut before idle_timeout");
+    assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the upstream connection was closed early");
+    let cut = wait_closed(&gw, sent).await;
+    assert!(cut >= LIMIT, "cut after {cut:?}");
+    seen.wait("closed connection", &seen.closed, 1, SLACK).await;
+    let got = drain(&mut client).await;
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+    assert!(body_len(&got) < len, "the whole body arrived: the transfer was not cut");
+}
+
+#[tokio::test]
+async fn a_client_that_reads_slowly_but_steadily_gets_the_whole_body() {
+    let len = 12 << 20;
+    let (up, seen) = big_upstream(len).await;
+    let gw = start_gateway(&config(), up, None).await;
+    let mut client = small_window_client(gw.addr).await;
+    client.write_all(GET).await.unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    // 1 MiB every quarter of the limit: the gateway waits on the client
+    // again and again, never for a whole limit.
+    'paced: loop {
+        tokio::time::sleep(LIMIT / 4).await;
+        let goal = got.len() + (1 << 20);
+        while got.len() < goal {
+            let n = client.read(&mut buf).await.expect("the slow reader was cut");
+            if n == 0 {
+                break 'paced;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.len() > len && body_len(&got) == len {
+                break 'paced;
+            }
+        }
+    }
+    assert_eq!(body_len(&got), len, "the body was cut short");
+    assert!(
+        started.elapsed() > LIMIT * 2,
+        "the transfer took {:?}, too fast to prove anything",
+        started.elapsed()
+    );
+    assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the upstream connection was dropped");
+}
+
+#[tokio::test]
+async fn a_client_over_tls_that_stops_reading_is_cut_after_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = self_signed(&["localhost"]);
+    let (cert, key) = write_leaf(dir.path(), "server", &leaf);
+    let tls =
+        format!("tls_cert = \"{}\"\ntls_key = \"{}\"\nidle_timeout = \"1s\"", cert.display(), key.display());
+    let len = 64 << 20;
+    let (up, seen) = big_upstream(len).await;
+    let config = config().replace("idle_timeout = \"1s\"", &tls);
+    let gw = start_gateway(&config, up, None).await;
+    let tcp = small_window_client(gw.addr).await;
+    let connector = tokio_rustls::TlsConnector::from(client_config(&leaf.cert_pem, &[b"http/1.1"]));
+    let mut client =
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("TLS handshake");
+    client.write_all(GET).await.unwrap();
+    let sent = Instant::now();
+    seen.wait("request", &seen.requests, 1, Duration::from_secs(3)).await;
+    tokio::time::sleep(LIMIT * 8 / 10).await;
+    assert_eq!(active(&gw), 1, "cut before idle_timeout");
+    let cut = wait_closed(&gw, sent).await;
+    assert!(cut >= LIMIT, "cut after {cut:?}");
+    seen.wait("closed connection", &seen.closed, 1, SLACK).await;
+    let got = drain(&mut client).await;
+    assert!(body_len(&got) < len, "the whole body arrived: the transfer was not cut");
+}
+
+/// A WebSocket upstream that accepts the handshake and then sends without
+/// end; `closed` counts once the gateway closes the tunnel on it.
+async fn flooding_websocket_upstream() -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before sending a head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+            .expect("a key")
+            .trim()
+            .to_owned();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        record.requests.fetch_add(1, Ordering::SeqCst);
+        // Unframed bytes: the tunnel carries them as they are.
+        let flood = vec![b'x'; CHUNK];
+        while stream.write_all(&flood).await.is_ok() {}
+        record.closed.fetch_add(1, Ordering::SeqCst);
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_cut_after_idle_timeout() {
+    let (up, seen) = flooding_websocket_upstream().await;
+    let gw = start_gateway(&config(), up, None).await;
+    let mut client = small_window_client(gw.addr).await;
+    let handshake = "GET /ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    client.write_all(handshake.as_bytes()).await.unwrap();
+    seen.wait("handshake", &seen.requests, 1, Duration::from_secs(3)).await;
+    let flooding = Instant::now();
+    tokio::time::sleep(LIMIT * 8 / 10).await;
+    assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the tunnel was closed before idle_timeout");
+    seen.wait("closed tunnel", &seen.closed, 1, LIMIT + SLACK).await;
+    assert!(flooding.elapsed() >= LIMIT, "closed after {:?}", flooding.elapsed());
+    let got = drain(&mut client).await;
+    assert!(got.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_mid_body_is_cut_and_the_response_never_looks_complete() {
+    for (framing, answer) in [
+        ("content-length", "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst-part"),
+        ("chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nfirst-part\r\n"),
+    ] {
+        let (up, seen) = raw_upstream(vec![answer], Duration::ZERO).await;
+        let gw = start_gateway(&config(), up, None).await;
+        let mut client = TcpStream::connect(gw.addr).await.unwrap();
+        client.write_all(GET).await.unwrap();
+        let sent = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("first-part") {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{framing}: closed before the first part");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let got = [got, drain(&mut client).await].concat();
+        let cut = sent.elapsed();
+        assert!(cut >= LIMIT, "{framing}: cut after {cut:?}, before idle_timeout");
+        assert!(cut < LIMIT + SLACK, "{framing}: cut only after {cut:?}");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{framing}: {text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "{framing}: the cut response ended like a complete one: {text}"
+        );
+        if framing == "content-length" {
+            assert!(text.to_ascii_lowercase().contains("content-length: 1000"), "{text}");
+            assert!(body_len(&got) < 1000);
+        }
+        seen.wait("closed connection", &seen.closed, 1, SLACK).await;
+        wait_closed(&gw, sent).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_sends_slowly_but_steadily_is_not_cut() {
+    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
+    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
+    answer.push("0\r\n\r\n");
+    // A piece every 0.4 limit: the whole answer takes 2.8 limits.
+    let (up, seen) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let gw = start_gateway(&config(), up, None).await;
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    client.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let started = Instant::now();
+    let got = drain(&mut client).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(started.elapsed() > LIMIT * 2, "answered in {:?}", started.elapsed());
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("tick ").count(), 6, "{text}");
+    assert!(text.ends_with("0\r\n\r\n"), "the slow body did not end properly: {text}");
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+}
