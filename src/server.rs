@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -20,6 +20,7 @@ use crate::gateway::Gateway;
 use crate::pipeline::{self, ConnInfo};
 use crate::stall::WriteStall;
 
+mod http2;
 mod plain;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -162,43 +163,9 @@ async fn accept_tls(
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let conn = ConnInfo { peer, tls: true };
     if is_h2 {
-        return serve_h2(stream, conn, &mut ctx).await;
+        return http2::serve(stream, conn, &mut ctx).await;
     }
     serve_h1(stream, conn, &mut ctx).await
-}
-
-async fn serve_h2<I>(stream: I, conn: ConnInfo, ctx: &mut ConnCtx) -> Result<(), BoxError>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (gw, limits) = (ctx.gw.clone(), ctx.limits);
-    let idle = Arc::new(Idle::default());
-    let tracker = idle.clone();
-    let service = service_fn(move |req| {
-        let (gw, tracker) = (gw.clone(), tracker.clone());
-        async move {
-            let _busy = tracker.begin();
-            pipeline::handle(gw, conn, req).await
-        }
-    });
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(100)
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(100)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX))
-        .keep_alive_interval(limits.idle_timeout)
-        .keep_alive_timeout(Duration::from_secs(20));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => return Ok(res?),
-        _ = ctx.stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-        () = idle.expired(limits.idle_timeout) => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await?;
-    Ok(())
 }
 
 /// HTTP/1.1 over TLS. (Plaintext HTTP/1.1 is [`plain::serve`], which also
@@ -238,50 +205,4 @@ fn h1_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
         // small responses, none lost on 64 KiB or 1 MiB ones (BENCHMARKS.md).
         .writev(false);
     builder
-}
-
-/// Idleness of an HTTP/2 connection: no request in flight for `idle_timeout`.
-/// hyper's HTTP/2 server has no idle timer, and its keep-alive pings would
-/// keep an idle connection open forever. (HTTP/1 idles are closed by
-/// `header_read_timeout`, set to min(idle_timeout, header_read_timeout).)
-#[derive(Debug)]
-struct Idle {
-    in_flight: std::sync::atomic::AtomicUsize,
-    since: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Default for Idle {
-    fn default() -> Self {
-        Idle { in_flight: 0.into(), since: std::sync::Mutex::new(tokio::time::Instant::now()) }
-    }
-}
-
-/// Marks one request in flight until dropped.
-struct Busy<'a>(&'a Idle);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        *self.0.since.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
-        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Idle {
-    fn begin(&self) -> Busy<'_> {
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Busy(self)
-    }
-
-    /// Resolves once the connection has had no request for `timeout`.
-    async fn expired(&self, timeout: Duration) {
-        loop {
-            let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
-            let busy = self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0;
-            if !busy && since.elapsed() >= timeout {
-                return;
-            }
-            let wait = if busy { timeout } else { timeout.saturating_sub(since.elapsed()) };
-            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
-        }
-    }
 }

@@ -62,7 +62,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, mut ctx: Conn
     if super::sniff_h2(&stream, ctx.limits.header_read_timeout).await? {
         // Boxed: HTTP/2's larger state is not carried by every HTTP/1.1 task.
         let stream = WriteStall::new(stream, ctx.limits.idle_timeout);
-        return Box::pin(super::serve_h2(stream, conn, &mut ctx)).await;
+        return Box::pin(super::http2::serve(stream, conn, &mut ctx)).await;
     }
     let state = Arc::new(ConnState::default());
     let idle_limit = ctx.limits.header_read_timeout.min(ctx.limits.idle_timeout);
