@@ -138,3 +138,47 @@ async fn concurrent_requests_each_get_a_connection_and_return_it() {
     let after = up.requests().iter().map(|r| r.conn).max().unwrap() + 1;
     assert_eq!(after, opened, "no new upstream connection after the burst");
 }
+
+/// A keep-alive upstream that answers every request with a chunked body;
+/// counts the connections it accepted.
+async fn chunked_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nupstr\r\n6\r\neam ok\r\n0\r\n\r\n";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_that_ended_a_chunked_body_is_reused() {
+    let (up, accepted) = chunked_upstream().await;
+    let gw = gateway(up, "").await;
+    for i in 0..5 {
+        let answer = get_once(gw.addr, &format!("/public/{i}")).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, "upstream ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "each chunked response cost a new upstream connection");
+}

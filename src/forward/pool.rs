@@ -198,11 +198,20 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// A body with a known length is done once it is all read, which
+    /// `is_end_stream` tells before the end is polled (so a body that was
+    /// empty, or whose last chunk the client took, frees its connection at
+    /// once, even if nobody polls it again).
     fn release_if_done(&mut self) {
         if self.inner.is_end_stream() {
-            if let Some((conn, pool)) = self.conn.take() {
-                pool.checkin(conn);
-            }
+            self.release();
+        }
+    }
+
+    /// The exchange is over: the connection goes back to the pool.
+    fn release(&mut self) {
+        if let Some((conn, pool)) = self.conn.take() {
+            pool.checkin(conn);
         }
     }
 }
@@ -225,7 +234,11 @@ impl Body for UpstreamBody {
             ))));
         };
         match &frame {
-            Some(Ok(_)) | None => this.release_if_done(),
+            Some(Ok(_)) => this.release_if_done(),
+            // The end. A chunked (or close-delimited) body's `is_end_stream`
+            // never turns true, so only this tells its end: without it every
+            // chunked response cost a new upstream connection.
+            None => this.release(),
             Some(Err(_)) => this.conn = None,
         }
         Poll::Ready(frame.map(|f| f.map_err(std::io::Error::other)))
