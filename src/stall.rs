@@ -10,9 +10,12 @@
 //! transfer), a transfer that makes no progress for the server's
 //! `idle_timeout` is cut: the same bound as an idle connection, as Envoy's
 //! `stream_idle_timeout` does. A slow transfer that keeps moving is never cut.
+//! For a write, moving means the socket took more bytes, as for nginx: Linux
+//! reports room only once about a third of the send buffer has drained, so a
+//! client reading slower than that per `idle_timeout` is cut too (README).
 //!
-//! The timer costs nothing while transfers move: it is allocated the first
-//! time a transfer has to wait, and set only when one starts waiting.
+//! Nothing is timed while transfers move: no timer exists until a transfer
+//! first has to wait, and each wait costs a clock read (see [`Stall`]).
 
 use std::future::Future;
 use std::io;
@@ -24,45 +27,54 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// Times one direction of a transfer from the moment it had to wait.
-#[derive(Debug)]
+///
+/// A transfer that waits often (each chunk of a streamed body waits for the
+/// next) costs a clock read per wait, not a timer per wait: the timer is
+/// allocated once, and a timer still running from an earlier wait is left to
+/// fire and only then moved to the current wait's deadline. So it is set at
+/// most once per `limit`, and one `Stall` serves every response of an
+/// upstream connection.
+#[derive(Debug, Default)]
 pub(crate) struct Stall {
-    limit: Duration,
     timer: Option<Pin<Box<Sleep>>>,
-    /// The timer runs for the current wait.
-    waiting: bool,
+    /// When the current wait began; `None` while the transfer moves.
+    since: Option<Instant>,
 }
 
 impl Stall {
-    /// No transfer cut sooner than `limit` after it last moved.
-    pub(crate) fn new(limit: Duration) -> Stall {
-        Stall { limit, timer: None, waiting: false }
-    }
-
-    /// Passes `res` on; `Pending` past `limit` of waiting becomes `Ready(None)`,
-    /// and anything `Ready` ends the wait.
-    pub(crate) fn watch<T>(&mut self, res: Poll<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    /// Passes `res` on; `Pending` for `limit` since the wait began becomes
+    /// `Ready(None)`, and anything `Ready` ends the wait.
+    pub(crate) fn watch<T>(
+        &mut self,
+        res: Poll<T>,
+        limit: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<T>> {
         match res {
             Poll::Ready(v) => {
-                self.waiting = false;
+                self.since = None;
                 Poll::Ready(Some(v))
             }
-            Poll::Pending if self.expired(cx) => Poll::Ready(None),
+            Poll::Pending if self.expired(limit, cx) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }
 
-    /// Called while nothing moves: starts timing the wait if it is new, and
-    /// registers `cx` to be woken when it has lasted `limit`.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.waiting {
-            self.waiting = true;
-            let deadline = Instant::now() + self.limit;
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+    /// Called while nothing moves: whether this wait has lasted `limit`; if
+    /// not, `cx` is woken when the timer next fires.
+    fn expired(&mut self, limit: Duration, cx: &mut Context<'_>) -> bool {
+        let due = *self.since.get_or_insert_with(Instant::now) + limit;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
             }
+            // Fired: for this wait, or for an earlier one that ended sooner.
+            if timer.deadline() >= due {
+                return true;
+            }
+            timer.as_mut().reset(due);
         }
-        self.timer.as_mut().is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -72,12 +84,13 @@ impl Stall {
 #[derive(Debug)]
 pub(crate) struct WriteStall<IO> {
     io: IO,
+    limit: Duration,
     stall: Stall,
 }
 
 impl<IO> WriteStall<IO> {
     pub(crate) fn new(io: IO, limit: Duration) -> WriteStall<IO> {
-        WriteStall { io, stall: Stall::new(limit) }
+        WriteStall { io, limit, stall: Stall::default() }
     }
 
     pub(crate) fn into_inner(self) -> IO {
@@ -92,7 +105,7 @@ fn stalled() -> io::Error {
 impl<IO> WriteStall<IO> {
     /// `res` of a write or flush, or `TimedOut` once it has been pending for `limit`.
     fn watch<T>(&mut self, res: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        self.stall.watch(res, cx).map(|r| r.unwrap_or_else(|| Err(stalled())))
+        self.stall.watch(res, self.limit, cx).map(|r| r.unwrap_or_else(|| Err(stalled())))
     }
 }
 
@@ -186,10 +199,32 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let _guard = rt.enter();
-        let mut stall = Stall::new(LIMIT);
-        assert!(stall.watch(Poll::<()>::Pending, &mut cx).is_pending());
-        assert!(stall.waiting);
-        assert_eq!(stall.watch(Poll::Ready(7), &mut cx), Poll::Ready(Some(7)));
-        assert!(!stall.waiting, "progress starts the next wait afresh");
+        let mut stall = Stall::default();
+        assert!(stall.watch(Poll::<()>::Pending, LIMIT, &mut cx).is_pending());
+        let since = stall.since.expect("waiting");
+        assert!(stall.watch(Poll::<()>::Pending, LIMIT, &mut cx).is_pending());
+        assert_eq!(stall.since, Some(since), "one wait, timed from its start");
+        assert_eq!(stall.watch(Poll::Ready(7), LIMIT, &mut cx), Poll::Ready(Some(7)));
+        assert!(stall.since.is_none(), "progress starts the next wait afresh");
+    }
+
+    #[tokio::test]
+    async fn a_timer_left_from_an_earlier_wait_does_not_cut_a_later_one() {
+        let mut stall = Stall::default();
+        // A first wait, which ends after half a limit...
+        std::future::poll_fn(|cx| {
+            assert!(stall.watch(Poll::<()>::Pending, LIMIT, cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        tokio::time::sleep(LIMIT / 2).await;
+        std::future::poll_fn(|cx| stall.watch(Poll::Ready(()), LIMIT, cx)).await;
+        // ...then a second that never ends: cut a whole limit after it began.
+        let second = std::time::Instant::now();
+        let cut = std::future::poll_fn(|cx| stall.watch(Poll::<()>::Pending, LIMIT, cx)).await;
+        assert_eq!(cut, None, "the second wait ends in a cut");
+        let waited = second.elapsed();
+        assert!(waited >= LIMIT, "the second wait was cut after {waited:?}, by the first wait's timer");
+        assert!(waited < LIMIT * 3, "cut only after {waited:?}");
     }
 }

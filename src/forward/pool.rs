@@ -39,6 +39,9 @@ pub const POOL_MAX_IDLE: usize = 128;
 /// One HTTP/1.1 connection to an upstream target; its I/O runs in its own task.
 pub struct Conn {
     sender: http1::SendRequest<ReplayBody>,
+    /// Times its response bodies' waits; kept across responses, so its timer
+    /// is set at most once per `idle_timeout`, not once per response.
+    stall: Stall,
 }
 
 impl Conn {
@@ -53,7 +56,7 @@ impl Conn {
                 tracing::debug!(error = %err, "upstream connection ended");
             }
         });
-        Conn { sender }
+        Conn { sender, stall: Stall::default() }
     }
 
     /// Waiting for its next request. A closed connection never is: its task
@@ -177,8 +180,7 @@ pub fn exchange(
     response.map(move |result| {
         result.map(|resp| {
             resp.map(|inner| {
-                let stall = Stall::new(pool.idle_timeout);
-                let mut body = UpstreamBody { inner, conn: Some((conn, pool)), stall };
+                let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
                 body.release_if_done();
                 body
             })
@@ -189,12 +191,11 @@ pub fn exchange(
 /// The upstream's response body; its end returns the connection to the pool.
 /// Dropped before its end, the connection is dropped too (its task closes it:
 /// what is left of the body is unread). An upstream that sends nothing more
-/// for `idle_timeout` before the end fails it ([`crate::stall`]), which cuts
+/// for `idle_timeout` before the end fails it (the `stall` module), which cuts
 /// the client's response short rather than let both connections hang.
 pub struct UpstreamBody {
     inner: Incoming,
     conn: Option<(Conn, Arc<Pool>)>,
-    stall: Stall,
 }
 
 impl UpstreamBody {
@@ -226,7 +227,11 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        let Some(frame) = ready!(this.stall.watch(frame, cx)) else {
+        // No connection: its body already ended (or failed), nothing to time.
+        let Some((conn, pool)) = this.conn.as_mut() else {
+            return frame.map(|f| f.map(|r| r.map_err(std::io::Error::other)));
+        };
+        let Some(frame) = ready!(conn.stall.watch(frame, pool.idle_timeout, cx)) else {
             this.conn = None;
             return Poll::Ready(Some(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
