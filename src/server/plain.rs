@@ -284,7 +284,8 @@ struct ConnState {
     served: AtomicUsize,
     /// The last request had no body and asked for no upgrade.
     reusable: AtomicBool,
-    /// Bytes were written and not flushed since.
+    /// Bytes were handed to the socket (or are waiting to be) and not
+    /// flushed since.
     unflushed: AtomicBool,
     /// The socket is being taken back: skip the `shutdown`.
     handing_back: AtomicBool,
@@ -379,13 +380,15 @@ impl AsyncRead for Socket {
 }
 
 impl AsyncWrite for Socket {
+    // Bytes count as unflushed from the moment hyper tries to write them, not
+    // once the socket took them: a write still pending holds part of a
+    // response in hyper's buffer, which a socket taken back would lose.
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let res = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+        if !buf.is_empty() {
             this.state.unflushed.store(true, Relaxed);
         }
-        res
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -394,11 +397,10 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let res = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+        if bufs.iter().any(|b| !b.is_empty()) {
             this.state.unflushed.store(true, Relaxed);
         }
-        res
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -448,6 +450,31 @@ mod tests {
         empty.extend_from_slice(b"x");
         let _ = empty.split_to(1);
         assert!(unparsed(empty.freeze(), Bytes::new()).is_empty());
+    }
+
+    /// A write the client's full socket cannot take yet leaves part of a
+    /// response in hyper's buffer: the connection must stay busy (never
+    /// parked) even when the last flush had succeeded.
+    #[tokio::test]
+    async fn a_pending_write_keeps_the_connection_busy() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let state = Arc::new(ConnState::default());
+        let stream = WriteStall::new(stream, Duration::from_secs(60));
+        let mut socket = Socket { stream, unread: Bytes::new(), state: state.clone() };
+        let chunk = vec![0u8; 64 * 1024];
+        // Fill the socket (the client never reads), flushing as hyper does.
+        loop {
+            let wrote = poll_fn(|cx| Poll::Ready(Pin::new(&mut socket).poll_write(cx, &chunk))).await;
+            if wrote.is_pending() {
+                break;
+            }
+            socket.flush().await.expect("flush");
+            assert!(!state.busy(), "flushed: not busy");
+        }
+        assert!(state.busy(), "a write still pending must keep the connection busy");
     }
 
     #[test]
