@@ -109,7 +109,7 @@ impl Verifier {
     }
 
     /// Full verification at `now` (Unix seconds). The signature verdict is
-    /// cached (see [`super::cache`]); the claim and time checks run every time.
+    /// cached (see the `cache` module); the claim and time checks run every time.
     /// Shared, so a cache hit costs a reference count rather than a copy of
     /// every claim.
     pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, TokenError> {

@@ -68,7 +68,7 @@ impl RedisStore {
     /// db number as the URL gives them) and waits for the first revocation
     /// sync. Every command is bounded by `settings.timeout`; a lost connection
     /// is re-established in the background. `rediss://` trusts the system
-    /// roots plus `settings.tls_ca` (see [`client`]).
+    /// roots plus `settings.tls_ca` (see the `client` module).
     pub async fn connect(settings: &StoreSettings) -> Result<RedisStore, StoreError> {
         let url = settings.url.as_deref().ok_or_else(|| StoreError::new("backend \"redis\" needs a url"))?;
         // Errors from here on never echo the URL: it may hold a password.
