@@ -88,6 +88,19 @@ async fn big_upstream(len: usize) -> (SocketAddr, Arc<Seen>) {
     (addr, seen)
 }
 
+/// Accepts one connection and reads a request head from it.
+async fn accept_request(listener: &TcpListener) -> (TcpStream, Vec<u8>) {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the gateway closed before sending a head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    (stream, head)
+}
+
 /// A raw upstream: reads one request head, writes `answer` (spaced by `every`
 /// when there is more than one piece), then holds the connection until the
 /// gateway closes it.
@@ -97,15 +110,9 @@ async fn raw_upstream(answer: Vec<&'static str>, every: Duration) -> (SocketAddr
     let seen = Arc::new(Seen::default());
     let record = seen.clone();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the gateway closed before sending a head");
-            head.extend_from_slice(&buf[..n]);
-        }
+        let (mut stream, _) = accept_request(&listener).await;
         record.requests.fetch_add(1, Ordering::SeqCst);
+        let mut buf = [0u8; 1024];
         for (i, piece) in answer.iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(every).await;
@@ -258,14 +265,7 @@ async fn flooding_websocket_upstream() -> (SocketAddr, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let record = seen.clone();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the gateway closed before sending a head");
-            head.extend_from_slice(&buf[..n]);
-        }
+        let (mut stream, head) = accept_request(&listener).await;
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
         let key = text
             .lines()
@@ -435,16 +435,47 @@ async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_body() {
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1, "one request upstream, no retry");
 }
 
-#[tokio::test]
-async fn an_upstream_that_stops_mid_body_resets_only_its_http2_stream() {
-    let (stalling, seen) =
-        raw_upstream(vec!["HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst-part"], Duration::ZERO).await;
+/// Two upstreams: `app` at `first` and `ok` (5-byte bodies) behind `/ok/**`.
+async fn with_ok_upstream(first: SocketAddr) -> TestGateway {
     let (healthy, _) = big_upstream(5).await;
     let routes = format!(
         "[[upstreams]]\nname = \"ok\"\nurls = [\"http://{healthy}\"]\n\n\
          [[routes]]\npath = \"/ok/**\"\npolicy = \"public\"\nupstream = \"ok\"\n"
     );
-    let gw = start_gateway(&format!("{}\n{routes}", config()), stalling, None).await;
+    start_gateway(&format!("{}\n{routes}", config()), first, None).await
+}
+
+/// The connection still takes requests: a new stream to `/ok/` is answered.
+async fn still_serves(client: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>) {
+    client.ready().await.expect("the connection was closed (or sent GOAWAY)");
+    let next = client.send_request(h2_get("/ok/next")).await.expect("the connection still serves");
+    assert_eq!(next.status(), 200);
+    assert_eq!(next.into_body().collect().await.unwrap().to_bytes().len(), 5);
+}
+
+#[tokio::test]
+async fn an_http2_connection_streaming_a_slow_response_is_not_idle() {
+    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
+    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
+    answer.push("0\r\n\r\n");
+    let (slow, _) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let gw = with_ok_upstream(slow).await;
+    let mut client = h2_client(gw.addr, 1 << 20).await;
+    let started = Instant::now();
+    let resp = client.send_request(h2_get("/slow")).await.expect("a response head");
+    let body = resp.into_body().collect().await.expect("the slow body completes").to_bytes();
+    assert!(started.elapsed() > LIMIT * 2, "answered in {:?}", started.elapsed());
+    assert_eq!(String::from_utf8_lossy(&body).matches("tick ").count(), 6);
+    // No request was in flight for idle_timeout: the streaming one counted.
+    still_serves(&mut client).await;
+    assert_eq!(active(&gw), 1, "one connection throughout");
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_mid_body_resets_only_its_http2_stream() {
+    let (stalling, seen) =
+        raw_upstream(vec!["HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst-part"], Duration::ZERO).await;
+    let gw = with_ok_upstream(stalling).await;
     let mut client = h2_client(gw.addr, 1 << 20).await;
     let sent = Instant::now();
     let resp = client.send_request(h2_get("/big")).await.expect("a response head");
@@ -454,9 +485,6 @@ async fn an_upstream_that_stops_mid_body_resets_only_its_http2_stream() {
     assert!(result.is_err(), "the stalled body ended as if complete");
     assert!(cut >= LIMIT, "cut after {cut:?}");
     seen.wait("closed connection", &seen.closed, 1, SLACK).await;
-    client.ready().await.expect("the connection was closed with the stream");
-    let next = client.send_request(h2_get("/ok/next")).await.expect("the connection still serves");
-    assert_eq!(next.status(), 200);
-    assert_eq!(next.into_body().collect().await.unwrap().to_bytes().len(), 5);
+    still_serves(&mut client).await;
     assert_eq!(active(&gw), 1, "one connection throughout");
 }

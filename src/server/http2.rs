@@ -2,7 +2,8 @@
 //! hyper's server with `[server]`'s limits, and two closes hyper does not
 //! make itself.
 //!
-//! - Idle for `idle_timeout` (no request in flight): hyper's HTTP/2 server
+//! - Idle for `idle_timeout` (no request in flight; a request is in flight
+//!   until hyper drops its response body): hyper's HTTP/2 server
 //!   has no idle timer, and its keep-alive pings would keep an idle
 //!   connection open for ever. (HTTP/1 idles are closed by
 //!   `header_read_timeout`, set to min(idle_timeout, header_read_timeout).)
@@ -47,9 +48,11 @@ where
     let service = service_fn(move |req| {
         let (gw, tracker, watch) = (gw.clone(), tracker.clone(), watch.clone());
         async move {
-            let _busy = tracker.begin();
+            // In flight until hyper drops the response body, not just until
+            // its head: a connection streaming a response is not idle.
+            let busy = Idle::begin(&tracker);
             let resp = pipeline::handle(gw, conn, req).await?;
-            Ok::<_, Infallible>(resp.map(|body| watch.sending(body)))
+            Ok::<_, Infallible>(resp.map(|body| watch.sending(body, busy)))
         }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -97,9 +100,9 @@ impl Default for Idle {
 }
 
 /// Marks one request in flight until dropped.
-struct Busy<'a>(&'a Idle);
+struct Busy(Arc<Idle>);
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
         *self.0.since.lock().unwrap_or_else(PoisonError::into_inner) = tokio::time::Instant::now();
         self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
@@ -107,9 +110,9 @@ impl Drop for Busy<'_> {
 }
 
 impl Idle {
-    fn begin(&self) -> Busy<'_> {
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Busy(self)
+    fn begin(idle: &Arc<Idle>) -> Busy {
+        idle.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Busy(idle.clone())
     }
 
     /// Resolves once the connection has had no request for `timeout`.
@@ -137,8 +140,9 @@ struct Streams {
 }
 
 impl Streams {
-    /// Watches `body` for as long as hyper holds it.
-    fn sending(&self, body: pipeline::Body) -> Watched {
+    /// Watches `body` for as long as hyper holds it, and keeps its request
+    /// counted in flight.
+    fn sending(&self, body: pipeline::Body, busy: Busy) -> Watched {
         let progress = Arc::new(Progress::default());
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         // Between ticks, finished streams are swept as the list doubles.
@@ -146,7 +150,7 @@ impl Streams {
             live.retain(|p| p.strong_count() > 0);
         }
         live.push(Arc::downgrade(&progress));
-        Watched { body, progress }
+        Watched { body, progress, _busy: busy }
     }
 
     /// Resolves once one stream has waited on its client, without moving,
@@ -210,6 +214,7 @@ impl Progress {
 struct Watched {
     body: pipeline::Body,
     progress: Arc<Progress>,
+    _busy: Busy,
 }
 
 impl hyper::body::Body for Watched {
@@ -261,9 +266,11 @@ mod tests {
     #[test]
     fn finished_streams_are_swept_as_the_list_grows() {
         let streams = Streams::default();
+        let idle = Arc::new(Idle::default());
         for _ in 0..1000 {
-            drop(streams.sending(pipeline::full("")));
+            drop(streams.sending(pipeline::full(""), Idle::begin(&idle)));
         }
+        assert_eq!(idle.in_flight.load(std::sync::atomic::Ordering::SeqCst), 0, "every body dropped");
         let kept = streams.live.lock().unwrap().len();
         assert!(kept <= 64, "{kept} entries kept for 1000 finished streams");
     }
