@@ -406,6 +406,28 @@ async fn an_http2_client_that_grants_a_stream_no_window_is_cut_after_idle_timeou
 }
 
 #[tokio::test]
+async fn an_http2_client_that_never_takes_the_last_byte_of_a_body_is_cut() {
+    // One byte more than the client's window: hyper hands h2 the end of the
+    // body and lets go of it, and h2 holds the last byte for ever. Only the
+    // idle drain's own bound can close the connection.
+    let (up, _seen) = big_upstream(65_536).await;
+    let gw = start_gateway(&config(), up, None).await;
+    let mut client = h2_client(gw.addr, 65_535).await;
+    let sent = Instant::now();
+    let resp = client.send_request(h2_get("/big")).await.expect("a response head");
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(LIMIT * 8 / 10).await;
+    assert_eq!(active(&gw), 1, "cut before idle_timeout");
+    let deadline = sent + LIMIT * 2 + SLACK;
+    while active(&gw) != 0 {
+        assert!(Instant::now() < deadline, "the connection is still open after {:?}", sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sent.elapsed() >= LIMIT, "cut after {:?}", sent.elapsed());
+    drop(resp);
+}
+
+#[tokio::test]
 async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_body() {
     let len = 768 << 10;
     let (up, seen) = big_upstream(len).await;

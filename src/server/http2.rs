@@ -11,11 +11,13 @@
 //!   stops a response before the socket backs up, so [`WriteStall`] never
 //!   sees a client that grants a stream no window, and hyper does not poll
 //!   the body while it waits for one, so nothing in the body can time it.
-//!   Each response body reports when it moves and whose turn it is; a tick
-//!   every quarter of `idle_timeout` closes the connection once one stream
-//!   has waited on its client for `idle_timeout` (at most a quarter more).
-//!   hyper offers no way to reset one stream from outside, and a client that
-//!   starves a stream for that long is broken or hostile.
+//!   Each response body reports when it moves and whose turn it is (in
+//!   pieces of at most 16 KiB, so a client that reads steadily moves often);
+//!   a tick every quarter of `idle_timeout` sends GOAWAY once one stream has
+//!   waited on its client for `idle_timeout` (at most a quarter more), and
+//!   the connection closes when its other streams are done, or
+//!   `idle_timeout` later. hyper offers no way to reset one stream from
+//!   outside.
 //!
 //! [`WriteStall`]: crate::stall::WriteStall
 
@@ -68,20 +70,37 @@ where
     tokio::pin!(conn);
     let stalled = streams.stalled(limits.idle_timeout);
     tokio::pin!(stalled);
-    tokio::select! {
+    let stopping = tokio::select! {
         res = conn.as_mut() => return Ok(res?),
-        () = stalled.as_mut() => return Err(StreamStalled.into()),
-        _ = ctx.stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-        () = idle.expired(limits.idle_timeout) => conn.as_mut().graceful_shutdown(),
+        () = stalled.as_mut() => {
+            tracing::debug!("a stream waited on its client for idle_timeout: GOAWAY");
+            false
+        }
+        () = idle.expired(limits.idle_timeout) => false,
+        _ = ctx.stop.wait_for(|s| *s) => true,
+    };
+    // GOAWAY: no new streams, and those in flight may finish.
+    conn.as_mut().graceful_shutdown();
+    if stopping {
+        // `shutdown_grace` bounds the whole server's drain; a stalled stream
+        // must not hold this connection open until then.
+        return tokio::select! {
+            res = conn => Ok(res?),
+            () = stalled => Err(StreamStalled.into()),
+        };
     }
-    // Draining: a stalled stream must not hold the shutdown open either.
+    // After a stall, or idle: the drain gets at most `idle_timeout`. Idle
+    // means hyper holds no response body, but h2 may still hold the end of
+    // one (hyper lets go of a body once h2 has queued its last frame) for a
+    // client that grants no window, and nothing else would end that wait.
     tokio::select! {
         res = conn => Ok(res?),
-        () = stalled => Err(StreamStalled.into()),
+        () = tokio::time::sleep(limits.idle_timeout) => Err(StreamStalled.into()),
     }
 }
 
-/// Why an HTTP/2 connection was closed at once (logged at debug).
+/// Why an HTTP/2 connection was closed without finishing its drain (logged
+/// at debug).
 #[derive(Debug, thiserror::Error)]
 #[error("a stream waited on its client for idle_timeout: connection closed")]
 struct StreamStalled;
@@ -150,7 +169,7 @@ impl Streams {
             live.retain(|p| p.strong_count() > 0);
         }
         live.push(Arc::downgrade(&progress));
-        Watched { body, progress, _busy: busy }
+        Watched { body, rest: Bytes::new(), progress, _busy: busy }
     }
 
     /// Resolves once one stream has waited on its client, without moving,
@@ -210,9 +229,17 @@ impl Progress {
     }
 }
 
+/// The most of a body handed to hyper at once. hyper asks for more only
+/// once h2 has sent what it holds, so a large chunk from the upstream would
+/// leave a steadily reading client looking still for as long as that chunk
+/// takes; h2 frames carry 16 KiB by default anyway.
+const PIECE: usize = 16 * 1024;
+
 /// A response body that reports its progress to the connection's tick.
 struct Watched {
     body: pipeline::Body,
+    /// What is left of a data chunk larger than [`PIECE`].
+    rest: Bytes,
     progress: Arc<Progress>,
     _busy: Busy,
 }
@@ -226,7 +253,22 @@ impl hyper::body::Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, pipeline::BodyError>>> {
         let this = self.get_mut();
-        let res = Pin::new(&mut this.body).poll_frame(cx);
+        let res = if this.rest.is_empty() {
+            Pin::new(&mut this.body).poll_frame(cx).map(|frame| match frame {
+                Some(Ok(frame)) => Some(Ok(match frame.into_data() {
+                    Ok(mut data) if data.len() > PIECE => {
+                        this.rest = data.split_off(PIECE);
+                        Frame::data(data)
+                    }
+                    Ok(data) => Frame::data(data),
+                    Err(frame) => frame,
+                })),
+                other => other,
+            })
+        } else {
+            let piece = this.rest.split_to(this.rest.len().min(PIECE));
+            Poll::Ready(Some(Ok(Frame::data(piece))))
+        };
         if res.is_ready() {
             this.progress.moved.fetch_add(1, Relaxed);
         }
@@ -235,11 +277,18 @@ impl hyper::body::Body for Watched {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -261,6 +310,33 @@ mod tests {
         assert_eq!(p.quiet_ticks(), 0);
         p.on_client.store(true, Relaxed);
         assert_eq!(p.quiet_ticks(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_chunk_is_handed_on_in_pieces_each_counted_as_a_move() {
+        use http_body_util::BodyExt;
+        use hyper::body::Body as _;
+        let streams = Streams::default();
+        let idle = Arc::new(Idle::default());
+        let chunk: Vec<u8> = (0..PIECE * 2 + 100).map(|i| i as u8).collect();
+        let mut body = streams.sending(pipeline::full(chunk.clone()), Idle::begin(&idle));
+        assert_eq!(body.size_hint().exact(), Some(chunk.len() as u64));
+        let mut got = Vec::new();
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = frame.expect("frame").into_data().expect("data");
+            pieces.push(data.len());
+            got.extend_from_slice(&data);
+            assert_eq!(
+                body.size_hint().exact(),
+                Some((chunk.len() - got.len()) as u64),
+                "hint after {pieces:?}"
+            );
+        }
+        assert_eq!(pieces, [PIECE, PIECE, 100]);
+        assert_eq!(got, chunk, "the pieces in order, nothing lost");
+        assert!(body.is_end_stream());
+        assert_eq!(body.progress.moved.load(Relaxed), 4, "three pieces and the end, each a move");
     }
 
     #[test]
