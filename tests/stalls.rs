@@ -367,10 +367,19 @@ async fn an_upstream_that_sends_slowly_but_steadily_is_not_cut() {
 /// streams get `window` bytes of flow-control window; hyper gives it back
 /// only as the body is read.
 async fn h2_client(addr: SocketAddr, window: u32) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    h2_client_windows(addr, window, window).await
+}
+
+/// [`h2_client`] with a connection window of its own.
+async fn h2_client_windows(
+    addr: SocketAddr,
+    stream_window: u32,
+    connection_window: u32,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(window)
-        .initial_connection_window_size(window)
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window)
         .handshake(TokioIo::new(tcp))
         .await
         .expect("HTTP/2 handshake");
@@ -423,7 +432,8 @@ async fn an_http2_client_that_never_takes_the_last_byte_of_a_body_is_cut() {
         assert!(Instant::now() < deadline, "the connection is still open after {:?}", sent.elapsed());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(sent.elapsed() >= LIMIT, "cut after {:?}", sent.elapsed());
+    // Idle after one limit, then a drain of one limit with nothing in flight.
+    assert!(sent.elapsed() >= LIMIT * 2, "cut after {:?}", sent.elapsed());
     drop(resp);
 }
 
@@ -457,14 +467,19 @@ async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_body() {
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1, "one request upstream, no retry");
 }
 
-/// Two upstreams: `app` at `first` and `ok` (5-byte bodies) behind `/ok/**`.
-async fn with_ok_upstream(first: SocketAddr) -> TestGateway {
-    let (healthy, _) = big_upstream(5).await;
+/// Two upstreams: `app` at `first`, and `second` behind `/ok/**`.
+async fn two_upstreams(first: SocketAddr, second: SocketAddr) -> TestGateway {
     let routes = format!(
-        "[[upstreams]]\nname = \"ok\"\nurls = [\"http://{healthy}\"]\n\n\
+        "[[upstreams]]\nname = \"ok\"\nurls = [\"http://{second}\"]\n\n\
          [[routes]]\npath = \"/ok/**\"\npolicy = \"public\"\nupstream = \"ok\"\n"
     );
     start_gateway(&format!("{}\n{routes}", config()), first, None).await
+}
+
+/// [`two_upstreams`], the second answering 5-byte bodies.
+async fn with_ok_upstream(first: SocketAddr) -> TestGateway {
+    let (healthy, _) = big_upstream(5).await;
+    two_upstreams(first, healthy).await
 }
 
 /// The connection still takes requests: a new stream to `/ok/` is answered.
@@ -491,6 +506,34 @@ async fn an_http2_connection_streaming_a_slow_response_is_not_idle() {
     // No request was in flight for idle_timeout: the streaming one counted.
     still_serves(&mut client).await;
     assert_eq!(active(&gw), 1, "one connection throughout");
+}
+
+#[tokio::test]
+async fn a_moving_http2_stream_outlives_the_goaway_a_starved_one_caused() {
+    let (big, _) = big_upstream(64 << 20).await;
+    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
+    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
+    answer.push("0\r\n\r\n");
+    let (slow, _) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let gw = two_upstreams(big, slow).await;
+    // Each stream gets 64 KiB of window; the connection has room for both.
+    let mut client = h2_client_windows(gw.addr, 65_535, 8 << 20).await;
+    let starved = client.send_request(h2_get("/big")).await.expect("a response head");
+    let started = Instant::now();
+    client.ready().await.unwrap();
+    let moving = client.send_request(h2_get("/ok/slow")).await.expect("a response head");
+    // The starved stream gets the connection a GOAWAY after about one limit;
+    // the moving one takes 2.8 limits and must still complete.
+    let body = moving.into_body().collect().await.expect("the moving stream completes").to_bytes();
+    assert!(started.elapsed() > LIMIT * 2, "answered in {:?}", started.elapsed());
+    assert_eq!(String::from_utf8_lossy(&body).matches("tick ").count(), 6);
+    // Then only the starved stream is left: the connection closes.
+    let closed_by = Instant::now() + SLACK;
+    while active(&gw) != 0 {
+        assert!(Instant::now() < closed_by, "the starved stream held the connection after the other ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(starved);
 }
 
 #[tokio::test]

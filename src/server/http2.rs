@@ -14,9 +14,10 @@
 //!   Each response body reports when it moves and whose turn it is (in
 //!   pieces of at most 16 KiB, so a client that reads steadily moves often);
 //!   a tick every quarter of `idle_timeout` sends GOAWAY once one stream has
-//!   waited on its client for `idle_timeout` (at most a quarter more), and
-//!   the connection closes when its other streams are done, or
-//!   `idle_timeout` later. hyper offers no way to reset one stream from
+//!   waited on its client for `idle_timeout` (at most a quarter more). The
+//!   other streams may finish, however long they take while they move; the
+//!   connection closes once every stream left waits on its client
+//!   ([`Streams::stuck`]). hyper offers no way to reset one stream from
 //!   outside.
 //!
 //! [`WriteStall`]: crate::stall::WriteStall
@@ -70,32 +71,19 @@ where
     tokio::pin!(conn);
     let stalled = streams.stalled(limits.idle_timeout);
     tokio::pin!(stalled);
-    let stopping = tokio::select! {
+    tokio::select! {
         res = conn.as_mut() => return Ok(res?),
-        () = stalled.as_mut() => {
-            tracing::debug!("a stream waited on its client for idle_timeout: GOAWAY");
-            false
-        }
-        () = idle.expired(limits.idle_timeout) => false,
-        _ = ctx.stop.wait_for(|s| *s) => true,
-    };
-    // GOAWAY: no new streams, and those in flight may finish.
-    conn.as_mut().graceful_shutdown();
-    if stopping {
-        // `shutdown_grace` bounds the whole server's drain; a stalled stream
-        // must not hold this connection open until then.
-        return tokio::select! {
-            res = conn => Ok(res?),
-            () = stalled => Err(StreamStalled.into()),
-        };
+        () = stalled => tracing::debug!("a stream waited on its client for idle_timeout: GOAWAY"),
+        () = idle.expired(limits.idle_timeout) => {}
+        _ = ctx.stop.wait_for(|s| *s) => {}
     }
-    // After a stall, or idle: the drain gets at most `idle_timeout`. Idle
-    // means hyper holds no response body, but h2 may still hold the end of
-    // one (hyper lets go of a body once h2 has queued its last frame) for a
-    // client that grants no window, and nothing else would end that wait.
+    // GOAWAY: no new streams, and those in flight may finish, however long
+    // they take while they move. The connection closes once nothing left
+    // can finish by itself ([`Streams::stuck`]).
+    conn.as_mut().graceful_shutdown();
     tokio::select! {
         res = conn => Ok(res?),
-        () = tokio::time::sleep(limits.idle_timeout) => Err(StreamStalled.into()),
+        () = streams.stuck(&idle, limits.idle_timeout) => Err(StreamStalled.into()),
     }
 }
 
@@ -132,6 +120,10 @@ impl Idle {
     fn begin(idle: &Arc<Idle>) -> Busy {
         idle.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Busy(idle.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves once the connection has had no request for `timeout`.
@@ -185,6 +177,44 @@ impl Streams {
             let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
             live.retain(|p| p.strong_count() > 0);
             if live.iter().filter_map(Weak::upgrade).any(|p| p.quiet_ticks() >= QUIET_TICKS) {
+                return;
+            }
+        }
+    }
+}
+
+impl Streams {
+    /// During a GOAWAY drain: resolves once nothing left can finish by
+    /// itself, checked every `limit / QUIET_TICKS`. Either every request in
+    /// flight is a stream that has waited on its client for `limit`, or none
+    /// has been in flight for `limit` since the drain began, while h2 still
+    /// holds the end of a body (hyper lets go of a body once h2 has queued its
+    /// last frame) for a client that grants it no window.
+    async fn stuck(&self, idle: &Idle, limit: Duration) {
+        let mut tick = tokio::time::interval((limit / QUIET_TICKS).max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: it is not a quarter of waiting.
+        tick.tick().await;
+        let mut empty_ticks = 0;
+        loop {
+            tick.tick().await;
+            let in_flight = idle.in_flight();
+            if in_flight == 0 {
+                empty_ticks += 1;
+                if empty_ticks >= QUIET_TICKS {
+                    return;
+                }
+                continue;
+            }
+            empty_ticks = 0;
+            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            live.retain(|p| p.strong_count() > 0);
+            // Every stream's count moves on: no short-circuit.
+            let quiet =
+                live.iter().filter_map(Weak::upgrade).filter(|p| p.quiet_ticks() >= QUIET_TICKS).count();
+            // A request still waiting for its head has no body yet, so it is
+            // in flight without being in `live`: it is not stuck.
+            if quiet == in_flight {
                 return;
             }
         }
@@ -332,6 +362,7 @@ mod tests {
                 Some((chunk.len() - got.len()) as u64),
                 "hint after {pieces:?}"
             );
+            assert_eq!(body.is_end_stream(), got.len() == chunk.len(), "end after {pieces:?}");
         }
         assert_eq!(pieces, [PIECE, PIECE, 100]);
         assert_eq!(got, chunk, "the pieces in order, nothing lost");
