@@ -140,8 +140,9 @@ impl Idle {
     }
 }
 
-/// Ticks a stream must wait on its client, in a row, to close the connection;
-/// the tick is `idle_timeout` divided by this.
+/// Ticks a stream must wait on its client, in a row, to count as stalled
+/// (GOAWAY; and, once every stream left is, the close); the tick is
+/// `idle_timeout` divided by this.
 const QUIET_TICKS: u32 = 4;
 
 /// The response bodies of one connection that hyper still holds.
