@@ -88,29 +88,36 @@ async fn big_upstream(len: usize) -> (SocketAddr, Arc<Seen>) {
     (addr, seen)
 }
 
-/// Accepts one connection and reads a request head from it.
-async fn accept_request(listener: &TcpListener) -> (TcpStream, Vec<u8>) {
-    let (mut stream, _) = listener.accept().await.unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the gateway closed before sending a head");
-        head.extend_from_slice(&buf[..n]);
-    }
-    (stream, head)
+/// An upstream that accepts one connection, reads a request head from it,
+/// and hands the socket, the head and its record to `serve`.
+async fn one_connection_upstream<F, Fut>(serve: F) -> (SocketAddr, Arc<Seen>)
+where
+    F: FnOnce(TcpStream, Vec<u8>, Arc<Seen>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let record = seen.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before sending a head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        serve(stream, head, record).await;
+    });
+    (addr, seen)
 }
 
 /// A raw upstream: reads one request head, writes `answer` (spaced by `every`
 /// when there is more than one piece), then holds the connection until the
 /// gateway closes it.
 async fn raw_upstream(answer: Vec<&'static str>, every: Duration) -> (SocketAddr, Arc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Seen::default());
-    let record = seen.clone();
-    tokio::spawn(async move {
-        let (mut stream, _) = accept_request(&listener).await;
+    one_connection_upstream(move |mut stream, _head, record| async move {
         record.requests.fetch_add(1, Ordering::SeqCst);
         let mut buf = [0u8; 1024];
         for (i, piece) in answer.iter().enumerate() {
@@ -122,22 +129,19 @@ async fn raw_upstream(answer: Vec<&'static str>, every: Duration) -> (SocketAddr
         // Until the gateway closes (EOF or reset).
         while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
         record.closed.fetch_add(1, Ordering::SeqCst);
-    });
-    (addr, seen)
+    })
+    .await
 }
 
 fn active(gw: &TestGateway) -> i64 {
     gw.gateway.metrics.connections_active.get()
 }
 
-/// Waits until the gateway has no connection left; how long that took from `since`.
-async fn wait_closed(gw: &TestGateway, since: Instant) -> Duration {
+/// Waits until the gateway has no connection left, failing once `within`
+/// of `since` has passed; how long that took from `since`.
+async fn wait_closed(gw: &TestGateway, since: Instant, within: Duration) -> Duration {
     while active(gw) != 0 {
-        assert!(
-            since.elapsed() < LIMIT + SLACK,
-            "the stalled connection is still open after {:?}",
-            since.elapsed()
-        );
+        assert!(since.elapsed() < within, "the stalled connection is still open after {:?}", since.elapsed());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     since.elapsed()
@@ -187,7 +191,7 @@ async fn a_client_that_stops_reading_is_cut_after_idle_timeout_and_so_is_the_ups
     tokio::time::sleep(LIMIT * 8 / 10).await;
     assert_eq!(active(&gw), 1, "cut before idle_timeout");
     assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the upstream connection was closed early");
-    let cut = wait_closed(&gw, sent).await;
+    let cut = wait_closed(&gw, sent, LIMIT + SLACK).await;
     assert!(cut >= LIMIT, "cut after {cut:?}");
     seen.wait("closed connection", &seen.closed, 1, SLACK).await;
     let got = drain(&mut client).await;
@@ -250,22 +254,26 @@ async fn a_client_over_tls_that_stops_reading_is_cut_after_idle_timeout() {
     seen.wait("request", &seen.requests, 1, Duration::from_secs(3)).await;
     tokio::time::sleep(LIMIT * 8 / 10).await;
     assert_eq!(active(&gw), 1, "cut before idle_timeout");
-    let cut = wait_closed(&gw, sent).await;
+    let cut = wait_closed(&gw, sent, LIMIT + SLACK).await;
     assert!(cut >= LIMIT, "cut after {cut:?}");
     seen.wait("closed connection", &seen.closed, 1, SLACK).await;
     let got = drain(&mut client).await;
     assert!(body_len(&got) < len, "the whole body arrived: the transfer was not cut");
 }
 
+/// A raw upstream whose chunked answer is six "tick " pieces, one every 0.4
+/// limit: the whole answer takes 2.8 limits, and never waits a whole one.
+async fn ticking_upstream() -> (SocketAddr, Arc<Seen>) {
+    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
+    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
+    answer.push("0\r\n\r\n");
+    raw_upstream(answer, LIMIT * 4 / 10).await
+}
+
 /// A WebSocket upstream that accepts the handshake and then sends without
 /// end; `closed` counts once the gateway closes the tunnel on it.
 async fn flooding_websocket_upstream() -> (SocketAddr, Arc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Seen::default());
-    let record = seen.clone();
-    tokio::spawn(async move {
-        let (mut stream, head) = accept_request(&listener).await;
+    one_connection_upstream(|mut stream, head, record| async move {
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
         let key = text
             .lines()
@@ -283,8 +291,8 @@ async fn flooding_websocket_upstream() -> (SocketAddr, Arc<Seen>) {
         let flood = vec![b'x'; CHUNK];
         while stream.write_all(&flood).await.is_ok() {}
         record.closed.fetch_add(1, Ordering::SeqCst);
-    });
-    (addr, seen)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -339,17 +347,13 @@ async fn an_upstream_that_stops_mid_body_is_cut_and_the_response_never_looks_com
             assert!(body_len(&got) < 1000);
         }
         seen.wait("closed connection", &seen.closed, 1, SLACK).await;
-        wait_closed(&gw, sent).await;
+        wait_closed(&gw, sent, LIMIT + SLACK).await;
     }
 }
 
 #[tokio::test]
 async fn an_upstream_that_sends_slowly_but_steadily_is_not_cut() {
-    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
-    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
-    answer.push("0\r\n\r\n");
-    // A piece every 0.4 limit: the whole answer takes 2.8 limits.
-    let (up, seen) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let (up, seen) = ticking_upstream().await;
     let gw = start_gateway(&config(), up, None).await;
     let mut client = TcpStream::connect(gw.addr).await.unwrap();
     client.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").await.unwrap();
@@ -391,14 +395,29 @@ fn h2_get(path: &str) -> http::Request<Empty<Bytes>> {
     http::Request::get(format!("http://app.test{path}")).body(Empty::new()).unwrap()
 }
 
-#[tokio::test]
-async fn an_http2_client_that_grants_a_stream_no_window_is_cut_after_idle_timeout() {
-    let len = 64 << 20;
+/// A `/big` response over HTTP/2, through a gateway in front of a `len`-byte
+/// upstream, to a client granting each stream 64 KiB of window.
+struct BigStream {
+    seen: Arc<Seen>,
+    gw: TestGateway,
+    /// Just before the request was sent.
+    sent: Instant,
+    resp: http::Response<Incoming>,
+    _client: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+}
+
+async fn big_h2_stream(len: usize) -> BigStream {
     let (up, seen) = big_upstream(len).await;
     let gw = start_gateway(&config(), up, None).await;
     let mut client = h2_client(gw.addr, 65_535).await;
     let sent = Instant::now();
     let resp = client.send_request(h2_get("/big")).await.expect("a response head");
+    BigStream { seen, gw, sent, resp, _client: client }
+}
+
+#[tokio::test]
+async fn an_http2_client_that_grants_a_stream_no_window_is_cut_after_idle_timeout() {
+    let BigStream { seen, gw, sent, resp, _client } = big_h2_stream(64 << 20).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), http::Version::HTTP_2);
     // The body is not read: after 64 KiB the stream has no window. The
@@ -406,7 +425,7 @@ async fn an_http2_client_that_grants_a_stream_no_window_is_cut_after_idle_timeou
     tokio::time::sleep(LIMIT * 8 / 10).await;
     assert_eq!(active(&gw), 1, "cut before idle_timeout");
     assert_eq!(seen.closed.load(Ordering::SeqCst), 0, "the upstream connection was closed early");
-    let cut = wait_closed(&gw, sent).await;
+    let cut = wait_closed(&gw, sent, LIMIT + SLACK).await;
     assert!(cut >= LIMIT, "cut after {cut:?}");
     seen.wait("closed connection", &seen.closed, 1, SLACK).await;
     let body =
@@ -419,32 +438,20 @@ async fn an_http2_client_that_never_takes_the_last_byte_of_a_body_is_cut() {
     // One byte more than the client's window: hyper hands h2 the end of the
     // body and lets go of it, and h2 holds the last byte for ever. Only the
     // idle drain's own bound can close the connection.
-    let (up, _seen) = big_upstream(65_536).await;
-    let gw = start_gateway(&config(), up, None).await;
-    let mut client = h2_client(gw.addr, 65_535).await;
-    let sent = Instant::now();
-    let resp = client.send_request(h2_get("/big")).await.expect("a response head");
+    let BigStream { gw, sent, resp, _client, .. } = big_h2_stream(65_536).await;
     assert_eq!(resp.status(), 200);
     tokio::time::sleep(LIMIT * 8 / 10).await;
     assert_eq!(active(&gw), 1, "cut before idle_timeout");
-    let deadline = sent + LIMIT * 2 + SLACK;
-    while active(&gw) != 0 {
-        assert!(Instant::now() < deadline, "the connection is still open after {:?}", sent.elapsed());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let cut = wait_closed(&gw, sent, LIMIT * 2 + SLACK).await;
     // Idle after one limit, then a drain of one limit with nothing in flight.
-    assert!(sent.elapsed() >= LIMIT * 2, "cut after {:?}", sent.elapsed());
+    assert!(cut >= LIMIT * 2, "cut after {cut:?}");
     drop(resp);
 }
 
 #[tokio::test]
 async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_body() {
     let len = 768 << 10;
-    let (up, seen) = big_upstream(len).await;
-    let gw = start_gateway(&config(), up, None).await;
-    let mut client = h2_client(gw.addr, 65_535).await;
-    let started = Instant::now();
-    let resp = client.send_request(h2_get("/big")).await.expect("a response head");
+    let BigStream { seen, sent: started, resp, _client, .. } = big_h2_stream(len).await;
     let mut body = resp.into_body();
     let (mut got, mut since_pause) = (0, 0);
     // A window's worth, then a pause of 0.3 limit: the stream waits on the
@@ -492,10 +499,7 @@ async fn still_serves(client: &mut hyper::client::conn::http2::SendRequest<Empty
 
 #[tokio::test]
 async fn an_http2_connection_streaming_a_slow_response_is_not_idle() {
-    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
-    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
-    answer.push("0\r\n\r\n");
-    let (slow, _) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let (slow, _) = ticking_upstream().await;
     let gw = with_ok_upstream(slow).await;
     let mut client = h2_client(gw.addr, 1 << 20).await;
     let started = Instant::now();
@@ -511,10 +515,7 @@ async fn an_http2_connection_streaming_a_slow_response_is_not_idle() {
 #[tokio::test]
 async fn a_moving_http2_stream_outlives_the_goaway_a_starved_one_caused() {
     let (big, _) = big_upstream(64 << 20).await;
-    let mut answer = vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"];
-    answer.extend(std::iter::repeat_n("5\r\ntick \r\n", 6));
-    answer.push("0\r\n\r\n");
-    let (slow, _) = raw_upstream(answer, LIMIT * 4 / 10).await;
+    let (slow, _) = ticking_upstream().await;
     let gw = two_upstreams(big, slow).await;
     // Each stream gets 64 KiB of window; the connection has room for both.
     let mut client = h2_client_windows(gw.addr, 65_535, 8 << 20).await;
@@ -528,11 +529,7 @@ async fn a_moving_http2_stream_outlives_the_goaway_a_starved_one_caused() {
     assert!(started.elapsed() > LIMIT * 2, "answered in {:?}", started.elapsed());
     assert_eq!(String::from_utf8_lossy(&body).matches("tick ").count(), 6);
     // Then only the starved stream is left: the connection closes.
-    let closed_by = Instant::now() + SLACK;
-    while active(&gw) != 0 {
-        assert!(Instant::now() < closed_by, "the starved stream held the connection after the other ended");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_closed(&gw, Instant::now(), SLACK).await;
     drop(starved);
 }
 

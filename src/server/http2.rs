@@ -145,6 +145,15 @@ impl Idle {
 /// `idle_timeout` divided by this.
 const QUIET_TICKS: u32 = 4;
 
+/// The stall checks' clock: a tick every `limit / QUIET_TICKS`. Late ticks
+/// are not caught up in a burst, which would count quiet time that did not
+/// pass.
+fn quarter_ticks(limit: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval((limit / QUIET_TICKS).max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// The response bodies of one connection that hyper still holds.
 #[derive(Debug, Default)]
 struct Streams {
@@ -169,10 +178,7 @@ impl Streams {
     /// for `limit` (checked every `limit / QUIET_TICKS`, so at most that much
     /// later).
     async fn stalled(&self, limit: Duration) {
-        let mut tick = tokio::time::interval((limit / QUIET_TICKS).max(Duration::from_millis(1)));
-        // Late ticks are not caught up in a burst, which would count quiet
-        // time that did not pass.
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = quarter_ticks(limit);
         loop {
             tick.tick().await;
             let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
@@ -192,8 +198,7 @@ impl Streams {
     /// holds the end of a body (hyper lets go of a body once h2 has queued its
     /// last frame) for a client that grants it no window.
     async fn stuck(&self, idle: &Idle, limit: Duration) {
-        let mut tick = tokio::time::interval((limit / QUIET_TICKS).max(Duration::from_millis(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = quarter_ticks(limit);
         // The first tick is at once: it is not a quarter of waiting.
         tick.tick().await;
         let mut empty_ticks = 0;
