@@ -60,11 +60,36 @@ impl Stall {
         }
     }
 
+    /// Passes `res` on; `Pending` at or after `due` becomes `Ready(None)`. For
+    /// a wait whose start is known (a request sent at a recorded instant).
+    pub(crate) fn watch_until<T>(
+        &mut self,
+        res: Poll<T>,
+        due: Instant,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<T>> {
+        match res {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending if self.passed(due, cx) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Called while nothing moves: whether this wait has lasted `limit`; if
     /// not, `cx` is woken when the timer next fires.
     fn expired(&mut self, limit: Duration, cx: &mut Context<'_>) -> bool {
         let due = *self.since.get_or_insert_with(Instant::now) + limit;
+        self.passed(due, cx)
+    }
+
+    /// Whether `due` has passed; if not, `cx` is woken when the timer next
+    /// fires. A timer set for an earlier wait's later deadline is brought
+    /// forward (only when waits of different lengths share this `Stall`).
+    fn passed(&mut self, due: Instant, cx: &mut Context<'_>) -> bool {
         let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return false;
@@ -226,5 +251,29 @@ mod tests {
         let waited = second.elapsed();
         assert!(waited >= LIMIT, "the second wait was cut after {waited:?}, by the first wait's timer");
         assert!(waited < LIMIT * 3, "cut only after {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_sooner_than_the_running_timer_is_kept() {
+        let mut stall = Stall::default();
+        // A long wait sets the timer far ahead, then ends...
+        std::future::poll_fn(|cx| {
+            assert!(stall.watch(Poll::<()>::Pending, LIMIT * 20, cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        std::future::poll_fn(|cx| stall.watch(Poll::Ready(()), LIMIT * 20, cx)).await;
+        // ...and a wait with an earlier deadline is cut at that deadline.
+        let started = Instant::now();
+        let due = started + LIMIT;
+        let cut = std::future::poll_fn(|cx| stall.watch_until(Poll::<()>::Pending, due, cx)).await;
+        assert_eq!(cut, None);
+        let waited = started.elapsed();
+        assert!(waited >= LIMIT, "cut after {waited:?}, before its deadline");
+        assert!(waited < LIMIT * 3, "cut only after {waited:?}, by the long wait's timer");
+        // A result passes through, and a deadline already past cuts at once.
+        assert_eq!(std::future::poll_fn(|cx| stall.watch_until(Poll::Ready(3), due, cx)).await, Some(3));
+        let past = std::future::poll_fn(|cx| stall.watch_until(Poll::<()>::Pending, started, cx)).await;
+        assert_eq!(past, None);
     }
 }

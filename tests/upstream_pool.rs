@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::client::{get_once, KeepAlive};
+use common::raw::get;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -182,4 +183,73 @@ async fn a_connection_that_ended_a_chunked_body_is_reused() {
         assert_eq!(answer.body, "upstream ok");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "each chunked response cost a new upstream connection");
+}
+
+/// A keep-alive upstream whose answer to the `n`-th request on a connection
+/// comes after `delay(n)`; `None`: never, though it keeps reading. Counts the
+/// connections it accepted, and those the gateway then closed.
+async fn paced_upstream(
+    delay: fn(usize) -> Option<Duration>,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = closed.clone();
+    let (addr, accepted) = counting_upstream(move |mut stream| {
+        let closed = seen.clone();
+        async move {
+            let (mut buf, mut chunk, mut n) = (Vec::new(), [0u8; 1024], 0);
+            loop {
+                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    buf.drain(..end + 4);
+                    let Some(pause) = delay(n) else { continue };
+                    n += 1;
+                    tokio::time::sleep(pause).await;
+                    if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                        return;
+                    }
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => buf.extend_from_slice(&chunk[..read]),
+                }
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    (addr, accepted, closed)
+}
+
+/// The test config's upstream `timeout`.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_pooled_connection_whose_upstream_stops_answering_is_cut_at_the_timeout() {
+    let (up, accepted, closed) = paced_upstream(|n| (n == 0).then_some(Duration::ZERO)).await;
+    let gw = gateway(up, "").await;
+    assert_eq!(get_once(gw.addr, "/public/first").await.unwrap().status, 200);
+    let started = Instant::now();
+    get(gw.addr, "/public/hangs", &[]).await.assert_problem(504, "upstream_timeout");
+    let waited = started.elapsed();
+    assert!(waited >= TIMEOUT - Duration::from_millis(50), "cut after {waited:?}, before the timeout");
+    assert!(waited < TIMEOUT * 2, "cut only after {waited:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the second request went on the pooled connection");
+    until("the hung upstream connection closed", Duration::from_secs(2), || {
+        closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(get_once(gw.addr, "/public/after").await.unwrap().status, 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection for the next request");
+}
+
+#[tokio::test]
+async fn each_request_on_a_pooled_connection_gets_the_whole_timeout() {
+    // Each answer takes 70 % of the timeout: the second request is still
+    // waiting when a timer set for the first one's deadline fires.
+    let (up, accepted, _) = paced_upstream(|_| Some(TIMEOUT * 7 / 10)).await;
+    let gw = gateway(up, "").await;
+    for i in 0..3 {
+        let answer = get_once(gw.addr, &format!("/public/{i}")).await.unwrap();
+        assert_eq!(answer.status, 200, "request {i}: {answer:?}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "all three on one upstream connection");
 }

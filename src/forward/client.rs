@@ -27,12 +27,11 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::pool::{self, Conn, Pool, UpstreamBody};
+use super::pool::{self, Conn, ExchangeError, Pool, UpstreamBody};
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 
@@ -66,6 +65,18 @@ enum Failure {
     Connect,
     /// The connection was made; the request may have been (partly) sent.
     Exchange,
+    /// No response head by the deadline.
+    TimedOut,
+}
+
+impl Failure {
+    /// What the client is told: 504 for a deadline, 502 for the rest.
+    fn answer(self) -> GatewayError {
+        match self {
+            Failure::TimedOut => GatewayError::UpstreamTimeout,
+            Failure::Connect | Failure::Exchange => GatewayError::UpstreamUnavailable,
+        }
+    }
 }
 
 /// One URL of an upstream and whether it is being skipped.
@@ -133,9 +144,12 @@ impl Upstream {
         req: Request<Incoming>,
         sent: Instant,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + 'static {
-        let deadline = tokio::time::Instant::from_std(sent + self.timeout);
-        tokio::time::timeout_at(deadline, self.start(req, sent))
-            .map(|result| result.unwrap_or(Err(GatewayError::UpstreamTimeout)))
+        self.start(req, sent)
+    }
+
+    /// The instant by which the response head of a request sent at `sent` is due.
+    fn due(&self, sent: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(sent + self.timeout)
     }
 
     fn start(self: Arc<Self>, req: Request<Incoming>, sent: Instant) -> Sending<impl ExchangeFuture> {
@@ -159,12 +173,26 @@ impl Upstream {
         let target = &self.targets[first];
         match target.pool.checkout(sent) {
             Some(conn) => {
-                let response =
-                    pool::exchange(conn, &target.pool, Request::from_parts(parts, ReplayBody::once(body)));
+                let req = Request::from_parts(parts, ReplayBody::once(body));
+                let response = pool::exchange(conn, &target.pool, req, self.due(sent));
                 Sending::Pooled { upstream: self, target: first, sent, response }
             }
-            None => Sending::Other { fut: Box::pin(self.send_from(first, parts, body, sent)) },
+            None => Sending::Other { fut: self.send_from_timed(first, parts, body, sent) },
         }
+    }
+
+    /// [`Upstream::send_from`], boxed, with the whole of it (a connect
+    /// included) bounded by the response-head deadline.
+    fn send_from_timed(
+        self: Arc<Self>,
+        first: usize,
+        parts: http::request::Parts,
+        body: Incoming,
+        sent: Instant,
+    ) -> Boxed {
+        let due = self.due(sent);
+        let fut = tokio::time::timeout_at(due, self.send_from(first, parts, body, sent));
+        Box::pin(fut.map(|result| result.unwrap_or(Err(GatewayError::UpstreamTimeout))))
     }
 
     /// The request's way when no idle connection took it at once: to target
@@ -179,14 +207,14 @@ impl Upstream {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
             let req = Request::from_parts(parts, ReplayBody::once(body));
-            return self.attempt(first, req, sent).await.map_err(|_| GatewayError::UpstreamUnavailable);
+            return self.attempt(first, req, sent).await.map_err(Failure::answer);
         }
         let slot = Arc::new(Mutex::new(Some(body)));
         let req = Request::from_parts(parts.clone(), ReplayBody::new(slot.clone()));
         match self.attempt(first, req, sent).await {
             Ok(resp) => return Ok(resp),
-            Err(Failure::Exchange) => return Err(GatewayError::UpstreamUnavailable),
             Err(Failure::Connect) => {}
+            Err(failure) => return Err(failure.answer()),
         }
         // Nothing reached the upstream; re-send only a body nobody has read.
         if slot.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
@@ -194,7 +222,7 @@ impl Upstream {
         }
         let second = self.pick(Some(first)).ok_or(GatewayError::UpstreamUnavailable)?;
         let req = Request::from_parts(parts, ReplayBody::new(slot));
-        self.attempt(second, req, sent).await.map_err(|_| GatewayError::UpstreamUnavailable)
+        self.attempt(second, req, sent).await.map_err(Failure::answer)
     }
 
     /// Sends `req` to target `i` over a pooled connection (or a new one) and
@@ -214,18 +242,17 @@ impl Upstream {
                 // (2.4 KiB) would otherwise be in every request's future.
                 None => (Box::pin(self.connect(target)).await?, false),
             };
-            match pool::exchange(conn, &target.pool, req).await {
+            match pool::exchange(conn, &target.pool, req, self.due(sent)).await {
                 Ok(resp) => {
                     self.mark_reachable(target);
                     return Ok(resp);
                 }
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    _ => {
-                        self.exchange_failed(target, err.into_error());
-                        return Err(Failure::Exchange);
-                    }
-                },
+                Err(ExchangeError::Failed { unsent: Some(unsent), .. }) if reused => req = *unsent,
+                Err(ExchangeError::Failed { error, .. }) => {
+                    self.exchange_failed(target, error);
+                    return Err(Failure::Exchange);
+                }
+                Err(ExchangeError::TimedOut) => return Err(Failure::TimedOut),
             }
         }
     }
@@ -344,15 +371,9 @@ fn client_tls(settings: &UpstreamSettings) -> rustls::ClientConfig {
 }
 
 /// What [`pool::exchange`] returns: the response head to come, or the request back unsent.
-trait ExchangeFuture:
-    Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send
-{
-}
+trait ExchangeFuture: Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + Send {}
 
-impl<F> ExchangeFuture for F where
-    F: Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send
-{
-}
+impl<F> ExchangeFuture for F where F: Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + Send {}
 
 type Boxed = Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send>>;
 
@@ -382,23 +403,25 @@ impl<F: ExchangeFuture> Future for Sending<F> {
                         upstream.mark_reachable(target_state);
                         return Poll::Ready(Ok(resp));
                     }
-                    Err(mut err) => match err.take_message() {
-                        Some(unsent) => (upstream.clone(), *target, *sent, unsent),
-                        None => {
-                            upstream.exchange_failed(target_state, err.into_error());
-                            return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
-                        }
-                    },
+                    Err(ExchangeError::Failed { unsent: Some(unsent), .. }) => {
+                        (upstream.clone(), *target, *sent, unsent)
+                    }
+                    Err(ExchangeError::Failed { error, unsent: None }) => {
+                        upstream.exchange_failed(target_state, error);
+                        return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
+                    }
+                    Err(ExchangeError::TimedOut) => return Poll::Ready(Err(GatewayError::UpstreamTimeout)),
                 }
             }
         };
         // The pooled connection closed before the request left: nothing was
-        // sent, the body is unread. Another connection (or target) takes it.
+        // sent, the body is unread. Another connection (or target) takes it,
+        // by the same deadline.
         let (parts, body) = unsent.into_parts();
         let Some(body) = body.into_unread() else {
             return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
         };
-        let mut fut: Boxed = Box::pin(upstream.send_from(i, parts, body, sent));
+        let mut fut = upstream.send_from_timed(i, parts, body, sent);
         let poll = fut.as_mut().poll(cx);
         self.set(Sending::Other { fut });
         poll

@@ -18,7 +18,6 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -39,8 +38,10 @@ pub const POOL_MAX_IDLE: usize = 128;
 /// One HTTP/1.1 connection to an upstream target; its I/O runs in its own task.
 pub struct Conn {
     sender: http1::SendRequest<ReplayBody>,
-    /// Times its response bodies' waits; kept across responses, so its timer
-    /// is set at most once per `idle_timeout`, not once per response.
+    /// Times the waits for its response heads (the upstream `timeout`), and
+    /// `stall` those of its response bodies. Both are kept across exchanges,
+    /// so neither sets a timer per request (the `stall` module).
+    head: Stall,
     stall: Stall,
 }
 
@@ -56,7 +57,7 @@ impl Conn {
                 tracing::debug!(error = %err, "upstream connection ended");
             }
         });
-        Conn { sender, stall: Stall::default() }
+        Conn { sender, head: Stall::default(), stall: Stall::default() }
     }
 
     /// Waiting for its next request. A closed connection never is: its task
@@ -161,31 +162,71 @@ impl Pool {
 }
 
 /// Sends `req` on `conn`: the request is handed to the connection's task
-/// now, and the future resolves to the response head. On error, a request that
-/// never left is handed back inside the `TrySendError`, so the caller can try
-/// another connection.
+/// now, and the future resolves to the response head, or fails at `due` if
+/// that has not come by then.
 ///
 /// Not an `async fn`: the returned future holds only hyper's response future and
 /// the connection, not a second copy of the request (BENCHMARKS.md, future sizes).
-/// The large error is hyper's: it carries the unsent request back.
-#[allow(clippy::result_large_err)]
 pub fn exchange(
     mut conn: Conn,
     pool: &Arc<Pool>,
     req: Request<ReplayBody>,
-) -> impl Future<Output = Result<Response<UpstreamBody>, TrySendError<Request<ReplayBody>>>> + Send + 'static
-{
+    due: tokio::time::Instant,
+) -> impl Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + Send + 'static {
     let response = conn.sender.try_send_request(req);
-    let pool = pool.clone();
-    response.map(move |result| {
-        result.map(|resp| {
-            resp.map(|inner| {
+    Exchange { response, conn: Some((conn, pool.clone())), due }
+}
+
+/// Why an [`exchange`] gave no response.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The exchange failed. If the connection had closed before the request
+    /// left, `unsent` holds it back, its body unread, for another connection.
+    Failed { error: hyper::Error, unsent: Option<Box<Request<ReplayBody>>> },
+    /// No response head by the deadline.
+    TimedOut,
+}
+
+pin_project_lite::pin_project! {
+    /// [`exchange`]'s future. The deadline is timed by the connection's own
+    /// `head` timer, so a request costs a comparison, not a timer of its own.
+    struct Exchange<F> {
+        #[pin]
+        response: F,
+        conn: Option<(Conn, Arc<Pool>)>,
+        due: tokio::time::Instant,
+    }
+}
+
+impl<F> Future for Exchange<F>
+where
+    F: Future<Output = Result<Response<Incoming>, TrySendError<Request<ReplayBody>>>>,
+{
+    type Output = Result<Response<UpstreamBody>, ExchangeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // `None`: it already finished, and a finished future may stay pending.
+        let Some((conn, _)) = this.conn.as_mut() else { return Poll::Pending };
+        let polled = this.response.poll(cx);
+        let Some(result) = ready!(conn.head.watch_until(polled, *this.due, cx)) else {
+            // Dropping the connection with its request in flight closes it.
+            *this.conn = None;
+            return Poll::Ready(Err(ExchangeError::TimedOut));
+        };
+        let Some((conn, pool)) = this.conn.take() else { return Poll::Pending };
+        Poll::Ready(match result {
+            Ok(resp) => Ok(resp.map(|inner| {
                 let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
                 body.release_if_done();
                 body
-            })
+            })),
+            Err(mut err) => {
+                let unsent = err.take_message().map(Box::new);
+                Err(ExchangeError::Failed { error: err.into_error(), unsent })
+            }
         })
-    })
+    }
 }
 
 /// The upstream's response body; its end returns the connection to the pool.
