@@ -5,8 +5,12 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::HeaderMap;
+use smallvec::SmallVec;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see).
 const HOP_BY_HOP: &[&str] = &[
@@ -20,6 +24,29 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// [`HOP_BY_HOP`] parsed: comparing two parsed standard names compares one
+/// byte, so a name without `_` is matched against these with no string work.
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// Whether `name` is hop-by-hop, `_` read as `-`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    if name.as_str().as_bytes().contains(&b'_') {
+        HOP_BY_HOP.contains(&fold_header(name).as_ref())
+    } else {
+        HOP_BY_HOP_NAMES.contains(name)
+    }
+}
 
 /// Headers some frameworks read as the "real" URL or method: an attacker could
 /// use them to reach a route under another route's policy.
@@ -35,7 +62,7 @@ const REWRITE_HEADERS: &[&str] = &[
 
 /// Client-address headers that only a trusted proxy may set. (`HeaderName`s,
 /// not `&str`s: a lookup by `&str` parses the name again on every request.)
-const UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
+static UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
@@ -91,34 +118,43 @@ impl StripRules {
         StripRules { prefixes: forward.strip_prefixes.clone(), names }
     }
 
-    fn strips(&self, folded: &str, connection_listed: &[Cow<'_, str>]) -> bool {
-        HOP_BY_HOP.contains(&folded)
-            || REWRITE_HEADERS.contains(&folded)
-            || self.names.iter().any(|n| n == folded)
+    fn strips(&self, name: &HeaderName, connection_listed: &[Cow<'_, str>]) -> bool {
+        let folded = fold_header(name);
+        is_hop_by_hop(name)
+            || REWRITE_HEADERS.contains(&folded.as_ref())
+            || self.names.iter().any(|n| *n == folded)
             || self.prefixes.iter().any(|p| folded.starts_with(p.as_str()))
-            || connection_listed.iter().any(|n| n == folded)
+            || connection_listed.contains(&folded)
     }
 }
 
+/// Headers a message usually names or removes: held inline, so the common
+/// message costs no allocation for them.
+type Few<T> = SmallVec<[T; 4]>;
+
 /// Names listed in `Connection` (folded): they are hop-by-hop for this request.
-/// Borrowed from the header values unless folding changed them.
-fn connection_listed(headers: &HeaderMap) -> Vec<Cow<'_, str>> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| fold_name(s.trim()))
-        .filter(|s| !s.is_empty())
-        .collect()
+/// Borrowed from the header values unless folding changed them. Names that
+/// are hop-by-hop anyway (`keep-alive`, the usual one) are left out.
+fn connection_listed(headers: &HeaderMap) -> Few<Cow<'_, str>> {
+    let mut listed = Few::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for name in text.split(',') {
+            let name = fold_name(name.trim());
+            if !name.is_empty() && !HOP_BY_HOP.contains(&name.as_ref()) {
+                listed.push(name);
+            }
+        }
+    }
+    listed
 }
 
 /// Removes every spoofable or hop-by-hop header from a client request.
 /// Runs BEFORE jwtgate adds claim headers, so nothing a client sent survives.
 pub fn strip_request(headers: &mut HeaderMap, rules: &StripRules) {
-    let doomed: Vec<HeaderName> = {
+    let doomed: Few<HeaderName> = {
         let listed = connection_listed(headers);
-        headers.keys().filter(|name| rules.strips(&fold_header(name), &listed)).cloned().collect()
+        headers.keys().filter(|name| rules.strips(name, &listed)).cloned().collect()
     };
     for name in doomed {
         headers.remove(&name);
@@ -129,13 +165,13 @@ pub fn strip_request(headers: &mut HeaderMap, rules: &StripRules) {
 /// from an upstream response; the identity header never reaches a client.
 pub fn strip_response(headers: &mut HeaderMap, identity: &HeaderName) {
     let identity = fold_header(identity);
-    let doomed: Vec<HeaderName> = {
+    let doomed: Few<HeaderName> = {
         let listed = connection_listed(headers);
         headers
             .keys()
             .filter(|name| {
                 let folded = fold_header(name);
-                HOP_BY_HOP.contains(&folded.as_ref()) || listed.contains(&folded) || folded == identity
+                is_hop_by_hop(name) || listed.contains(&folded) || folded == identity
             })
             .cloned()
             .collect()
@@ -192,7 +228,7 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         return;
     }
     // One pass over the (few) headers sent beats a hashed lookup per name.
-    let doomed: Vec<HeaderName> =
+    let doomed: Few<HeaderName> =
         headers.keys().filter(|name| UNTRUSTED_ADDRESS_HEADERS.contains(name)).cloned().collect();
     for name in doomed {
         headers.remove(name);
@@ -286,6 +322,16 @@ mod tests {
         strip_request(&mut h, &rules());
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn the_parsed_hop_by_hop_names_are_the_listed_ones() {
+        let parsed: Vec<&str> = HOP_BY_HOP_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(parsed, HOP_BY_HOP);
+        for name in ["Keep_Alive", "transfer_encoding", "te", "x-te", "connections"] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(is_hop_by_hop(&parsed), HOP_BY_HOP.contains(&fold_name(name).as_ref()), "{name}");
+        }
     }
 
     #[test]
