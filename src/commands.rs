@@ -52,6 +52,9 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| CommandError::Usage(format!("{method:?} is not an HTTP method")))?;
     let (host, target) = split_url(url)?;
+    if let Err(refused) = crate::pipeline::inbound::method(&method) {
+        return explained(&format!("rejected: 400 bad_request ({refused})"));
+    }
     let canonical = match canonicalize(&target, rt.server.allow_semicolon) {
         Ok(c) => c,
         Err(PathError::TooLong) => return explained("rejected: 414 (request target longer than 8 KiB)"),
@@ -115,15 +118,9 @@ fn split_url(url: &str) -> Result<(String, String), CommandError> {
         t => t.to_owned(),
     };
     let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match authority.strip_prefix('[') {
-        // IPv6 literal: `[::1]:8080` → `[::1]`; its colons are not a port separator.
-        Some(v6) => v6.split_once(']').map(|(addr, _)| format!("[{addr}]")).ok_or_else(usage)?,
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned(),
-    };
-    if host.is_empty() {
-        return Err(usage());
-    }
-    Ok((host.to_ascii_lowercase(), target))
+    // Matched as the gateway matches a Host: port and trailing dot dropped.
+    let host = crate::pipeline::inbound::match_host(authority).ok_or_else(usage)?;
+    Ok((host, target))
 }
 
 /// `jwtgate token mint`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use common::raw::get;
+use common::raw::{get, send_raw};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -196,4 +196,55 @@ async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     assert_eq!(seen.target, "/public/h2?x=1");
     assert_eq!(seen.header("host"), Some("app.test:8443"));
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"), "HTTP/2 cookie crumbs are joined");
+}
+
+/// A method route beside a broader public one, and a host route beside a
+/// host-less public one: what an attacker would try to fall through.
+const FALL_THROUGH: &str = r#"
+[[routes]]
+path = "/api/items"
+methods = ["POST", "PUT", "DELETE"]
+policy = "access"
+upstream = "app"
+
+[[routes]]
+host = "admin.example.com"
+path = "/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+"#;
+
+#[tokio::test]
+async fn a_lower_case_method_cannot_fall_to_a_broader_route() {
+    // Werkzeug and others upper-case the method: `post` would run the POST
+    // handler under the public route's policy.
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(FALL_THROUGH), up.addr, None).await;
+    common::raw::request(gw.addr, "POST", "/api/items", &[], "").await.assert_problem(401, "missing_token");
+    for method in ["post", "Post", "delete", "pUT"] {
+        common::raw::request(gw.addr, method, "/api/items", &[], "").await.assert_problem(400, "bad_request");
+    }
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    assert_eq!(get(gw.addr, "/api/items", &[]).await.status, 200, "GET is the public route's");
+}
+
+#[tokio::test]
+async fn a_host_spelled_as_an_upstream_would_normalise_it_gets_that_hosts_policy_or_400() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(FALL_THROUGH), up.addr, None).await;
+    let with_host =
+        |host: &str| format!("GET /dashboard HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    for host in ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:443"] {
+        send_raw(gw.addr, &with_host(host)).await.assert_problem(401, "missing_token");
+    }
+    for host in ["admin.example.com:x:80", "admin.example.com:80:80", "admin.example.com..", "[::1]junk"] {
+        send_raw(gw.addr, &with_host(host)).await.assert_problem(400, "bad_request");
+    }
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    assert_eq!(send_raw(gw.addr, &with_host("www.example.com")).await.status, 200);
 }

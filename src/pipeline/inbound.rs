@@ -12,6 +12,7 @@ use crate::route::{PathError, RouteMiss};
 /// buffer limit does not bound the header block; Transfer-Encoding other than
 /// exactly `chunked` → 501 (a coding we don't implement) or 400 (malformed).
 pub fn limits<B>(ctx: &RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
+    method(req.method())?;
     let server = &ctx.snap.runtime.server;
     let headers = req.headers();
     if headers.len() > server.max_headers {
@@ -22,6 +23,18 @@ pub fn limits<B>(ctx: &RequestCtx, req: &Request<B>) -> Result<(), GatewayError>
         return Err(GatewayError::HeadersTooLarge);
     }
     transfer_encoding(req)
+}
+
+/// A method with a lower-case letter → 400, as nginx answers. Routes list
+/// methods in upper case and match them exactly, but many app servers
+/// (Werkzeug, for one) upper-case the method they receive: `post` would
+/// miss a `methods = ["POST"]` route, fall to a broader one, and still run
+/// the app's POST handler under that route's policy.
+pub(crate) fn method(method: &Method) -> Result<(), GatewayError> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(GatewayError::BadRequest("the method must be upper-case"));
+    }
+    Ok(())
 }
 
 fn transfer_encoding<B>(req: &Request<B>) -> Result<(), GatewayError> {
@@ -75,20 +88,37 @@ pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// Lower-cased, port dropped; None when the value is not a plausible host.
-fn match_host(host: &str) -> Option<String> {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        let end = rest.find(']')?;
-        &host[..end + 2]
-    } else {
-        host.rsplit_once(':')
-            .map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { "" })
+/// The host as routes match it: lower-cased, the port and one trailing dot
+/// dropped. None (→ 400) unless the value is a host an upstream reads the
+/// same way: a name of letters, digits, `-`, `_` and dots between non-empty
+/// labels, or an IPv6 literal in brackets; then at most one `:port` of
+/// digits. Anything looser would let an upstream that normalises the Host
+/// (`admin.example.com.`, `admin.example.com:x:80`) serve one host's routes
+/// under another's policy.
+pub(crate) fn match_host(host: &str) -> Option<String> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            let literal = &rest[..end];
+            let ipv6 = !literal.is_empty()
+                && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            (ipv6.then_some(&host[..end + 2])?, &rest[end + 1..])
+        }
+        None => {
+            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let name = name.strip_suffix('.').unwrap_or(name);
+            let labels_ok = name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+            (labels_ok.then_some(name)?, port)
+        }
     };
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'));
-    ok.then(|| name.to_ascii_lowercase())
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()));
+    port_ok.then(|| name.to_ascii_lowercase())
 }
 
 /// DESIGN.md §4 rules 2–5; `*` targets and other non-origin forms → 400.
@@ -128,9 +158,51 @@ mod tests {
     fn hosts_are_lower_cased_without_port() {
         assert_eq!(match_host("App.Example.com:8080").unwrap(), "app.example.com");
         assert_eq!(match_host("[::1]:80").unwrap(), "[::1]");
+        assert_eq!(match_host("[::FFFF:127.0.0.1]").unwrap(), "[::ffff:127.0.0.1]");
         assert_eq!(match_host("127.0.0.1").unwrap(), "127.0.0.1");
+        assert_eq!(match_host("my_host:").unwrap(), "my_host", "an empty port is a port (RFC 3986)");
         assert!(match_host("a b").is_none());
         assert!(match_host("").is_none());
         assert!(match_host("host:port").is_none());
+    }
+
+    #[test]
+    fn a_host_an_upstream_would_normalise_matches_as_it_or_is_refused() {
+        // One trailing dot is the same host (DNS root), so it matches as one.
+        assert_eq!(match_host("Admin.Example.com.").unwrap(), "admin.example.com");
+        assert_eq!(match_host("admin.example.com.:443").unwrap(), "admin.example.com");
+        let refused = [
+            "admin.example.com:x:80",
+            "admin.example.com:80:80",
+            "admin.example.com..",
+            ".admin.example.com",
+            "admin..example.com",
+            ".",
+            ":80",
+            "admin.example.com:123456",
+            "[::1]junk",
+            "[::1]:80:80",
+            "[]",
+            "[::1",
+            "[::1%25eth0]",
+            "[admin.example.com]",
+            "admin.example.com/",
+            "admin.example.com\\",
+            "admin.example.com%2e",
+        ];
+        for host in refused {
+            assert_eq!(match_host(host), None, "{host:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn methods_with_a_lower_case_letter_are_refused() {
+        use http::Method;
+        for ok in ["GET", "POST", "MKCOL", "VERSION-CONTROL", "PURGE"] {
+            assert!(super::method(&Method::from_bytes(ok.as_bytes()).unwrap()).is_ok(), "{ok}");
+        }
+        for bad in ["post", "Post", "get", "connect", "PATCh"] {
+            assert!(super::method(&Method::from_bytes(bad.as_bytes()).unwrap()).is_err(), "{bad}");
+        }
     }
 }

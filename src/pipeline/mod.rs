@@ -4,7 +4,7 @@
 
 mod auth;
 pub mod extract;
-mod inbound;
+pub(crate) mod inbound;
 pub(crate) mod outbound;
 mod upgrade;
 
