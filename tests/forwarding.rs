@@ -44,6 +44,12 @@ const SPOOFS: &[(&str, &str)] = &[
     ("X-Forwarded-For", "1.2.3.4"),
     ("X-Forwarded-Host", "evil.test"),
     ("Forwarded", "for=1.2.3.4"),
+    // App servers that read `_` as `-` would merge these into the real ones.
+    ("X_Real_IP", "6.6.6.6"),
+    ("X_Forwarded_For", "6.6.6.6"),
+    ("x_forwarded_proto", "https"),
+    ("X_Forwarded_Host", "evil.test"),
+    ("true_client_ip", "6.6.6.6"),
 ];
 
 fn assert_clean(seen: &Recorded, subject: Option<&str>) {
@@ -61,6 +67,9 @@ fn assert_clean(seen: &Recorded, subject: Option<&str>) {
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("forwarded"), Some("for=127.0.0.1;proto=http;host=app.test"));
     assert_eq!(seen.header("host"), Some("app.test"), "the client's Host reaches the upstream unchanged");
+    let underscored: Vec<&str> =
+        seen.headers.keys().map(|k| k.as_str()).filter(|k| k.contains('_')).collect();
+    assert!(underscored.is_empty(), "{underscored:?} reached the upstream");
 }
 
 #[tokio::test]
@@ -171,4 +180,52 @@ async fn a_refresh_route_keeps_the_refresh_cookie_it_authenticated_with() {
     let resp = get(gw.addr, "/public/x", &[("Cookie", &format!("{cookie}; a=1"))]).await;
     assert_eq!(resp.status, 200);
     assert_eq!(up.last().header("cookie"), Some("a=1"));
+}
+
+/// DESIGN.md §6: the identity header never reaches the client, not even as a
+/// trailer of a chunked response. (HTTP/2 clients get trailers; HTTP/1.1 ones
+/// do not, since `Trailer` is hop-by-hop and hyper sends only declared ones.)
+#[tokio::test]
+async fn the_identity_header_never_reaches_the_client_as_a_trailer() {
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+                              Trailer: X-Jwtgate-Identity, X-Checksum\r\n\r\n2\r\nok\r\n0\r\n\
+                              X-Jwtgate-Identity: {\"sub\":\"alice\",\"internal\":\"secret\"}\r\n\
+                              X_Jwtgate_Identity: {\"sub\":\"alice\"}\r\nX-Checksum: 42\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let gw = start_gateway(&base_config(PUBLIC_AND_API), upstream, None).await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://app.test/public/x").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("trailer").is_none());
+    let body = resp.into_body().collect().await.unwrap();
+    let trailers = body.trailers().cloned().expect("trailers are forwarded at all");
+    assert_eq!(body.to_bytes(), "ok");
+    assert_eq!(trailers.get("x-checksum").unwrap(), "42");
+    assert!(trailers.get("x-jwtgate-identity").is_none(), "the identity trailer leaked: {trailers:?}");
+    assert!(trailers.get("x_jwtgate_identity").is_none(), "its underscore spelling leaked: {trailers:?}");
 }

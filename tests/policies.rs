@@ -237,6 +237,11 @@ async fn tokens_are_found_in_cookie_and_query_and_query_token_is_removed() {
     let resp = get(env.gw.addr, &format!("/api/q?a=1&token={t}&b=2"), &[]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(env.up.last().target, "/api/q?a=1&b=2");
+    // A second token under a name a form parser decodes to `token` is no
+    // way to hand the app a token jwtgate did not verify.
+    let resp = get(env.gw.addr, &format!("/api/q?token={t}&%74oken=FORGED&t%6Fken=X&b=2"), &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(env.up.last().target, "/api/q?b=2");
 }
 
 #[tokio::test]

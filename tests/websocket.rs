@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{get, request};
+use common::raw::{get, request, RawResponse};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -129,6 +129,23 @@ async fn cookie_handshake_from_another_site_is_refused() {
     assert!(err.to_string().contains("403"), "{err}");
     let ok = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
     assert!(ok.is_ok(), "same-origin cookie handshake works");
+}
+
+#[tokio::test]
+async fn refresh_cookie_handshake_from_another_site_is_refused() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    let refresh_cookie = |login: RawResponse| {
+        format!("refresh_token_cookie={}", login.json()["refresh_token"].as_str().unwrap())
+    };
+    // No access cookie: the refresh cookie carries the session (an implicit refresh).
+    let cookie = refresh_cookie(request(gw.addr, "POST", "/login", &[], "").await);
+    let err = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "https://evil.test")])
+        .await
+        .expect_err("CSWSH through the refresh cookie");
+    assert!(err.to_string().contains("403"), "{err}");
+    let cookie = refresh_cookie(request(gw.addr, "POST", "/login", &[], "").await);
+    let ok = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
+    assert!(ok.is_ok(), "a same-origin refresh-cookie handshake works: {:?}", ok.err());
 }
 
 #[tokio::test]

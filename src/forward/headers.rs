@@ -74,6 +74,15 @@ static UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The address headers jwtgate writes itself (kept and extended from a
+/// trusted proxy, replaced otherwise).
+static REPLACED_ADDRESS_HEADERS: [HeaderName; 4] =
+    [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED];
+
+/// Whether `folded` names a client-address header, of either kind.
+fn is_address_header(folded: &str) -> bool {
+    UNTRUSTED_ADDRESS_HEADERS.iter().chain(&REPLACED_ADDRESS_HEADERS).any(|h| h.as_str() == folded)
+}
 
 /// Lower-cases and reads `_` as `-`, the way many app servers (CGI, WSGI,
 /// some Node frameworks) merge `X_Auth_Subject` into `X-Auth-Subject`.
@@ -213,6 +222,21 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     }
     element.push_str(";proto=");
     element.push_str(hop.proto);
+    // One pass over the (few) headers sent beats a hashed lookup per name.
+    // An underscore spelling (`X_Forwarded_For`) of any address header goes,
+    // whoever sent it: an app server that reads `_` as `-` would merge it
+    // into the real one. From an untrusted peer, so do the real spellings.
+    let doomed: Few<HeaderName> = headers
+        .keys()
+        .filter(|name| match fold_header(name) {
+            Cow::Owned(folded) => is_address_header(&folded),
+            Cow::Borrowed(_) => !hop.peer_trusted && UNTRUSTED_ADDRESS_HEADERS.contains(name),
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
     if hop.peer_trusted {
         let joined_xff = join_values(headers, &xff).map_or(peer.clone(), |prev| format!("{prev}, {peer}"));
         let joined_fwd =
@@ -226,12 +250,6 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
             set(headers, xfh, hop.host.to_owned());
         }
         return;
-    }
-    // One pass over the (few) headers sent beats a hashed lookup per name.
-    let doomed: Few<HeaderName> =
-        headers.keys().filter(|name| UNTRUSTED_ADDRESS_HEADERS.contains(name)).cloned().collect();
-    for name in doomed {
-        headers.remove(name);
     }
     set(headers, xff, peer);
     headers.insert(xfp, HeaderValue::from_static(hop.proto));
@@ -385,6 +403,37 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["forwarded"], "for=10.0.0.9;proto=http;host=app.test");
         assert!(!h.contains_key("x-real-ip") && !h.contains_key("true-client-ip"));
+    }
+
+    #[test]
+    fn underscore_spellings_of_address_headers_never_reach_the_upstream() {
+        let sent = [
+            ("X_Real_IP", "6.6.6.6"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("X_Forwarded_Proto", "https"),
+            ("x_forwarded_host", "evil"),
+            ("X_Forwarded_Prefix", "/admin"),
+            ("true_client_ip", "6.6.6.6"),
+            ("x_client_ip", "6.6.6.6"),
+            ("x_custom_header", "not an address header: kept"),
+            ("x_forwarded_port", "1"),
+            ("x_forwarded_server", "evil"),
+            ("x_forwarded_uri", "/admin"),
+        ];
+        for trusted in [false, true] {
+            let mut h = map(&sent);
+            h.append("x-real-ip", HeaderValue::from_static("1.2.3.4"));
+            let hop =
+                Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: trusted, proto: "http", host: "a" };
+            apply_forwarded(&mut h, &hop);
+            let underscored: Vec<&str> =
+                h.keys().map(HeaderName::as_str).filter(|n| n.contains('_')).collect();
+            assert_eq!(underscored, ["x_custom_header"], "trusted={trusted}");
+            assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+            assert_eq!(h["x-forwarded-proto"], "http");
+            // From a trusted proxy the real X-Real-IP stays; otherwise it goes too.
+            assert_eq!(h.contains_key("x-real-ip"), trusted);
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 pub fn query_token<'q>(query: &'q str, param: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (name == param && !value.is_empty()).then_some(value)
+        (is_param(name, param) && !value.is_empty()).then_some(value)
     })
 }
 
@@ -126,9 +126,19 @@ pub fn query_token<'q>(query: &'q str, param: &str) -> Option<&'q str> {
 pub fn query_without(query: &str, param: &str) -> String {
     query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(n, _)| n) != param)
+        .filter(|pair| !is_param(pair.split_once('=').map_or(*pair, |(n, _)| n), param))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Whether a query pair's raw `name` is `param` as the upstream's form
+/// parser reads it: percent-decoded, `+` as a space. Otherwise `%74oken=…`
+/// would reach an app that reads it as `token=…`, a token jwtgate never saw.
+fn is_param(name: &str, param: &str) -> bool {
+    if !name.contains(['%', '+']) {
+        return name == param;
+    }
+    form_urlencoded::parse(name.as_bytes()).next().is_some_and(|(decoded, _)| decoded == param)
 }
 
 #[cfg(test)]
@@ -192,5 +202,9 @@ mod tests {
         assert_eq!(query_token("tokens=1", "token"), None);
         assert_eq!(query_without("a=1&token=xyz&b=2", "token"), "a=1&b=2");
         assert_eq!(query_without("token=xyz", "token"), "");
+        // Spelled so that a form parser reads it as `token`: removed too.
+        assert_eq!(query_without("token=T&%74oken=F&%74%6Fken=G&a=%74oken", "token"), "a=%74oken");
+        assert_eq!(query_token("%74oken=T", "token"), Some("T"));
+        assert_eq!(query_without("my+token=1&my%20token=2&my-token=3", "my token"), "my-token=3");
     }
 }

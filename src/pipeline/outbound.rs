@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use futures_util::future::{Either, FutureExt};
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -109,10 +109,24 @@ pub fn forward(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + '_ {
-    exchange(ctx, req, |ctx, mut resp| {
-        headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
-        resp.map(|b| b.boxed())
-    })
+    exchange(ctx, req, |ctx, resp| cleaned(resp, &ctx.snap.runtime.sessions.identity_header))
+}
+
+/// An upstream response as the client may see it: hop-by-hop headers and
+/// `identity` stripped from its head and from its trailers (DESIGN.md §6: the
+/// identity header never reaches the client; HTTP/2 clients and HTTP/1.1
+/// ones sending `TE: trailers` would get a trailer).
+pub fn cleaned(resp: Response<UpstreamBody>, identity: &HeaderName) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_response(&mut parts.headers, identity);
+    let identity = identity.clone();
+    let body = body.map_frame(move |mut frame| {
+        if let Some(trailers) = frame.trailers_mut() {
+            headers::strip_response(trailers, &identity);
+        }
+        frame
+    });
+    Response::from_parts(parts, body.boxed())
 }
 
 /// The upstream exchange itself, response untouched (the login handler reads

@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::extract::Source;
 use super::{full, outbound, Body, RequestCtx};
 use crate::error::GatewayError;
-use crate::forward::headers;
 
 /// How often an open tunnel asks the store whether its session was revoked.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
@@ -37,8 +35,10 @@ pub async fn forward(
     ctx: &mut RequestCtx,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    // Cross-site WebSocket hijacking: a cookie-carried handshake must come from us.
-    if ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie) {
+    // Cross-site WebSocket hijacking: a cookie-carried handshake must come
+    // from us, whether the access cookie or the refresh cookie (an implicit
+    // refresh) carried it.
+    if ctx.refreshed.is_some() || ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie) {
         crate::session::csrf::check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
     }
     let client_upgrade = hyper::upgrade::on(&mut req);
@@ -48,9 +48,9 @@ pub async fn forward(
     let mut resp = outbound::send(ctx, req).await?;
     let upgraded_upstream = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
-    headers::strip_response(resp.headers_mut(), &ctx.snap.runtime.sessions.identity_header);
+    let mut resp = outbound::cleaned(resp, &ctx.snap.runtime.sessions.identity_header);
     if !upgraded_upstream {
-        return Ok(resp.map(|b| b.boxed()));
+        return Ok(resp);
     }
     let h = resp.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("upgrade"));

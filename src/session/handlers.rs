@@ -66,13 +66,13 @@ async fn login(
     // Login CSRF: a cross-site form must not log the victim into our session.
     check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
     outbound::rewrite(ctx, &mut req, jar)?;
-    let mut resp = outbound::send(ctx, req).await?;
+    let resp = outbound::send(ctx, req).await?;
     let rt = &ctx.snap.runtime;
     let identity = identity(resp.headers(), &rt.sessions.identity_header);
-    crate::forward::headers::strip_response(resp.headers_mut(), &rt.sessions.identity_header);
+    let resp = outbound::cleaned(resp, &rt.sessions.identity_header);
     let ok_status = resp.status().is_success() || resp.status().is_redirection();
     let Some(identity) = identity.filter(|_| ok_status) else {
-        return Ok(resp.map(|b| b.boxed()));
+        return Ok(resp);
     };
     let (sub, extra) = identity?;
     let fid = uuid::Uuid::new_v4().to_string();
@@ -90,7 +90,7 @@ async fn login(
         crate::config::LoginResponse::Tokens => {
             Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now)))
         }
-        crate::config::LoginResponse::Upstream => Ok(resp.map(|b| b.boxed())),
+        crate::config::LoginResponse::Upstream => Ok(resp),
     }
 }
 
