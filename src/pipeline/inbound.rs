@@ -96,29 +96,38 @@ pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayErro
 /// (`admin.example.com.`, `admin.example.com:x:80`) serve one host's routes
 /// under another's policy.
 pub(crate) fn match_host(host: &str) -> Option<String> {
-    let (name, port) = match host.strip_prefix('[') {
-        Some(rest) => {
-            let end = rest.find(']')?;
-            let literal = &rest[..end];
-            let ipv6 = !literal.is_empty()
-                && literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-            (ipv6.then_some(&host[..end + 2])?, &rest[end + 1..])
+    let bytes = host.as_bytes();
+    // Where the name ends (a trailing dot left out) and the port begins.
+    let (name_end, port_start) = if bytes.first() == Some(&b'[') {
+        let close = host.find(']')?;
+        let literal = &bytes[1..close];
+        let ipv6 =
+            !literal.is_empty() && literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        (ipv6.then_some(close + 1)?, close + 1)
+    } else {
+        // One pass: labels of letters, digits, `-` and `_`, none empty.
+        let (mut label, mut end) = (0, bytes.len());
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b':' => {
+                    end = i;
+                    break;
+                }
+                b'.' if label == 0 => return None,
+                b'.' => label = 0,
+                b if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' => label += 1,
+                _ => return None,
+            }
         }
-        None => {
-            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
-            let name = name.strip_suffix('.').unwrap_or(name);
-            let labels_ok = name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-            (labels_ok.then_some(name)?, port)
-        }
+        let name_end = if label == 0 { end.checked_sub(1)? } else { end };
+        (name_end, end)
     };
+    let port = &bytes[port_start..];
     let port_ok = port.is_empty()
         || port
-            .strip_prefix(':')
-            .is_some_and(|digits| digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()));
-    port_ok.then(|| name.to_ascii_lowercase())
+            .strip_prefix(b":")
+            .is_some_and(|digits| digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit));
+    (name_end > 0 && port_ok).then(|| host[..name_end].to_ascii_lowercase())
 }
 
 /// DESIGN.md §4 rules 2–5; `*` targets and other non-origin forms → 400.

@@ -7,6 +7,7 @@ use futures_util::future::{Either, FutureExt};
 use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -119,6 +120,11 @@ pub fn forward(
 pub fn cleaned(resp: Response<UpstreamBody>, identity: &HeaderName) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_response(&mut parts.headers, identity);
+    // A body of known length has no trailers (HTTP/1.1 sends them only after
+    // chunks): nothing to watch.
+    if body.size_hint().exact().is_some() {
+        return Response::from_parts(parts, body.boxed());
+    }
     let identity = identity.clone();
     let body = body.map_frame(move |mut frame| {
         if let Some(trailers) = frame.trailers_mut() {
