@@ -195,10 +195,10 @@ fn drive(
             return Box::pin(crate::session::handlers::serve(ctx, handler, req, &jar)).await;
         }
         auth::verify(ctx).await?;
-        crate::session::implicit::csrf_phase(ctx, &jar)?;
+        let websocket = upgrade::is_websocket(&req);
+        crate::session::implicit::csrf_phase(ctx, &jar, websocket)?;
         crate::session::implicit::refresh_phase(ctx, &jar).await?;
         auth::decide(ctx)?;
-        let websocket = upgrade::is_websocket(&req);
         outbound::rewrite(ctx, &mut req, &jar)?;
         if websocket {
             return Box::pin(upgrade::forward(ctx, req)).await;

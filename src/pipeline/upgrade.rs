@@ -10,7 +10,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::extract::Source;
 use super::{full, outbound, Body, RequestCtx};
 use crate::error::GatewayError;
 
@@ -35,12 +34,7 @@ pub async fn forward(
     ctx: &mut RequestCtx,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    // Cross-site WebSocket hijacking: a cookie-carried handshake must come
-    // from us, whether the access cookie or the refresh cookie (an implicit
-    // refresh) carried it.
-    if ctx.refreshed.is_some() || ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie) {
-        crate::session::csrf::check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
-    }
+    // A cookie-carried handshake's Origin was checked in the csrf phase.
     let client_upgrade = hyper::upgrade::on(&mut req);
     let h = req.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
