@@ -242,6 +242,12 @@ async fn tokens_are_found_in_cookie_and_query_and_query_token_is_removed() {
     let resp = get(env.gw.addr, &format!("/api/q?token={t}&%74oken=FORGED&t%6Fken=X&b=2"), &[]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(env.up.last().target, "/api/q?b=2");
+    // Nor is a `;`, which some parsers read as `&`.
+    let resp = get(env.gw.addr, &format!("/api/q?x=1;token=FORGED&token={t}"), &[]).await;
+    assert_eq!(resp.status, 401, "the first query token decides: {}", resp.body);
+    let resp = get(env.gw.addr, &format!("/api/q?token={t}&x=1;token=FORGED"), &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(env.up.last().target, "/api/q?x=1");
 }
 
 #[tokio::test]

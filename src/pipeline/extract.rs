@@ -116,29 +116,56 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
 
 /// The value of `param` in a raw query string (first occurrence).
 pub fn query_token<'q>(query: &'q str, param: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
+    query.split(['&', ';']).find_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (is_param(name, param) && !value.is_empty()).then_some(value)
     })
 }
 
-/// The query with every `param=…` pair removed, verbatim otherwise.
+/// The query with every `param=…` pair removed, verbatim otherwise. A `;`
+/// separates pairs too, as some parsers read it (Rack 2, Python before 3.9.2).
 pub fn query_without(query: &str, param: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| !is_param(pair.split_once('=').map_or(*pair, |(n, _)| n), param))
-        .collect::<Vec<_>>()
-        .join("&")
+    let mut out = String::with_capacity(query.len());
+    let mut first = true;
+    for group in query.split('&') {
+        let kept: Vec<&str> = group
+            .split(';')
+            .filter(|pair| !is_param(pair.split_once('=').map_or(*pair, |(n, _)| n), param))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push('&');
+        }
+        first = false;
+        out.push_str(&kept.join(";"));
+    }
+    out
 }
 
-/// Whether a query pair's raw `name` is `param` as the upstream's form
-/// parser reads it: percent-decoded, `+` as a space. Otherwise `%74oken=…`
-/// would reach an app that reads it as `token=…`, a token jwtgate never saw.
+/// Whether a query pair's raw `name` is `param` as an app's parser may read
+/// it: percent-decoded with `+` as a space (form parsers), and with PHP's
+/// mangling (`.`, space and `[` read as `_`; `name[…]` an array of `name`).
+/// Otherwise `%74oken=…` would reach an app that reads it as `token=…`, a
+/// token jwtgate never saw.
 fn is_param(name: &str, param: &str) -> bool {
-    if !name.contains(['%', '+']) {
+    if !name.contains(['%', '+', '.', ' ', '[']) {
         return name == param;
     }
-    form_urlencoded::parse(name.as_bytes()).next().is_some_and(|(decoded, _)| decoded == param)
+    let decoded = match form_urlencoded::parse(name.as_bytes()).next() {
+        Some((decoded, _)) => decoded,
+        None => return false,
+    };
+    let base = match decoded.find('[') {
+        Some(open) if decoded[open..].contains(']') => &decoded[..open],
+        _ => &decoded[..],
+    };
+    base.len() == param.len()
+        && base
+            .bytes()
+            .zip(param.bytes())
+            .all(|(n, p)| n == p || (p == b'_' && matches!(n, b'.' | b' ' | b'[')))
 }
 
 #[cfg(test)]
@@ -206,5 +233,13 @@ mod tests {
         assert_eq!(query_without("token=T&%74oken=F&%74%6Fken=G&a=%74oken", "token"), "a=%74oken");
         assert_eq!(query_token("%74oken=T", "token"), Some("T"));
         assert_eq!(query_without("my+token=1&my%20token=2&my-token=3", "my token"), "my-token=3");
+        // `;` separates pairs for some parsers: a token behind one is found and removed.
+        assert_eq!(query_without("x=1;token=F&token=T&b=2;c=3", "token"), "x=1&b=2;c=3");
+        assert_eq!(query_token("x=1;token=T", "token"), Some("T"));
+        // PHP reads these names as `access_token`.
+        let php =
+            "access.token=F&access+token=G&access[token=H&access_token[]=I&access_token[k]=J&accessXtoken=1";
+        assert_eq!(query_without(php, "access_token"), "accessXtoken=1");
+        assert_eq!(query_without("a=1&&b=2", "token"), "a=1&&b=2", "nothing else changes");
     }
 }
