@@ -52,9 +52,17 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| CommandError::Usage(format!("{method:?} is not an HTTP method")))?;
     let (host, target) = split_url(url)?;
+    // Judged in the gateway's order: method, host, path.
     if let Err(refused) = crate::pipeline::inbound::method(&method) {
         return explained(&format!("rejected: 400 bad_request ({refused})"));
     }
+    let host = match host {
+        None => String::new(),
+        Some(raw) => match crate::pipeline::inbound::match_host(raw) {
+            Some(host) => host,
+            None => return explained(&format!("rejected: 400 bad_request (malformed Host {raw:?})")),
+        },
+    };
     let canonical = match canonicalize(&target, rt.server.allow_semicolon) {
         Ok(c) => c,
         Err(PathError::TooLong) => return explained("rejected: 414 (request target longer than 8 KiB)"),
@@ -98,10 +106,11 @@ fn explained(line: &str) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::FAILURE)
 }
 
-/// An origin-form target (no host) or an absolute URL (host lower-cased, port dropped).
-fn split_url(url: &str) -> Result<(String, String), CommandError> {
+/// An origin-form target (no host) or an absolute URL: its host as sent
+/// (port included), and its target.
+fn split_url(url: &str) -> Result<(Option<&str>, String), CommandError> {
     if url.starts_with('/') {
-        return Ok((String::new(), url.to_owned()));
+        return Ok((None, url.to_owned()));
     }
     let usage = || CommandError::Usage(format!("{url:?}: give /path?query or http(s)://host/path"));
     let (scheme, rest) = url.split_once("://").ok_or_else(usage)?;
@@ -117,10 +126,8 @@ fn split_url(url: &str) -> Result<(String, String), CommandError> {
         t if t.starts_with('?') => format!("/{t}"),
         t => t.to_owned(),
     };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    // Matched as the gateway matches a Host: port and trailing dot dropped.
-    let host = crate::pipeline::inbound::match_host(authority).ok_or_else(usage)?;
-    Ok((host, target))
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    Ok((Some(host), target))
 }
 
 /// `jwtgate token mint`.

@@ -297,6 +297,26 @@ fn explain_accepts_an_absolute_url_and_matches_its_host() {
     let out = run("ftp://app.example.com/x");
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("http(s)://host/path"), "{}", out.all());
+
+    // As the gateway judges a Host: a trailing dot is the same host...
+    let out = run("http://app.example.com./x");
+    out.expect_code(0);
+    assert_eq!(field(&out, "route"), "routes[1] /**");
+    // ...and one an upstream would read as another is refused, not matched.
+    let out = run("http://app.example.com:x:80/x");
+    out.expect_code(1);
+    assert!(out.stdout.contains("rejected: 400"), "{}", out.all());
+    let out = run("http://app.example.com../x");
+    out.expect_code(1);
+    assert!(out.stdout.contains("rejected: 400"), "{}", out.all());
+}
+
+#[test]
+fn explain_refuses_a_lower_case_method_as_the_gateway_does() {
+    let out = explain("post", "/login");
+    out.expect_code(1);
+    assert!(out.stdout.contains("rejected: 400"), "{}", out.all());
+    assert!(out.stdout.contains("upper-case"), "the reason is shown:\n{}", out.all());
 }
 
 #[test]

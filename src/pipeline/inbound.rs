@@ -97,37 +97,39 @@ pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayErro
 /// under another's policy.
 pub(crate) fn match_host(host: &str) -> Option<String> {
     let bytes = host.as_bytes();
-    // Where the name ends (a trailing dot left out) and the port begins.
-    let (name_end, port_start) = if bytes.first() == Some(&b'[') {
+    if bytes.first() == Some(&b'[') {
+        // An IPv6 literal matches in its canonical spelling, as route hosts
+        // are written: `[0::1]` is `[::1]`.
         let close = host.find(']')?;
-        let literal = &bytes[1..close];
-        let ipv6 =
-            !literal.is_empty() && literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-        (ipv6.then_some(close + 1)?, close + 1)
-    } else {
-        // One pass: labels of letters, digits, `-` and `_`, none empty.
-        let (mut label, mut end) = (0, bytes.len());
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b':' => {
-                    end = i;
-                    break;
-                }
-                b'.' if label == 0 => return None,
-                b'.' => label = 0,
-                b if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' => label += 1,
-                _ => return None,
+        let addr: std::net::Ipv6Addr = host[1..close].parse().ok()?;
+        return port_ok(&bytes[close + 1..]).then(|| format!("[{addr}]"));
+    }
+    // One pass: labels of letters, digits, `-` and `_`, none empty, up to
+    // the port.
+    let (mut label, mut end) = (0, bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b':' => {
+                end = i;
+                break;
             }
+            b'.' if label == 0 => return None,
+            b'.' => label = 0,
+            b if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' => label += 1,
+            _ => return None,
         }
-        let name_end = if label == 0 { end.checked_sub(1)? } else { end };
-        (name_end, end)
-    };
-    let port = &bytes[port_start..];
-    let port_ok = port.is_empty()
+    }
+    // A trailing dot (the last label empty) is left out.
+    let name_end = if label == 0 { end.checked_sub(1)? } else { end };
+    (name_end > 0 && port_ok(&bytes[end..])).then(|| host[..name_end].to_ascii_lowercase())
+}
+
+/// Nothing, or `:` and at most five digits.
+fn port_ok(port: &[u8]) -> bool {
+    port.is_empty()
         || port
             .strip_prefix(b":")
-            .is_some_and(|digits| digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit));
-    (name_end > 0 && port_ok).then(|| host[..name_end].to_ascii_lowercase())
+            .is_some_and(|digits| digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit))
 }
 
 /// DESIGN.md §4 rules 2–5; `*` targets and other non-origin forms → 400.
@@ -168,6 +170,7 @@ mod tests {
         assert_eq!(match_host("App.Example.com:8080").unwrap(), "app.example.com");
         assert_eq!(match_host("[::1]:80").unwrap(), "[::1]");
         assert_eq!(match_host("[::FFFF:127.0.0.1]").unwrap(), "[::ffff:127.0.0.1]");
+        assert_eq!(match_host("[0:0::1]:8080").unwrap(), "[::1]", "canonical, as route hosts are");
         assert_eq!(match_host("127.0.0.1").unwrap(), "127.0.0.1");
         assert_eq!(match_host("my_host:").unwrap(), "my_host", "an empty port is a port (RFC 3986)");
         assert!(match_host("a b").is_none());
@@ -195,6 +198,8 @@ mod tests {
             "[::1",
             "[::1%25eth0]",
             "[admin.example.com]",
+            "[...]",
+            "[1]",
             "admin.example.com/",
             "admin.example.com\\",
             "admin.example.com%2e",

@@ -79,12 +79,17 @@ fn compile(at: &Field, raw: &RawRoute, upstreams: &[String], errs: &mut ConfigEr
     Some(Entry::new(route, pattern))
 }
 
-/// A plain hostname or bracketed IPv6 literal, lower-cased; no scheme, port or path.
+/// A plain hostname, lower-cased, or a bracketed IPv6 literal in its
+/// canonical spelling (`[::1]`, as the gateway spells a request's); no
+/// scheme, port or path.
 fn check_host(at: &Field, host: &str, errs: &mut ConfigErrors) -> Option<String> {
     let lower = host.to_ascii_lowercase();
     let ipv6 = lower.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Some(addr) = ipv6.and_then(|inner| inner.parse::<std::net::Ipv6Addr>().ok()) {
+        return Some(format!("[{addr}]"));
+    }
     let valid = match ipv6 {
-        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        Some(_) => false,
         None => {
             !lower.is_empty()
                 && lower.len() <= 253

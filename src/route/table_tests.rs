@@ -376,6 +376,20 @@ fn login_needs_an_upstream() {
 }
 
 #[test]
+fn an_ipv6_route_host_is_kept_in_its_canonical_spelling() {
+    let t = build(
+        r#"
+[[routes]]
+path = "/**"
+policy = "access"
+upstream = "app"
+host = "[0:0:0::1]"
+"#,
+    );
+    assert_eq!(t.routes()[0].host.as_deref(), Some("[::1]"), "as requests' hosts are matched");
+}
+
+#[test]
 fn fields_are_compiled() {
     let t = build(
         r#"
