@@ -1,33 +1,14 @@
 #!/usr/bin/env bash
-# Profile-guided release build of jwtgate, then a BOLT post-link pass over it.
-#
-# PGO: rustc builds an instrumented binary (-Cprofile-generate), which serves
-# a training mix in front of a real upstream; llvm-profdata merges the counts;
-# rustc builds again with them (-Cprofile-use). The code is the same; LLVM
-# lays it out and inlines by what the mix ran.
-#
-# BOLT (LLVM's post-link optimizer) then redoes the layout of the linked
-# binary, across crates and std alike: hot basic blocks in a row (ext-tsp),
-# hot functions next to their callers (cdsort), cold blocks and landing pads
-# split out of the hot text, identical functions folded. Fewer i-cache and
-# iTLB misses on the request path: mostly where the code sits changes.
-# BOLT needs a profile of the binary it rewrites, and this VM has no hardware
-# perf counters (no `perf record -b` / perf2bolt), so it is taken in
-# instrumentation mode: `llvm-bolt -instrument` writes a counting copy, which
-# serves the same training mix; its runtime writes one .fdata per process as
-# it exits (a gateway exits cleanly on SIGTERM), merge-fdata merges them, and
-# llvm-bolt rewrites the profile-use binary with them. That binary is linked
-# with --emit-relocs, which BOLT needs to move functions.
-# The result is checked: --version, and one authorized request served through
-# it to the upstream. BENCHMARKS.md has what the profile-guided build is worth.
+# Profile-guided release build of jwtgate: rustc builds an instrumented
+# binary (-Cprofile-generate), which serves a training mix in front of a
+# real upstream; llvm-profdata merges the counts; rustc builds again with
+# them (-Cprofile-use). The code is the same; LLVM lays it out and inlines
+# by what the mix ran. BENCHMARKS.md has what it is worth.
 #
 #   scripts/pgo-build.sh [OUT]          release build, binary copied to OUT
-#                                       (default: TARGET_DIR/pgo/jwtgate); ~11 min
-#                                       on 2 cores, of which BOLT's part (both
-#                                       passes and its training) under 1 min
-#   scripts/pgo-build.sh --smoke OUT    the same pipeline, BOLT included, on the
-#                                       dev profile with a short mix (the test
-#                                       command runs it); BOLT adds ~75 s
+#                                       (default: TARGET_DIR/pgo/jwtgate); ~10 min
+#   scripts/pgo-build.sh --smoke OUT    the same pipeline on the dev profile with
+#                                       a short mix (the test command runs it)
 #
 # The mix: bearer HS256, ES256 and RS256 access routes, an access cookie,
 # requests with no token and with a forged one (401), POSTs with a 4 KiB
@@ -37,9 +18,6 @@
 #
 # llvm-profdata must be the LLVM major version rustc was built with; it is
 # taken from rustup's llvm-tools, or Debian's llvm-N (installed as root).
-# BOLT reads machine code, not LLVM's profiles, so any version does: Debian's
-# bolt-19 (llvm-bolt, merge-fdata) and libbolt-19-dev (the runtime that
-# -instrument links in), installed as root; without them the script fails.
 # Needs nginx (the upstream), wrk and curl, installed the same way.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -51,10 +29,8 @@ cd "$ROOT"
 # The comparison's helpers: need, the upstream, ports, templates, logins.
 # common.sh reads its templates from HERE.
 HERE=$COMPARE
-# shellcheck source=SCRIPTDIR/../benches/compare/common.sh
 source "$COMPARE/common.sh"
 need nginx wrk curl
-fail() { echo "pgo-build.sh: $*" >&2; exit 1; }
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 LLVM_MAJOR=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
@@ -62,24 +38,8 @@ PROFDATA="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
 if [ ! -x "$PROFDATA" ]; then
   need "llvm-$LLVM_MAJOR"  # rustc's LLVM; or 'rustup component add llvm-tools'
   PROFDATA=$(command -v "llvm-profdata-$LLVM_MAJOR") ||
-    fail "llvm-$LLVM_MAJOR did not provide llvm-profdata-$LLVM_MAJOR"
+    { echo "pgo-build.sh: llvm-$LLVM_MAJOR did not provide llvm-profdata-$LLVM_MAJOR" >&2; exit 1; }
 fi
-
-# BOLT, looked for before the long builds. need() knows a package by its
-# command, so it is called only for what is missing here. llvm-bolt takes
-# its instrumentation runtime from ../lib beside its real path.
-BOLT_V=19
-first_exe() { local c; for c in "$@"; do command -v "$c" && return 0; done; return 1; }
-bolt_tools() {
-  LLVM_BOLT=$(first_exe "/usr/lib/llvm-$BOLT_V/bin/llvm-bolt" "llvm-bolt-$BOLT_V") &&
-    MERGE_FDATA=$(first_exe "/usr/lib/llvm-$BOLT_V/bin/merge-fdata" "merge-fdata-$BOLT_V")
-}
-bolt_tools || need "bolt-$BOLT_V" || true  # the check below says what is missing
-bolt_tools || fail "no llvm-bolt or merge-fdata: install Debian's bolt-$BOLT_V (apt-get install bolt-$BOLT_V)"
-BOLT_RT="$(dirname "$(readlink -f "$LLVM_BOLT")")/../lib/libbolt_rt_instr.a"
-[ -e "$BOLT_RT" ] || need "libbolt-$BOLT_V-dev" || true
-[ -e "$BOLT_RT" ] ||
-  fail "no BOLT instrumentation runtime ($BOLT_RT): install Debian's libbolt-$BOLT_V-dev (apt-get install libbolt-$BOLT_V-dev)"
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 PROFILE=release
@@ -87,7 +47,7 @@ PROFILE=release
 PROFILE_DIR=$([ $PROFILE = release ] && echo release || echo debug)
 OUT=${1:-$TARGET_DIR/pgo/jwtgate}
 WORK="$TARGET_DIR/pgo-work"
-rm -rf "$WORK" && mkdir -p "$WORK/profiles" "$WORK/bolt"
+rm -rf "$WORK" && mkdir -p "$WORK/profiles"
 
 # --target, even for the host: RUSTFLAGS then reach only the target's code,
 # not build scripts or proc macros, whose runs would add profiles of their own.
@@ -102,13 +62,14 @@ INSTRUMENTED=$(build pgo-generate "-Cprofile-generate=$WORK/profiles")
 # The training mix, in front of the comparison's upstream.
 start_upstream
 SECRET=training-secret-training-secret-0123456789
-BIN=  # the jwtgate binary that gateway() starts
+"$INSTRUMENTED" keygen --alg ES256 --out "$WORK/es256" >/dev/null
+"$INSTRUMENTED" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
 # Not called as $(gateway ...): a gateway started in that subshell would be
 # neither stopped nor waited for, and its profile written after the merge.
-gateway() { # gateway TEMPLATE NAME [KEY=VALUE...]: config rendered, $BIN started; its port in PORT
+gateway() { # gateway TEMPLATE NAME [KEY=VALUE...]: config rendered, gateway started; its port in PORT
   PORT=$(free_port)
   render "$COMPARE/$1" "$WORK/$2.toml" "PORT=$PORT" "NAME=$2" "${@:3}"
-  "$BIN" run -c "$WORK/$2.toml" > "$WORK/$2.out" 2>&1 &
+  "$INSTRUMENTED" run -c "$WORK/$2.toml" > "$WORK/$2.out" 2>&1 &
   PIDS+=($!)
   GATEWAYS+=($!)
   wait_port "$PORT"
@@ -116,7 +77,7 @@ gateway() { # gateway TEMPLATE NAME [KEY=VALUE...]: config rendered, $BIN starte
 stop_gateways() { # SIGTERM, and wait: a profile is written as its process exits
   for p in "${GATEWAYS[@]}"; do
     kill "$p"
-    wait "$p" || fail "a gateway exited with $? (log: $WORK/*.out)"
+    wait "$p" || { echo "pgo-build.sh: a training gateway exited with $? (log: $WORK/*.out)" >&2; exit 1; }
   done
   GATEWAYS=()
 }
@@ -136,49 +97,36 @@ load() { # load PORT EXPECTED-STATUS [wrk options...] [-- script args...]: one p
     grep -q "Non-2xx" <<<"$out" || { echo "pgo-build.sh: expected refusals, got none:" >&2; echo "$out" >&2; exit 1; }
   fi
 }
-
-# train BINARY DIR: the whole mix served by BINARY (every command it runs is
-# a profiled process too); keys, configs, stores and logs in DIR, fresh.
-# WORK is DIR for the mix: render() and gateway() write under $WORK.
-train() {
-  BIN=$1
-  local WORK=$2
-  mkdir -p "$WORK"
-  cat > "$WORK/post.lua" <<'LUA'
+cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = string.rep("x", 4096)
 wrk.headers["Content-Type"] = "application/octet-stream"
 LUA
-  "$BIN" keygen --alg ES256 --out "$WORK/es256" >/dev/null
-  "$BIN" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
 
-  gateway jwtgate.toml hs256 "KEY=secret = \"$SECRET\""
-  local hs=$PORT token
-  token=$("$BIN" token mint -c "$WORK/hs256.toml" --sub training)
-  load "$hs" 200 -H "Authorization: Bearer $token"
-  load "$hs" 200 -H "Cookie: access_token_cookie=$token"
-  load "$hs" 200 -s "$WORK/post.lua" -H "Authorization: Bearer $token"
-  load "$hs" 401
-  load "$hs" 401 -H "Authorization: Bearer ${token%.*}.AAAA"
-  local alg name
-  for alg in ES256 RS256; do
-    name=$(tr '[:upper:]' '[:lower:]' <<<"$alg")
-    gateway jwtgate.toml "$name" "KEY=algorithm = \"$alg\"
+gateway jwtgate.toml hs256 "KEY=secret = \"$SECRET\""
+HS=$PORT
+TOKEN=$("$INSTRUMENTED" token mint -c "$WORK/hs256.toml" --sub training)
+load "$HS" 200 -H "Authorization: Bearer $TOKEN"
+load "$HS" 200 -H "Cookie: access_token_cookie=$TOKEN"
+load "$HS" 200 -s "$WORK/post.lua" -H "Authorization: Bearer $TOKEN"
+load "$HS" 401
+load "$HS" 401 -H "Authorization: Bearer ${TOKEN%.*}.AAAA"
+for alg in ES256 RS256; do
+  name=$(tr '[:upper:]' '[:lower:]' <<<"$alg")
+  gateway jwtgate.toml "$name" "KEY=algorithm = \"$alg\"
 private_key = \"$WORK/$name/signing.pem\""
-    load "$PORT" 200 -H "Authorization: Bearer $("$BIN" token mint -c "$WORK/$name.toml" --sub training)"
-  done
+  load "$PORT" 200 -H "Authorization: Bearer $("$INSTRUMENTED" token mint -c "$WORK/$name.toml" --sub training)"
+done
 
-  # Logins, then every request rotates (benches/compare/refresh.lua).
-  gateway jwtgate-refresh.toml refresh "SECRET=$SECRET"
-  logins "$PORT" $((CONNS + 1)) "$WORK/refresh.tokens"
-  load "$PORT" 200 -s "$COMPARE/refresh.lua" -- "$WORK/refresh.tokens"
-  stop_gateways
-}
-train "$INSTRUMENTED" "$WORK/train-pgo"
+# Logins, then every request rotates (benches/compare/refresh.lua).
+gateway jwtgate-refresh.toml refresh "SECRET=$SECRET"
+logins "$PORT" $((CONNS + 1)) "$WORK/refresh.tokens"
+load "$PORT" 200 -s "$COMPARE/refresh.lua" -- "$WORK/refresh.tokens"
+stop_gateways
 
 shopt -s nullglob
 profiles=("$WORK"/profiles/*.profraw)
-[ ${#profiles[@]} -gt 0 ] || fail "the instrumented gateways wrote no profile"
+[ ${#profiles[@]} -gt 0 ] || { echo "pgo-build.sh: the instrumented gateways wrote no profile" >&2; exit 1; }
 "$PROFDATA" merge -o "$WORK/merged.profdata" "${profiles[@]}"
 # Named by content: cargo tracks RUSTFLAGS, not the file they name, so a new
 # profile at an old path would leave a build made with the old one.
@@ -194,61 +142,11 @@ find "$TARGET_DIR/pgo-profiles" -name '*.profdata' ! -path "$MERGED" -delete
 rm -rf "${TARGET_DIR:?}/pgo-use/$HOST/$PROFILE_DIR"
 "$PROFDATA" show --all-functions "$MERGED" > "$WORK/functions.txt"
 grep -q Verifier "$WORK/functions.txt" ||
-  fail "the merged profile counts no token verification: the mix did not run"
+  { echo "pgo-build.sh: the merged profile counts no token verification: the mix did not run" >&2; exit 1; }
 
-# --emit-relocs keeps the link's relocations in the binary: without them
-# BOLT can reorder blocks only inside each function, not move functions.
-# The smoke build keeps the dev profile's debug info: llvm-bolt drops it
-# from what it writes (a warning says so; -update-debug-sections would
-# rewrite it), at ~10% of BOLT's time (instrumenting the 320 MB dev binary:
-# 55 s, 49 s stripped). BOLT's time there is the 25 MB of unoptimized code.
-USE_FLAGS="-Cprofile-use=$MERGED -Clink-arg=-Wl,--emit-relocs"
 echo "pgo-build.sh: optimized build ($PROFILE)" >&2
-BUILT=$(build pgo-use "$USE_FLAGS")
-"$BUILT" --version > /dev/null
-
-# BOLT: an instrumented copy serves the same mix; one profile per process.
-echo "pgo-build.sh: BOLT: instrumenting, training" >&2
-# Its warnings are expected (~20 each run): aws-lc's hand-written assembly
-# (FDE conflicts, entries it cannot patch, symbol sizes) is left as it is,
-# and a dev binary's debug info is dropped.
-bolt() { # bolt LOG ARGS...: llvm-bolt, its output in $WORK/bolt/LOG
-  local log="$WORK/bolt/$1"; shift
-  "$LLVM_BOLT" "$@" > "$log" 2>&1 || { tail -n 30 "$log" >&2; fail "llvm-bolt failed (log: $log)"; }
-  echo "pgo-build.sh: llvm-bolt: $(grep -c BOLT-WARNING "$log") warnings (log: $log)" >&2
-}
-bolt instrument.log "$BUILT" -instrument -o "$WORK/bolt/jwtgate.inst" \
-  --instrumentation-file="$WORK/bolt/prof" --instrumentation-file-append-pid
-train "$WORK/bolt/jwtgate.inst" "$WORK/train-bolt"
-fdata=("$WORK"/bolt/prof*.fdata)
-[ ${#fdata[@]} -gt 0 ] || fail "the BOLT-instrumented gateways wrote no profile"
-"$MERGE_FDATA" -o "$WORK/bolt/merged.fdata" "${fdata[@]}" 2> "$WORK/bolt/merge.log" ||
-  { cat "$WORK/bolt/merge.log" >&2; fail "merge-fdata failed"; }
-grep -q Verifier "$WORK/bolt/merged.fdata" ||
-  fail "the BOLT profile counts no token verification: the mix did not run"
-
-echo "pgo-build.sh: BOLT: optimizing" >&2
-bolt optimize.log "$BUILT" -o "$WORK/bolt/jwtgate" -data="$WORK/bolt/merged.fdata" \
-  -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -split-all-cold \
-  -split-eh -icf=1 -use-gnu-stack
-grep 'non-empty execution profile\|basic block reordering modified' "$WORK/bolt/optimize.log" |
-  sed 's/^BOLT-INFO/pgo-build.sh: llvm-bolt/' >&2 || true
-
-# The check: it starts, and it serves one authorized request to the upstream.
-"$WORK/bolt/jwtgate" --version > /dev/null || fail "the BOLT-optimized binary does not run (--version)"
-check() {
-  BIN=$1
-  local WORK=$2
-  mkdir -p "$WORK"
-  gateway jwtgate.toml hs256 "KEY=secret = \"$SECRET\""
-  local token status
-  token=$("$BIN" token mint -c "$WORK/hs256.toml" --sub check)
-  status=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/x") || true
-  [ "$status" = 200 ] || fail "the BOLT-optimized binary does not serve: HTTP $status for an authorized request (log: $WORK/hs256.out)"
-  stop_gateways
-}
-check "$WORK/bolt/jwtgate" "$WORK/check"
-
+BUILT=$(build pgo-use "-Cprofile-use=$MERGED")
 mkdir -p "$(dirname "$OUT")"
-cp "$WORK/bolt/jwtgate" "$OUT"
+cp "$BUILT" "$OUT"
+"$OUT" --version > /dev/null
 echo "$OUT"
