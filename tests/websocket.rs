@@ -29,6 +29,11 @@ path = "/ws"
 policy = "access"
 upstream = "ws"
 
+[[routes]]
+path = "/public-ws"
+policy = "public"
+upstream = "ws"
+
 [[upstreams]]
 name = "ws"
 urls = ["http://{ws}"]
@@ -149,6 +154,37 @@ async fn refresh_cookie_handshake_from_another_site_is_refused() {
     let cookie = refresh_cookie(request(gw.addr, "POST", "/login", &[], "").await);
     let ok = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
     assert!(ok.is_ok(), "a same-origin refresh-cookie handshake works: {:?}", ok.err());
+}
+
+#[tokio::test]
+async fn a_public_tunnel_still_refuses_a_cross_site_handshake_carrying_the_access_cookie() {
+    // The access cookie travels to the upstream (`token = "keep"`), which
+    // may read it: the handshake must come from us.
+    let (gw, _seen, _app, _ws) = setup().await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let cookie = format!("access_token_cookie={}", login.json()["access_token"].as_str().unwrap());
+    let err = connect(&gw, "/public-ws", &[("Cookie", &cookie), ("Origin", "https://evil.test")])
+        .await
+        .expect_err("CSWSH on a public route");
+    assert!(err.to_string().contains("403"), "{err}");
+    // Without our cookies a public tunnel is anyone's.
+    let ok = connect(&gw, "/public-ws", &[("Origin", "https://evil.test")]).await;
+    assert!(ok.is_ok(), "a cookie-less cross-site handshake on a public route: {:?}", ok.err());
+    let ok = connect(&gw, "/public-ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
+    assert!(ok.is_ok(), "same-origin: {:?}", ok.err());
+}
+
+#[tokio::test]
+async fn an_upgrade_with_an_unsafe_method_still_needs_the_double_submit() {
+    let (gw, _seen, _app, _ws) = setup().await;
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    let cookie = format!("access_token_cookie={}", login.json()["access_token"].as_str().unwrap());
+    let post = format!(
+        "POST /ws HTTP/1.1\r\nHost: app.test\r\nOrigin: http://app.test\r\nCookie: {cookie}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n\r\n"
+    );
+    common::raw::send_raw(gw.addr, &post).await.assert_problem(403, "csrf_failed");
 }
 
 #[tokio::test]

@@ -145,10 +145,10 @@ pub fn query_without(query: &str, param: &str) -> String {
 }
 
 /// Whether a query pair's raw `name` is `param` as an app's parser may read
-/// it: percent-decoded with `+` as a space (form parsers), and with PHP's
-/// mangling (`.`, space and `[` read as `_`; `name[…]` an array of `name`).
-/// Otherwise `%74oken=…` would reach an app that reads it as `token=…`, a
-/// token jwtgate never saw.
+/// it: percent-decoded with `+` as a space (form parsers), and as PHP reads
+/// it (leading spaces skipped, the name ending at a NUL, `.`, space and `[`
+/// read as `_`, `name[…]` an array of `name`). Otherwise `%74oken=…` would
+/// reach an app that reads it as `token=…`, a token jwtgate never saw.
 fn is_param(name: &str, param: &str) -> bool {
     if !name.contains(['%', '+', '.', ' ', '[']) {
         return name == param;
@@ -157,9 +157,14 @@ fn is_param(name: &str, param: &str) -> bool {
         Some((decoded, _)) => decoded,
         None => return false,
     };
+    if decoded == param {
+        return true;
+    }
+    let decoded = decoded.trim_start_matches(' ');
+    let decoded = decoded.split('\0').next().unwrap_or_default();
     let base = match decoded.find('[') {
         Some(open) if decoded[open..].contains(']') => &decoded[..open],
-        _ => &decoded[..],
+        _ => decoded,
     };
     base.len() == param.len()
         && base
@@ -241,5 +246,7 @@ mod tests {
             "access.token=F&access+token=G&access[token=H&access_token[]=I&access_token[k]=J&accessXtoken=1";
         assert_eq!(query_without(php, "access_token"), "accessXtoken=1");
         assert_eq!(query_without("a=1&&b=2", "token"), "a=1&&b=2", "nothing else changes");
+        // PHP skips leading spaces and ends a name at a NUL.
+        assert_eq!(query_without("+token=F&%20%20token=G&token%00x=H&x+token=1", "token"), "x+token=1");
     }
 }

@@ -33,18 +33,24 @@ fn refresh_cookie_claims(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims
 
 /// The csrf phase: for a cookie-carried session on an unsafe method, Origin
 /// and double submit against the access cookie's `csrf` claim (expired still
-/// counts), or without one, the refresh cookie's. A WebSocket handshake gets
-/// the Origin check (cross-site WebSocket hijacking; a browser cannot add a
-/// header to it), and gets it here, before an implicit refresh would rotate
-/// the session for a cross-site page.
+/// counts), or without one, the refresh cookie's.
+///
+/// A WebSocket handshake gets the Origin check (cross-site WebSocket
+/// hijacking; a browser cannot add a header to it) when a cookie carries its
+/// credential, on any route, or when the refresh cookie would carry its
+/// session; here, before an implicit refresh would rotate the session for a
+/// cross-site page.
 pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar, websocket: bool) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
     let protected = ctx.route().is_some_and(|r| r.handler.is_none() && r.policy != Policy::Public);
-    if !protected || (is_safe(&ctx.method) && !websocket) || !cookie_session(ctx, jar) {
+    let double_submit = protected && !is_safe(&ctx.method) && cookie_session(ctx, jar);
+    let cookie_credential = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie);
+    let hijackable = websocket && (cookie_credential || (protected && cookie_session(ctx, jar)));
+    if !double_submit && !hijackable {
         return Ok(());
     }
     check_origin(rt, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
-    if websocket || !rt.csrf.enabled {
+    if !double_submit || !rt.csrf.enabled {
         return Ok(());
     }
     let access_claims = match &ctx.token {
