@@ -210,14 +210,7 @@ async fn the_identity_header_never_reaches_the_client_as_a_trailer() {
         }
     });
     let gw = start_gateway(&base_config(PUBLIC_AND_API), upstream, None).await;
-    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = common::client::h2_connect(gw.addr).await;
     let req = http::Request::get("http://app.test/public/x").body(Empty::<bytes::Bytes>::new()).unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);

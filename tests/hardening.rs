@@ -174,14 +174,7 @@ async fn upstream_down_is_502_and_hung_is_504() {
 async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     use http_body_util::{BodyExt, Empty};
     let (up, gw) = public_and_api().await;
-    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = common::client::h2_connect(gw.addr).await;
     let req = http::Request::get("http://app.test:8443/public/h2?x=1")
         .header("cookie", "a=1")
         .header("cookie", "b=2")

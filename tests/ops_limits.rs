@@ -6,6 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::client::h2_connect;
 use common::raw::get;
 use common::*;
 use jwtgate::token::TokenType;
@@ -148,25 +149,6 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
     for secret in [token, "eyJzdWIiOiJtYWxsb3J5In0", "hunter2", SECRET] {
         assert!(!logs.contains(secret), "a credential reached the logs: {secret}\n{logs}");
     }
-}
-
-async fn h2_connect(
-    addr: std::net::SocketAddr,
-) -> (hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>, tokio::task::JoinHandle<()>)
-{
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    (
-        send,
-        tokio::spawn(async move {
-            let _ = conn.await;
-        }),
-    )
 }
 
 #[tokio::test]

@@ -166,3 +166,21 @@ pub async fn wait_metric(admin: SocketAddr, series: &str, value: f64, within: Du
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An HTTP/2 (prior knowledge) connection to the gateway: its sender, and
+/// the task driving the connection.
+pub async fn h2_connect(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<Empty<Bytes>>, tokio::task::JoinHandle<()>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (
+        send,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
