@@ -144,15 +144,6 @@ impl Upstream {
         req: Request<Incoming>,
         sent: Instant,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + 'static {
-        self.start(req, sent)
-    }
-
-    /// The instant by which the response head of a request sent at `sent` is due.
-    fn due(&self, sent: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(sent + self.timeout)
-    }
-
-    fn start(self: Arc<Self>, req: Request<Incoming>, sent: Instant) -> Sending<impl ExchangeFuture> {
         let (mut parts, body) = req.into_parts();
         if !parts.headers.contains_key(HOST) {
             if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -179,6 +170,11 @@ impl Upstream {
             }
             None => Sending::Other { fut: self.send_from_timed(first, parts, body, sent) },
         }
+    }
+
+    /// The instant by which the response head of a request sent at `sent` is due.
+    fn due(&self, sent: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(sent + self.timeout)
     }
 
     /// [`Upstream::send_from`], boxed, with the whole of it (a connect
@@ -378,7 +374,7 @@ impl<F> ExchangeFuture for F where F: Future<Output = Result<Response<UpstreamBo
 type Boxed = Pin<Box<dyn Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send>>;
 
 pin_project_lite::pin_project! {
-    /// One request's exchange with its upstream ([`Upstream::start`]).
+    /// One request's exchange with its upstream ([`Upstream::send`]).
     #[project = SendingProj]
     enum Sending<F> {
         /// Sent on an idle pooled connection. If that connection turns out to

@@ -132,7 +132,12 @@ impl StripRules {
 
     fn strips(&self, name: &HeaderName, connection_listed: &[Cow<'_, str>]) -> bool {
         let folded = fold_header(name);
+        // An underscore spelling (`X_Forwarded_For`) of an address header goes
+        // whoever sent it: an app server that reads `_` as `-` would merge it
+        // into the real one, which `apply_forwarded` writes or checks.
+        let address_spelling = matches!(&folded, Cow::Owned(f) if is_address_header(f));
         is_hop_by_hop(name, &folded)
+            || address_spelling
             || REWRITE_HEADERS.contains(&folded.as_ref())
             || self.names.iter().any(|n| *n == folded)
             || self.prefixes.iter().any(|p| folded.starts_with(p.as_str()))
@@ -206,7 +211,8 @@ pub struct Hop<'a> {
 
 /// X-Forwarded-For/-Proto/-Host and `Forwarded` (RFC 7239). From an untrusted
 /// peer every client-supplied address header is replaced or removed; from a
-/// trusted proxy they are kept and extended. Runs on every proxied request, so
+/// trusted proxy they are kept and extended. Their underscore spellings are
+/// `strip_request`'s, which runs first. Runs on every proxied request, so
 /// each value is built in one buffer that becomes the header without a copy.
 pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     let (xff, xfp, xfh, fwd) =
@@ -225,21 +231,6 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     }
     element.push_str(";proto=");
     element.push_str(hop.proto);
-    // One pass over the (few) headers sent beats a hashed lookup per name.
-    // An underscore spelling (`X_Forwarded_For`) of any address header goes,
-    // whoever sent it: an app server that reads `_` as `-` would merge it
-    // into the real one. From an untrusted peer, so do the real spellings.
-    let doomed: Few<HeaderName> = headers
-        .keys()
-        .filter(|name| match fold_header(name) {
-            Cow::Owned(folded) => is_address_header(&folded),
-            Cow::Borrowed(_) => !hop.peer_trusted && UNTRUSTED_ADDRESS_HEADERS.contains(name),
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
     if hop.peer_trusted {
         let joined_xff = join_values(headers, &xff).map_or(peer.clone(), |prev| format!("{prev}, {peer}"));
         let joined_fwd =
@@ -253,6 +244,12 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
             set(headers, xfh, hop.host.to_owned());
         }
         return;
+    }
+    // One pass over the (few) headers sent beats a hashed lookup per name.
+    let doomed: Few<HeaderName> =
+        headers.keys().filter(|name| UNTRUSTED_ADDRESS_HEADERS.contains(name)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
     }
     set(headers, xff, peer);
     headers.insert(xfp, HeaderValue::from_static(hop.proto));
@@ -433,6 +430,7 @@ mod tests {
             h.append("x-real-ip", HeaderValue::from_static("1.2.3.4"));
             let hop =
                 Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: trusted, proto: "http", host: "a" };
+            strip_request(&mut h, &StripRules::default());
             apply_forwarded(&mut h, &hop);
             let underscored: Vec<&str> =
                 h.keys().map(HeaderName::as_str).filter(|n| n.contains('_')).collect();
