@@ -207,6 +207,12 @@ policy = "access"
 upstream = "app"
 
 [[routes]]
+host = "10.0.0.5"
+path = "/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
 path = "/**"
 policy = "public"
 upstream = "app"
@@ -232,10 +238,18 @@ async fn a_host_spelled_as_an_upstream_would_normalise_it_gets_that_hosts_policy
     let gw = start_gateway(&base_config(FALL_THROUGH), up.addr, None).await;
     let with_host =
         |host: &str| format!("GET /dashboard HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    for host in ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:443"] {
+    for host in
+        ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:443", "10.0.0.5", "10.0.0.5.:80"]
+    {
         send_raw(gw.addr, &with_host(host)).await.assert_problem(401, "missing_token");
     }
-    for host in ["admin.example.com:x:80", "admin.example.com:80:80", "admin.example.com..", "[::1]junk"] {
+    // The other spellings of 10.0.0.5 that browsers and WHATWG URL parsers
+    // accept would match as names, under the host-less public route.
+    let ipv4 = ["10.5", "0xa.0.0.5", "167772165", "10.0.0.05", "0x0A000005:80"];
+    for host in ["admin.example.com:x:80", "admin.example.com:80:80", "admin.example.com..", "[::1]junk"]
+        .into_iter()
+        .chain(ipv4)
+    {
         send_raw(gw.addr, &with_host(host)).await.assert_problem(400, "bad_request");
     }
     assert_eq!(up.count(), 0, "nothing reached the upstream");

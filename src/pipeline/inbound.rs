@@ -121,7 +121,23 @@ pub(crate) fn match_host(host: &str) -> Option<String> {
     }
     // A trailing dot (the last label empty) is left out.
     let name_end = if label == 0 { end.checked_sub(1)? } else { end };
-    (name_end > 0 && port_ok(&bytes[end..])).then(|| host[..name_end].to_ascii_lowercase())
+    let name = &host[..name_end];
+    (name_end > 0 && port_ok(&bytes[end..]) && ipv4_ok(name)).then(|| name.to_ascii_lowercase())
+}
+
+/// A name whose last label is a number is an IPv4 address to browsers and
+/// WHATWG URL parsers (`127.1`, `0x7f.0.0.1` and `2130706433` are all
+/// 127.0.0.1), so it must be one in the dotted-decimal spelling route hosts
+/// are written in; any other spelling would match as a different host than
+/// an upstream that parses it reads.
+pub(crate) fn ipv4_ok(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    let number = match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    };
+    !number || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Nothing, or `:` and at most five digits.
@@ -183,6 +199,11 @@ mod tests {
         // One trailing dot is the same host (DNS root), so it matches as one.
         assert_eq!(match_host("Admin.Example.com.").unwrap(), "admin.example.com");
         assert_eq!(match_host("admin.example.com.:443").unwrap(), "admin.example.com");
+        assert_eq!(match_host("127.0.0.1.:80").unwrap(), "127.0.0.1");
+        // A last label that is not a number leaves the name a name.
+        for name in ["123.example.com", "app.0x7g", "a1", "0xz", "app.1e"] {
+            assert_eq!(match_host(name).unwrap(), name);
+        }
         let refused = [
             "admin.example.com:x:80",
             "admin.example.com:80:80",
@@ -203,6 +224,17 @@ mod tests {
             "admin.example.com/",
             "admin.example.com\\",
             "admin.example.com%2e",
+            // IPv4 in spellings other than dotted decimal (WHATWG reads
+            // each as an address).
+            "127.1",
+            "0x7f.0.0.1",
+            "0x7F000001",
+            "2130706433",
+            "127.0.0.01",
+            "127.0.0.256",
+            "1.2.3.4.5",
+            "example.0x",
+            "app.example.123",
         ];
         for host in refused {
             assert_eq!(match_host(host), None, "{host:?} was accepted");

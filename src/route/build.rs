@@ -99,6 +99,13 @@ fn check_host(at: &Field, host: &str, errs: &mut ConfigErrors) -> Option<String>
                 })
         }
     };
+    if valid && !crate::pipeline::inbound::ipv4_ok(&lower) {
+        errs.push(
+            at.key("host"),
+            format!("{host:?} ends in a number, so it is an IPv4 address; write it as four decimal numbers, e.g. \"10.0.0.1\""),
+        );
+        return None;
+    }
     if valid {
         return Some(lower);
     }

@@ -390,6 +390,20 @@ host = "[0:0:0::1]"
 }
 
 #[test]
+fn an_ipv4_route_host_must_be_dotted_decimal() {
+    let route = |host: &str| {
+        format!("[[routes]]\npath = \"/**\"\npolicy = \"access\"\nupstream = \"app\"\nhost = \"{host}\"\n")
+    };
+    assert_eq!(build(&route("10.0.0.1")).routes()[0].host.as_deref(), Some("10.0.0.1"));
+    assert_eq!(build(&route("10.example")).routes()[0].host.as_deref(), Some("10.example"));
+    for host in ["10.1", "0x0a.0.0.1", "167772161", "10.0.0.01"] {
+        let errs = errors(&route(host));
+        assert!(has(&errs, "routes[0].host"), "{host}: {errs:#?}");
+        assert!(format!("{errs:?}").contains("four decimal numbers"), "{host}: {errs:#?}");
+    }
+}
+
+#[test]
 fn fields_are_compiled() {
     let t = build(
         r#"
