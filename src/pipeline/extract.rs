@@ -128,10 +128,19 @@ pub fn query_without(query: &str, param: &str) -> String {
     let mut out = String::with_capacity(query.len());
     let mut first = true;
     for group in query.split('&') {
-        let kept: Vec<&str> = group
+        let mut removed = false;
+        let mut kept: Vec<&str> = group
             .split(';')
-            .filter(|pair| !is_param(pair.split_once('=').map_or(*pair, |(n, _)| n), param))
+            .filter(|pair| {
+                let token = is_param(pair.split_once('=').map_or(*pair, |(n, _)| n), param);
+                removed |= token;
+                !token
+            })
             .collect();
+        if removed {
+            // `token=F;` leaves no dangling separator behind.
+            kept.retain(|pair| !pair.is_empty());
+        }
         if kept.is_empty() {
             continue;
         }
@@ -246,6 +255,9 @@ mod tests {
             "access.token=F&access+token=G&access[token=H&access_token[]=I&access_token[k]=J&accessXtoken=1";
         assert_eq!(query_without(php, "access_token"), "accessXtoken=1");
         assert_eq!(query_without("a=1&&b=2", "token"), "a=1&&b=2", "nothing else changes");
+        assert_eq!(query_without("a=1&token=F;", "token"), "a=1", "no separator left dangling");
+        assert_eq!(query_without("a=1&;token=F;;b=2", "token"), "a=1&b=2");
+        assert_eq!(query_without("a=1;;b=2", "token"), "a=1;;b=2", "a group without the token is as sent");
         // PHP skips leading spaces and ends a name at a NUL.
         assert_eq!(query_without("+token=F&%20%20token=G&token%00x=H&x+token=1", "token"), "x+token=1");
     }
