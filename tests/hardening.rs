@@ -20,14 +20,6 @@ fn claims_json() -> String {
     format!(r#"{{"sub":"alice","type":"access","fresh":true,"jti":"j1","iat":{n},"exp":{}}}"#, n + 300)
 }
 
-/// A token with an arbitrary header, HMAC-signed with the test secret.
-fn hs256_with_header(header: &str, payload: &str) -> String {
-    let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let sig = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
-    format!("{signing_input}.{}", B64.encode(sig.as_ref()))
-}
-
 async fn bearer(gw: &TestGateway, token: &str) -> RawResponse {
     get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {token}"))]).await
 }

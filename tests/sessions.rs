@@ -29,6 +29,11 @@ async fn env() -> Env {
 }
 
 async fn env_with(routes: &str) -> Env {
+    env_edited(routes, |cfg| cfg).await
+}
+
+/// `env_with`, the config text passed through `edit` first.
+async fn env_edited(routes: &str, edit: impl Fn(String) -> String) -> Env {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
     up.respond_with
         .lock()
@@ -38,7 +43,7 @@ async fn env_with(routes: &str) -> Env {
     let cfg = base_config(routes)
         .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
         .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
-    let gw = start_gateway(&cfg, up.addr, Some(clock.clone())).await;
+    let gw = start_gateway(&edit(cfg), up.addr, Some(clock.clone())).await;
     Env { up, gw, clock }
 }
 
@@ -327,6 +332,62 @@ async fn logout_revokes_the_family_and_clears_cookies() {
     get(env.gw.addr, "/api/x", &[("Authorization", &format!("Bearer {access}"))])
         .await
         .assert_problem(401, "token_revoked");
+}
+
+/// Tokens another issuer minted (AuthX, flask-jwt-extended) carry no family:
+/// logout revokes their `jti`, which must hold for as long as the verifier
+/// accepts the token: past `exp` by the leeway, and for good without `exp`.
+#[tokio::test]
+async fn a_logged_out_token_stays_revoked_as_long_as_it_would_be_accepted() {
+    let with_exp = format!(r#"{{"sub":"alice","type":"access","jti":"j-exp","iat":{T0},"exp":{}}}"#, T0 + 60);
+    let without_exp = r#"{"sub":"alice","type":"access","jti":"j-none"}"#.to_owned();
+    let cases = [
+        (r#"["exp", "jti"]"#, with_exp, vec![T0 + 60, T0 + 61, T0 + 65]),
+        (r#"["jti"]"#, without_exp, vec![T0 + 1, T0 + 86_400, T0 + 3_650 * 86_400]),
+    ];
+    for (required, payload, later) in cases {
+        let up = Upstream::start(UpstreamBehavior::Ok).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let cfg = base_config(&routes())
+            .replace("[tokens]\n", &format!("[tokens]\nrequired_claims = {required}\n"));
+        let gw = start_gateway(&cfg, up.addr, Some(clock.clone())).await;
+        let bearer = format!("Bearer {}", hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &payload));
+        let auth = [("Authorization", bearer.as_str())];
+        let api = || get(gw.addr, "/api/x", &auth);
+        assert_eq!(api().await.status, 200, "{payload}");
+        let out = request(gw.addr, "POST", "/logout", &auth, "").await;
+        assert_eq!(out.status, 204, "{}", out.body);
+        for t in later {
+            clock.set(t);
+            api().await.assert_problem(401, "token_revoked");
+        }
+        assert_eq!(up.count(), 1, "only the request before logout reached the app");
+    }
+}
+
+/// The Bearer header is the presented token at logout whatever
+/// `tokens.locations` says, as it is at the refresh handler: otherwise GET
+/// /logout answered 204 and revoked nothing.
+#[tokio::test]
+async fn logout_by_bearer_revokes_whatever_the_token_locations() {
+    let routes =
+        routes().replace("handler = \"logout\"\n", "handler = \"logout\"\nmethods = [\"GET\", \"POST\"]\n");
+    for locations in [r#"["cookies"]"#, r#"["cookies", "headers"]"#] {
+        let env = env_edited(&routes, |cfg| {
+            cfg.replace(r#"locations = ["headers", "cookies", "query"]"#, &format!("locations = {locations}"))
+        })
+        .await;
+        let (resp, jar) = env.login().await;
+        let body = resp.json();
+        let access = format!("Bearer {}", body["access_token"].as_str().unwrap());
+        let refresh = format!("Bearer {}", body["refresh_token"].as_str().unwrap());
+        let out = env.with_jar("GET", "/logout", &jar, &[("Authorization", &access)]).await;
+        assert_eq!(out.status, 204, "{locations}: {}", out.body);
+        env.clock.advance(1);
+        get(env.gw.addr, "/refresh", &[("Authorization", &refresh)])
+            .await
+            .assert_problem(401, "token_revoked");
+    }
 }
 
 #[tokio::test]

@@ -216,16 +216,19 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
 }
 
 /// Logout: revoke the presented session family (expired tokens count if the
-/// signature is valid), clear all four cookies, 204.
+/// signature is valid), clear all four cookies, 204. A Bearer header counts
+/// whatever `tokens.locations` says, as at the refresh handler: a client that
+/// refreshes with it must be able to log out with it, not get a 204 that
+/// revoked nothing.
 async fn logout(
     ctx: &mut RequestCtx,
-    _req: Request<Incoming>,
+    req: Request<Incoming>,
     jar: &CookieJar,
 ) -> Result<Response<Body>, GatewayError> {
     let rt = &ctx.snap.runtime;
-    let header = ctx.credential.as_ref().filter(|c| c.source == crate::pipeline::extract::Source::Header);
+    let header = bearer(req.headers())?;
     let token = match header {
-        Some(c) => Some(c.token.clone()),
+        Some(t) => Some(t.to_owned()),
         None if !is_safe(&ctx.method) => [&rt.cookies.access, &rt.cookies.refresh]
             .into_iter()
             .find_map(|name| jar.get(name).filter(|v| !v.is_empty()))
@@ -253,16 +256,31 @@ async fn logout(
     Ok(resp)
 }
 
+/// The longest a token is remembered as revoked: a token without `exp`
+/// never expires, so for as long as any duration jwtgate accepts (and what
+/// a store's expiry can hold).
+const REVOKED_AT_MOST: i64 = 100 * 365 * 24 * 3600;
+
+/// Revokes the token's family and id for as long as the verifier would still
+/// accept the token: until `exp` plus the leeway, and a token without `exp`
+/// for good. Revoked only until `exp`, a logged-out token would pass again
+/// for the leeway after it; one without `exp`, a second after logout.
 async fn revoke(ctx: &RequestCtx, claims: &Claims) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
-    let exp = claims.exp.map_or(ctx.now, |e| e as i64);
+    let leeway = rt.tokens.leeway.as_secs() as i64;
+    let forever = ctx.now.saturating_add(REVOKED_AT_MOST);
+    let accepted_until = claims.exp.map_or(forever, |exp| (exp as i64).saturating_add(leeway).min(forever));
     if let Some(fid) = &claims.fid {
-        let session_end =
-            claims.auth_time.unwrap_or(ctx.now).saturating_add(rt.sessions.max_session.as_secs() as i64);
-        with_timeout(rt, ctx.gw.store.revoke_family(fid, session_end.max(exp), ctx.now)).await?;
+        let session_end = claims
+            .auth_time
+            .unwrap_or(ctx.now)
+            .saturating_add(rt.sessions.max_session.as_secs() as i64)
+            .saturating_add(leeway);
+        let until = session_end.max(accepted_until).min(forever);
+        with_timeout(rt, ctx.gw.store.revoke_family(fid, until, ctx.now)).await?;
     }
     if let Some(jti) = &claims.jti {
-        with_timeout(rt, ctx.gw.store.revoke_jti(jti, exp, ctx.now)).await?;
+        with_timeout(rt, ctx.gw.store.revoke_jti(jti, accepted_until, ctx.now)).await?;
     }
     Ok(())
 }

@@ -49,7 +49,8 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a family (logout, reuse). An unknown fid is remembered as
     /// revoked until `until`, so its tokens stop working too.
     fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;
-    /// Revokes one token id until its `exp`.
+    /// Revokes one token id until `until` (the caller's: `exp` plus the
+    /// verifier's leeway, when the token stops being accepted).
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> StoreFuture<'a, ()>;
     /// Is this jti revoked, or this family? An unknown family is not revoked.
     fn is_revoked<'a>(

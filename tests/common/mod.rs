@@ -158,6 +158,18 @@ pub fn mint(
     gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, at).expect("mint").token
 }
 
+/// A token with an arbitrary header and payload, HMAC-signed with the test
+/// secret: what another issuer (AuthX, flask-jwt-extended) or an attacker
+/// holding the key would send.
+pub fn hs256_with_header(header: &str, payload: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let sig = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", B64.encode(sig.as_ref()))
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
