@@ -137,6 +137,22 @@ async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_defa
 }
 
 #[tokio::test]
+async fn token_strip_removes_an_unverified_bearer_when_the_cookie_decided() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(&format!("[forward]\ntoken = \"strip\"\n{}", routes()))
+        .replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["cookies", "headers"]"#);
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let cookie = format!("access_token_cookie={}", token(&gw));
+    for bearer in ["Bearer forged.not.verified", "bearer x", "Bearer", "Basic dXNlcjpwYXNz"] {
+        let resp = get(gw.addr, "/api/x", &[("Authorization", bearer), ("Cookie", &cookie)]).await;
+        assert_eq!(resp.status, 200, "{bearer}: {}", resp.body);
+        let kept = bearer.starts_with("Basic").then_some(bearer);
+        assert_eq!(up.last().header("authorization"), kept, "only a Bearer is a token to strip");
+        assert_eq!(up.last().header("cookie"), None);
+    }
+}
+
+#[tokio::test]
 async fn claims_json_header_carries_every_claim() {
     let (up, gw) = env("[forward]\nclaims_json_header = \"X-Auth-Claims\"").await;
     let resp = get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {}", token(&gw)))]).await;

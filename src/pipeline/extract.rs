@@ -114,6 +114,11 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     Ok((!token.is_empty()).then_some(token))
 }
 
+/// Whether an Authorization value is of the Bearer scheme, verified or not.
+pub fn is_bearer(value: &http::HeaderValue) -> bool {
+    value.as_bytes().split(|&b| b == b' ').next().is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+}
+
 /// The value of `param` in a raw query string (first occurrence).
 pub fn query_token<'q>(query: &'q str, param: &str) -> Option<&'q str> {
     query.split(['&', ';']).find_map(|pair| {

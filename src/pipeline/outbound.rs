@@ -4,7 +4,9 @@
 use std::future::Future;
 
 use futures_util::future::{Either, FutureExt};
-use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, COOKIE, HOST, LOCATION, SET_COOKIE,
+};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -91,8 +93,10 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     let mut drop: Vec<&str> = Vec::new();
     if fwd.token == Keep::Strip && !refresh_route {
         drop.push(&cookies.access);
-        let bearer_is_token = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
-        if bearer_is_token {
+        // Any Bearer token, not only the one that authenticated: when the
+        // cookie decided, an unverified Bearer beside it would otherwise
+        // reach an app that reads the header first.
+        if hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
             hdrs.remove(AUTHORIZATION);
         }
     }
@@ -164,10 +168,19 @@ fn exchange<'a, T>(
 }
 
 /// Touches every response gets, errors included: pending Set-Cookie values.
+/// A response that carries them (an implicit refresh's new tokens on the
+/// app's answer) is `Cache-Control: no-store` whatever the app said, as the
+/// login and refresh handlers' are: a shared cache must never store one
+/// user's tokens and hand them to the next visitor.
 pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
-    for cookie in ctx.set_cookies.drain(..) {
-        resp.headers_mut().append(SET_COOKIE, cookie);
+    if ctx.set_cookies.is_empty() {
+        return;
     }
+    let headers = resp.headers_mut();
+    for cookie in ctx.set_cookies.drain(..) {
+        headers.append(SET_COOKIE, cookie);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// The problem+json response for `err`, or a 303 to `errors.login_url` for a
