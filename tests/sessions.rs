@@ -170,9 +170,12 @@ async fn expired_access_cookie_is_refreshed_transparently() {
     let env = env().await;
     let (_, mut jar) = env.login().await;
     let old_access = jar.get("access_token_cookie").unwrap().to_owned();
+    env.up.respond_with.lock().unwrap().push(("Cache-Control".into(), "public, max-age=3600".into()));
     env.clock.advance(120);
     let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
+    // The app's answer now carries alice's tokens: no cache may keep it.
+    assert_eq!(resp.all("cache-control"), ["no-store"]);
     let seen = env.up.last();
     let cookie = seen.header("cookie").unwrap().to_owned();
     assert!(!cookie.contains(&old_access), "upstream got the expired token");
@@ -187,6 +190,11 @@ async fn expired_access_cookie_is_refreshed_transparently() {
     let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
     assert_eq!(resp.status, 200);
     assert!(resp.all("set-cookie").is_empty());
+    assert_eq!(
+        resp.all("cache-control"),
+        ["public, max-age=3600"],
+        "without cookies, the app's caching stands"
+    );
     assert_eq!(before.len(), 4);
 }
 
