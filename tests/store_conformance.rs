@@ -233,21 +233,44 @@ fn embedded() -> Subject {
 /// records); the script clock is moved with the store's clock offset.
 async fn redis() -> Subject {
     let server = redis_server::RedisServer::start();
-    let settings = StoreSettings {
-        backend: StoreBackend::Redis,
-        path: Default::default(),
-        url: Some(server.url()),
-        tls_ca: None,
-        timeout: Duration::from_secs(2),
-        max_staleness: Duration::from_secs(5),
-    };
-    let store = Arc::new(RedisStore::connect(&settings).await.unwrap());
+    let store = Arc::new(RedisStore::connect(&redis_settings(&server)).await.unwrap());
     let clock = store.clone();
     Subject {
         store,
         set_clock: Box::new(move |t| clock.set_clock_offset(t - SystemClock.now())),
         _guard: Some(Box::new(server)),
     }
+}
+
+fn redis_settings(server: &redis_server::RedisServer) -> StoreSettings {
+    StoreSettings {
+        backend: StoreBackend::Redis,
+        path: Default::default(),
+        url: Some(server.url()),
+        tls_ca: None,
+        timeout: Duration::from_secs(2),
+        max_staleness: Duration::from_secs(5),
+    }
+}
+
+/// A logged-out family's tokens are accepted for the leeway after its end,
+/// so logout asks for the revocation to outlast the family by as much. An
+/// instance that (re)loads the revocations from Redis after a purge at the
+/// family's end must still find it.
+#[tokio::test]
+async fn redis_keeps_a_family_revocation_past_the_family_for_instances_loading_later() {
+    let server = redis_server::RedisServer::start();
+    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    let at = |store: &RedisStore, t: i64| {
+        store.set_clock_offset(t - SystemClock.now());
+        t
+    };
+    at(&first, T0);
+    login(&first, "f").await;
+    first.revoke_family("f", T0 + MAX_SESSION + 5, at(&first, T0)).await.unwrap();
+    first.purge(at(&first, T0 + MAX_SESSION + 2), GRACE).await.unwrap();
+    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + 3)).await.unwrap());
 }
 
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));

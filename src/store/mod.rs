@@ -51,7 +51,7 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;
     /// Revokes one token id until `until` (the caller's: `exp` plus the
     /// verifier's leeway, when the token stops being accepted).
-    fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> StoreFuture<'a, ()>;
+    fn revoke_jti<'a>(&'a self, jti: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;
     /// Is this jti revoked, or this family? An unknown family is not revoked.
     fn is_revoked<'a>(
         &'a self,

@@ -125,7 +125,8 @@ return 1
 
 /// Logout / revocation of a family. A family this store never saw gets a
 /// revoked tombstone until `until` (as `memory::tombstone`); a known one stays
-/// revoked until its own `expires_at`. Returns that time.
+/// revoked until its own `expires_at` or `until`, whichever is later (logout
+/// asks for the leeway past the family's end). Returns that time.
 ///
 /// KEYS: family, revoked-fid, expiry zset, prev zset. ARGV: offset, fid, until, channel.
 pub const REVOKE_FAMILY: &str = concat!(
@@ -135,7 +136,7 @@ local now = clock(ARGV[1])
 local fid, till = ARGV[2], tonumber(ARGV[3])
 local expires_at = redis.call('HGET', KEYS[1], 'expires_at')
 if expires_at then
-  till = tonumber(expires_at)
+  till = math.max(tonumber(expires_at), till)
   redis.call('HSET', KEYS[1], 'revoked', '1')
   redis.call('HDEL', KEYS[1], 'prev_result')
   redis.call('ZREM', KEYS[4], fid)
