@@ -114,9 +114,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
     Ok((!token.is_empty()).then_some(token))
 }
 
-/// Whether an Authorization value is of the Bearer scheme, verified or not.
+/// Whether an app could read a Bearer token from this Authorization value,
+/// verified or not: flask-jwt-extended splits a comma list and each element
+/// on any whitespace (`Basic …, Bearer …`, `Bearer\t…`).
 pub fn is_bearer(value: &http::HeaderValue) -> bool {
-    value.as_bytes().split(|&b| b == b' ').next().is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+    value.as_bytes().split(|&b| b == b',').any(|element| {
+        let mut words = element.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
+        words.next().is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
+    })
 }
 
 /// The value of `param` in a raw query string (first occurrence).

@@ -91,12 +91,16 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     // strip options never remove the credential a route authenticated with.
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
     let mut drop: Vec<&str> = Vec::new();
-    if fwd.token == Keep::Strip && !refresh_route {
-        drop.push(&cookies.access);
-        // Any Bearer token, not only the one that authenticated: when the
+    if fwd.token == Keep::Strip {
+        let header_authenticated = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
+        if !refresh_route {
+            drop.push(&cookies.access);
+        }
+        // Any Bearer token, not only the one that authenticated: when a
         // cookie decided, an unverified Bearer beside it would otherwise
         // reach an app that reads the header first.
-        if hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
+        let keep_header = refresh_route && header_authenticated;
+        if !keep_header && hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
             hdrs.remove(AUTHORIZATION);
         }
     }
@@ -171,7 +175,8 @@ fn exchange<'a, T>(
 /// A response that carries them (an implicit refresh's new tokens on the
 /// app's answer) is `Cache-Control: no-store` whatever the app said, as the
 /// login and refresh handlers' are: a shared cache must never store one
-/// user's tokens and hand them to the next visitor.
+/// user's tokens and hand them to the next visitor. The fields such caches
+/// read instead of `Cache-Control` go too.
 pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     if ctx.set_cookies.is_empty() {
         return;
@@ -181,6 +186,9 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
         headers.append(SET_COOKIE, cookie);
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for name in ["expires", "cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control"] {
+        headers.remove(name);
+    }
 }
 
 /// The problem+json response for `err`, or a 303 to `errors.login_url` for a
