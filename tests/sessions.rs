@@ -170,12 +170,21 @@ async fn expired_access_cookie_is_refreshed_transparently() {
     let env = env().await;
     let (_, mut jar) = env.login().await;
     let old_access = jar.get("access_token_cookie").unwrap().to_owned();
-    env.up.respond_with.lock().unwrap().push(("Cache-Control".into(), "public, max-age=3600".into()));
+    let caching = [
+        ("Cache-Control", "public, max-age=3600"),
+        ("Expires", "Wed, 21 Oct 2099 07:28:00 GMT"),
+        ("CDN-Cache-Control", "max-age=3600"),
+        ("Surrogate-Control", "max-age=3600"),
+    ];
+    env.up.respond_with.lock().unwrap().extend(caching.map(|(n, v)| (n.into(), v.into())));
     env.clock.advance(120);
     let resp = env.with_jar("GET", "/api/data", &jar, &[]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     // The app's answer now carries alice's tokens: no cache may keep it.
     assert_eq!(resp.all("cache-control"), ["no-store"]);
+    for (name, _) in &caching[1..] {
+        assert!(resp.header(name).is_none(), "{name} would let a cache keep it");
+    }
     let seen = env.up.last();
     let cookie = seen.header("cookie").unwrap().to_owned();
     assert!(!cookie.contains(&old_access), "upstream got the expired token");
@@ -232,6 +241,39 @@ async fn replay_within_grace_gets_the_same_pair_and_after_it_kills_the_family() 
     // The family's access tokens stop working at once.
     let resp = env.with_jar("GET", "/api/d", &current, &[]).await;
     resp.assert_problem(401, "token_revoked");
+}
+
+/// `rotate_refresh = false` keeps the refresh token at the explicit endpoint,
+/// but implicit refresh still rotates: the token it rotated away must meet
+/// the rotation rules there, not keep minting access tokens.
+#[tokio::test]
+async fn without_rotation_a_rotated_away_refresh_token_still_meets_reuse_detection() {
+    let env =
+        env_edited(&routes(), |cfg| cfg.replace("[sessions]\n", "[sessions]\nrotate_refresh = false\n"))
+            .await;
+    let (login, old) = env.login().await;
+    let old_refresh = format!("Bearer {}", login.json()["refresh_token"].as_str().unwrap());
+    // The current refresh token gets an access token and stays the same.
+    let kept = get(env.gw.addr, "/refresh", &[("Authorization", &old_refresh)]).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert_eq!(format!("Bearer {}", kept.json()["refresh_token"].as_str().unwrap()), old_refresh);
+    // An implicit refresh rotates it away.
+    env.clock.advance(120);
+    let implicit = env.with_jar("GET", "/api/a", &old, &[]).await;
+    assert_eq!(set_cookies(&implicit).len(), 4, "{}", implicit.body);
+    let mut current = old.clone();
+    current.absorb(&implicit);
+    // Within the grace, the old token gets the current pair, as a replay would.
+    env.clock.advance(10);
+    let replay = get(env.gw.addr, "/refresh", &[("Authorization", &old_refresh)]).await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(Some(replay.json()["refresh_token"].as_str().unwrap()), current.get("refresh_token_cookie"));
+    // After it, the old token is reuse: the family dies.
+    env.clock.advance(30);
+    get(env.gw.addr, "/refresh", &[("Authorization", &old_refresh)])
+        .await
+        .assert_problem(401, "refresh_reuse");
+    env.with_jar("GET", "/api/b", &current, &[]).await.assert_problem(401, "token_revoked");
 }
 
 #[tokio::test]
@@ -392,6 +434,18 @@ async fn logout_by_bearer_revokes_whatever_the_token_locations() {
         let out = env.with_jar("GET", "/logout", &jar, &[("Authorization", &access)]).await;
         assert_eq!(out.status, 204, "{locations}: {}", out.body);
         env.clock.advance(1);
+        get(env.gw.addr, "/refresh", &[("Authorization", &refresh)])
+            .await
+            .assert_problem(401, "token_revoked");
+        // Where the cookies come first, a POST logs out the cookie session
+        // (CSRF-checked), whatever stray Bearer a page script adds.
+        let (_, jar) = env.login().await;
+        let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+        let extra = [("X-CSRF-TOKEN", csrf.as_str()), ("Authorization", "Bearer undefined")];
+        let out = env.with_jar("POST", "/logout", &jar, &extra).await;
+        assert_eq!(out.status, 204, "{locations}: {}", out.body);
+        env.clock.advance(1);
+        let refresh = format!("Bearer {}", jar.get("refresh_token_cookie").unwrap());
         get(env.gw.addr, "/refresh", &[("Authorization", &refresh)])
             .await
             .assert_problem(401, "token_revoked");

@@ -234,6 +234,9 @@ mod tests {
             "127.0.0.256",
             "1.2.3.4.5",
             "example.0x",
+            "0x",
+            "0X7F.1",
+            "10.5.",
             "app.example.123",
         ];
         for host in refused {

@@ -194,7 +194,10 @@ fn body_token(body: &Bytes) -> Option<String> {
 }
 
 /// `rotate_refresh = false`: a new access token, the same refresh token; the
-/// family must still be alive.
+/// family must still be alive. Implicit refresh still rotates, so a refresh
+/// token it rotated away goes through the rotation rules instead (the
+/// current pair within the grace, reuse detection after it): it must not
+/// keep minting access tokens here.
 async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Result<TokenPair, GatewayError> {
     const NO_FAMILY: GatewayError = GatewayError::InvalidToken("no usable session family");
     let rt = &ctx.snap.runtime;
@@ -202,6 +205,9 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
     let family = with_timeout(rt, ctx.gw.store.family(fid)).await?.ok_or(NO_FAMILY)?;
     if family.is_dead(ctx.now, rt.sessions.idle_timeout.as_secs() as i64) {
         return Err(NO_FAMILY);
+    }
+    if claims.jti.as_deref() != Some(family.current_jti.as_str()) {
+        return rotate(ctx, claims, "explicit").await;
     }
     let extra = claims.extra();
     let seed = SessionSeed::from_refresh(claims, &extra).ok_or(NO_FAMILY)?;
@@ -216,17 +222,24 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
 }
 
 /// Logout: revoke the presented session family (expired tokens count if the
-/// signature is valid), clear all four cookies, 204. A Bearer header counts
-/// whatever `tokens.locations` says, as at the refresh handler: a client that
+/// signature is valid), clear all four cookies, 204. The Bearer header is
+/// the presented token when `tokens.locations` picked it, and on a GET
+/// whatever `locations` says, as at the refresh handler (a client that
 /// refreshes with it must be able to log out with it, not get a 204 that
-/// revoked nothing.
+/// revoked nothing). A POST whose cookie `locations` put first logs out the
+/// cookie session, whatever stray Bearer a page script adds.
 async fn logout(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
     jar: &CookieJar,
 ) -> Result<Response<Body>, GatewayError> {
+    use crate::pipeline::extract::Source;
     let rt = &ctx.snap.runtime;
-    let header = bearer(req.headers())?;
+    let header = match ctx.credential.as_ref() {
+        Some(c) if c.source == Source::Header => Some(c.token.as_str()),
+        Some(c) if c.source == Source::Cookie && !is_safe(&ctx.method) => None,
+        _ => bearer(req.headers())?,
+    };
     let token = match header {
         Some(t) => Some(t.to_owned()),
         None if !is_safe(&ctx.method) => [&rt.cookies.access, &rt.cookies.refresh]
