@@ -204,7 +204,7 @@ need_oha
 oha_p99() { # oha_p99 PORT [TOKEN]: p99 in ms at RATE req/s, arrivals spread
   local auth=()
   [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
-  local out; out=$(taskset -c 1 "$OHA" -z "$DURATION" -c "$CONNS" -q "$RATE" --latency-correction --no-tui --output-format json "${auth[@]}" "http://127.0.0.1:$1/api/x")
+  local out; out=$(taskset -c 1 "$OHA" -z "$DURATION" -w -c "$CONNS" -q "$RATE" --latency-correction --no-tui --output-format json "${auth[@]}" "http://127.0.0.1:$1/api/x")
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
