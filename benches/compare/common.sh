@@ -61,19 +61,6 @@ need() {
   fi
 }
 
-# need_oha: sets OHA to oha (crates.io), built once into $TARGET_DIR/tools.
-# Debian packages no HTTP load generator that sends at a fixed rate with the
-# requests spread over time (hey's workers tick in step; wrk2 is not
-# packaged); oha's -q schedules request i at start + i/rate.
-OHA_VERSION=1.15.0
-need_oha() {
-  OHA="$TARGET_DIR/tools/bin/oha"
-  if ! "$OHA" --version 2>/dev/null | grep -q " $OHA_VERSION\b"; then
-    echo "$(basename "$0"): building oha $OHA_VERSION (once, a few minutes)" >&2
-    cargo install --locked --quiet --force --root "$TARGET_DIR/tools" oha --version "$OHA_VERSION" >&2
-  fi
-}
-
 # logins PORT N FILE: N sessions' refresh tokens from real logins on the
 # jwtgate at PORT (benches/compare/jwtgate-refresh.toml), one per line.
 logins() {

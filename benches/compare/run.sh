@@ -5,7 +5,6 @@
 # the shared upstream (nginx `return 200`) and wrk share CPU 1.
 #
 #   benches/compare/run.sh            full table, refresh row, p99 at half peak, idle memory
-#                                     (the first run also builds oha, a load generator, from crates.io)
 #                                     (about 8 min after the build at ROUNDS=3)
 #   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
 #                                     exits non-zero if any request fails
@@ -189,32 +188,13 @@ kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
 python3 "$HERE/table.py" "${ROWS[@]}"
 
 # Latency added at half of jwtgate's peak: the same fixed request rate
-# straight to the upstream, through nginx proxy_pass (the reference the added
-# p99 is judged against) and through jwtgate HS256, by two clients:
-# - oha -q (the target's figure): request i is due at start + i/RATE, spread
-#   evenly (tokio's 1 ms timer sends each millisecond's RATE/1000 together),
-#   and --latency-correction counts from when it was due, as wrk2 does;
-# - hey -q (kept for comparison with earlier runs): each of hey's CONNS
-#   workers ticks on its own, all in step, so requests arrive in bursts of
-#   CONNS and the p99 is mostly how long the last of a burst waits
-#   (BENCHMARKS.md).
+# (hey -q, per connection) straight to the upstream, through nginx proxy_pass
+# (the reference the added p99 is judged against) and through jwtgate HS256.
+# hey's workers tick together, so requests arrive in bursts of CONNS: the p99
+# is mostly how long the last of a burst waits (BENCHMARKS.md).
 HS_RPS=$(python3 -c 'import re,statistics,sys; print(int(statistics.median_low(float(re.search(r"Requests/sec:\s+([\d.]+)", open(f).read()).group(1)) for f in sys.argv[1:])))' "$WORK"/jwtgate-hs256.*.wrk)
 RATE=$((HS_RPS / 2))
-need_oha
-oha_p99() { # oha_p99 PORT [TOKEN]: p99 in ms at RATE req/s, arrivals spread
-  local auth=()
-  [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
-  local out; out=$(taskset -c 1 "$OHA" -z "$DURATION" -w -c "$CONNS" -q "$RATE" --latency-correction --no-tui --output-format json "${auth[@]}" "http://127.0.0.1:$1/api/x")
-  python3 -c '
-import json, sys
-r = json.loads(sys.argv[1])
-codes, errors = r["statusCodeDistribution"], r.get("errorDistribution") or {}
-if set(codes) != {"200"} or errors:
-    sys.exit(f"run.sh: oha saw failures: {codes} {errors}")
-p99 = r["latencyPercentiles"]["p99"]
-print(f"{p99 * 1000:.2f}")' "$out"
-}
-hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s, in bursts
+hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
   local auth=()
   [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
   local out; out=$(taskset -c 1 hey -z "$DURATION" -c "$CONNS" -q "$(python3 -c "print($RATE / $CONNS)")" "${auth[@]}" "http://127.0.0.1:$1/api/x")
@@ -234,30 +214,25 @@ wait_port "$NGX_PORT"
 wait_port "$HS_PORT"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$NGX_PORT/api/x" >/dev/null
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $HS_TOKEN" "http://127.0.0.1:$HS_PORT/api/x" >/dev/null
-SPREAD_ROUNDS=()
-BURST_ROUNDS=()
+P99_ROUNDS=()
 for ROUND in $(seq 1 "$ROUNDS"); do
-  direct=$(oha_p99 "$UPSTREAM_PORT"); ngx=$(oha_p99 "$NGX_PORT"); gate=$(oha_p99 "$HS_PORT" "$HS_TOKEN")
-  SPREAD_ROUNDS+=("$direct/$ngx/$gate")
-  direct=$(hey_p99 "$UPSTREAM_PORT"); ngx=$(hey_p99 "$NGX_PORT"); gate=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
-  BURST_ROUNDS+=("$direct/$ngx/$gate")
+  direct=$(hey_p99 "$UPSTREAM_PORT")
+  ngx=$(hey_p99 "$NGX_PORT")
+  gate=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
+  P99_ROUNDS+=("$direct/$ngx/$gate")
 done
 kill "$RATE_PID" "$NGX_RATE_PID" 2>/dev/null || true; wait "$RATE_PID" "$NGX_RATE_PID" 2>/dev/null || true
 echo
-p99_line() { # p99_line CLIENT ROUNDS...
-  python3 - "$1" "$RATE" "$CONNS" "${@:2}" <<'PY'
+python3 - "$RATE" "$CONNS" "${P99_ROUNDS[@]}" <<'PY'
 import statistics, sys
-client, rate, conns, rounds = sys.argv[1], sys.argv[2], sys.argv[3], [tuple(map(float, r.split("/"))) for r in sys.argv[4:]]
+rate, conns, rounds = sys.argv[1], sys.argv[2], [tuple(map(float, r.split("/"))) for r in sys.argv[3:]]
 each = ", ".join(f"{d:.2f} / {n:.2f} / {g:.2f} ms" for d, n, g in rounds)
 ngx = statistics.median_low(n - d for d, n, _ in rounds)
 gate = statistics.median_low(g - d for d, _, g in rounds)
-print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), {client} -c {conns}, {len(rounds)} alternating rounds of "
+print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), hey -c {conns}, {len(rounds)} alternating rounds of "
       f"direct / nginx proxy_pass / jwtgate HS256: {each}; added over direct, median: "
       f"nginx proxy_pass {ngx:+.2f} ms, jwtgate HS256 {gate:+.2f} ms")
 PY
-}
-p99_line "oha (arrivals spread, latency from when each request was due)" "${SPREAD_ROUNDS[@]}"
-p99_line "hey (arrivals in bursts of $CONNS)" "${BURST_ROUNDS[@]}"
 
 # Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
 ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
