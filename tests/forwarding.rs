@@ -136,12 +136,19 @@ async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_defa
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"));
 }
 
-#[tokio::test]
-async fn token_strip_removes_an_unverified_bearer_when_the_cookie_decided() {
+/// `token = "strip"` where cookies come before headers: a cookie can decide
+/// while a Bearer header rides along.
+async fn cookies_first_strip() -> (Upstream, TestGateway) {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
     let cfg = base_config(&format!("[forward]\ntoken = \"strip\"\n{}", routes()))
         .replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["cookies", "headers"]"#);
     let gw = start_gateway(&cfg, up.addr, None).await;
+    (up, gw)
+}
+
+#[tokio::test]
+async fn token_strip_removes_an_unverified_bearer_when_the_cookie_decided() {
+    let (up, gw) = cookies_first_strip().await;
     let cookie = format!("access_token_cookie={}", token(&gw));
     // The last three are spellings flask-jwt-extended reads as a Bearer token
     // too: it splits a comma list, and each element on any whitespace.
@@ -165,10 +172,7 @@ async fn token_strip_removes_an_unverified_bearer_when_the_cookie_decided() {
 
 #[tokio::test]
 async fn token_strip_on_a_refresh_route_keeps_only_the_credential_that_authenticated() {
-    let up = Upstream::start(UpstreamBehavior::Ok).await;
-    let cfg = base_config(&format!("[forward]\ntoken = \"strip\"\n{}", routes()))
-        .replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["cookies", "headers"]"#);
-    let gw = start_gateway(&cfg, up.addr, None).await;
+    let (up, gw) = cookies_first_strip().await;
     let refresh = mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new());
     let cookie = format!("refresh_token_cookie={refresh}");
     let resp = get(gw.addr, "/app-refresh", &[("Cookie", &cookie), ("Authorization", "Bearer forged")]).await;
