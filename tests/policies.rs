@@ -207,6 +207,20 @@ async fn max_age_counts_from_the_login() {
     env.bearer("/recent/x", &old).await.assert_problem(401, "fresh_token_required");
     let recent = env.mint_at(TokenType::Access, true, now() - 60, &Map::new());
     assert_eq!(env.bearer("/recent/x", &recent).await.status, 200);
+    // A login time in the future would pass max_age for ever; within the
+    // leeway (clock skew) it counts as now.
+    let n = now();
+    let with_login = |at: i64| {
+        let payload = format!(
+            r#"{{"sub":"alice","type":"access","fresh":true,"jti":"j-{at}","iat":{n},"exp":{},"auth_time":{at}}}"#,
+            n + 300
+        );
+        hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &payload)
+    };
+    env.bearer("/recent/x", &with_login(n + 10 * 365 * 86_400))
+        .await
+        .assert_problem(401, "fresh_token_required");
+    assert_eq!(env.bearer("/recent/x", &with_login(n + 3)).await.status, 200);
 }
 
 #[tokio::test]

@@ -100,7 +100,8 @@ pub fn decide(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         TokenState::Valid(c) => c,
     };
     if route.policy == Policy::Fresh {
-        check_fresh(claims, route.max_age.map(|d| d.as_secs()), ctx.now)?;
+        let leeway = ctx.snap.runtime.tokens.leeway.as_secs() as i64;
+        check_fresh(claims, route.max_age.map(|d| d.as_secs()), ctx.now, leeway)?;
     }
     for (claim, wanted) in &route.require {
         let ok = match claims.all.get(claim) {
@@ -119,14 +120,16 @@ pub fn decide(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
 }
 
 /// Fresh, and (with `max_age`) logged in recently: `auth_time`, or `iat` of a
-/// fresh token without `auth_time`.
-fn check_fresh(claims: &Claims, max_age: Option<u64>, now: i64) -> Result<(), GatewayError> {
+/// fresh token without `auth_time`. A login later than now (beyond the
+/// leeway, as for `iat`) is no evidence of a recent one: it would pass
+/// `max_age` for ever.
+fn check_fresh(claims: &Claims, max_age: Option<u64>, now: i64, leeway: i64) -> Result<(), GatewayError> {
     if !claims.is_fresh(now) {
         return Err(GatewayError::FreshTokenRequired { reason: "this route needs a fresh login", max_age });
     }
     if let Some(limit) = max_age {
         let login = claims.auth_time.or_else(|| claims.iat.map(|t| t as i64));
-        if login.is_none_or(|t| now.saturating_sub(t) > limit as i64) {
+        if login.is_none_or(|t| now.saturating_sub(t) > limit as i64 || t > now.saturating_add(leeway)) {
             return Err(GatewayError::FreshTokenRequired {
                 reason: "the login is older than max_age",
                 max_age,
