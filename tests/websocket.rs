@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{get, request, RawResponse};
+use common::raw::{get, request};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -136,14 +136,17 @@ async fn cookie_handshake_from_another_site_is_refused() {
     assert!(ok.is_ok(), "same-origin cookie handshake works");
 }
 
+/// A fresh login's `access` or `refresh` token as its cookie, `name_token_cookie=…`.
+async fn login_cookie(gw: &TestGateway, kind: &str) -> String {
+    let login = request(gw.addr, "POST", "/login", &[], "").await;
+    format!("{kind}_token_cookie={}", login.json()[format!("{kind}_token")].as_str().unwrap())
+}
+
 #[tokio::test]
 async fn refresh_cookie_handshake_from_another_site_is_refused() {
     let (gw, _seen, _app, _ws) = setup().await;
-    let refresh_cookie = |login: RawResponse| {
-        format!("refresh_token_cookie={}", login.json()["refresh_token"].as_str().unwrap())
-    };
     // No access cookie: the refresh cookie carries the session (an implicit refresh).
-    let cookie = refresh_cookie(request(gw.addr, "POST", "/login", &[], "").await);
+    let cookie = login_cookie(&gw, "refresh").await;
     let err = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "https://evil.test")])
         .await
         .expect_err("CSWSH through the refresh cookie");
@@ -151,7 +154,7 @@ async fn refresh_cookie_handshake_from_another_site_is_refused() {
     assert_eq!(refused.status(), 403);
     // Refused before the refresh: a cross-site page cannot make the session rotate.
     assert!(refused.headers().get("set-cookie").is_none(), "{:?}", refused.headers());
-    let cookie = refresh_cookie(request(gw.addr, "POST", "/login", &[], "").await);
+    let cookie = login_cookie(&gw, "refresh").await;
     let ok = connect(&gw, "/ws", &[("Cookie", &cookie), ("Origin", "http://app.test")]).await;
     assert!(ok.is_ok(), "a same-origin refresh-cookie handshake works: {:?}", ok.err());
 }
@@ -161,8 +164,7 @@ async fn a_public_tunnel_still_refuses_a_cross_site_handshake_carrying_the_acces
     // The access cookie travels to the upstream (`token = "keep"`), which
     // may read it: the handshake must come from us.
     let (gw, _seen, _app, _ws) = setup().await;
-    let login = request(gw.addr, "POST", "/login", &[], "").await;
-    let cookie = format!("access_token_cookie={}", login.json()["access_token"].as_str().unwrap());
+    let cookie = login_cookie(&gw, "access").await;
     let err = connect(&gw, "/public-ws", &[("Cookie", &cookie), ("Origin", "https://evil.test")])
         .await
         .expect_err("CSWSH on a public route");
@@ -177,8 +179,7 @@ async fn a_public_tunnel_still_refuses_a_cross_site_handshake_carrying_the_acces
 #[tokio::test]
 async fn an_upgrade_with_an_unsafe_method_still_needs_the_double_submit() {
     let (gw, _seen, _app, _ws) = setup().await;
-    let login = request(gw.addr, "POST", "/login", &[], "").await;
-    let cookie = format!("access_token_cookie={}", login.json()["access_token"].as_str().unwrap());
+    let cookie = login_cookie(&gw, "access").await;
     let post = format!(
         "POST /ws HTTP/1.1\r\nHost: app.test\r\nOrigin: http://app.test\r\nCookie: {cookie}\r\n\
          Upgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
