@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::raw::{get, request};
@@ -259,4 +260,118 @@ async fn a_parked_keep_alive_connection_can_still_upgrade() {
     let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "after parking");
     assert_eq!(gw.gateway.metrics.connections_parked.get(), 0, "a tunnel is not parked");
+}
+
+/// An app that answers every request head it reads with `answer` and goes on
+/// reading HTTP on the same connection, keeping every byte: an endpoint that
+/// echoes a status code, not a WebSocket server.
+async fn answering_upstream(answer: String) -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let (got, answer) = (kept.clone(), answer.clone());
+            tokio::spawn(async move {
+                let (mut buf, mut answered) = (vec![0u8; 4096], 0);
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    let heads = {
+                        let mut got = got.lock().unwrap();
+                        got.extend_from_slice(&buf[..n]);
+                        got.windows(4).filter(|w| w == b"\r\n\r\n").count()
+                    };
+                    for _ in answered..heads {
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    }
+                    answered = heads;
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+/// The head of a response, read byte by byte so nothing after it is taken.
+async fn response_head(stream: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// RFC 6455's example key and the accept it calls for.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// "WebSocket smuggling": a public endpoint that answers a handshake with a
+/// 101 but keeps reading HTTP must not give the client a raw tunnel, or the
+/// requests written into it reach the app past the policy (here `/ws`, an
+/// access route, with a spoofed identity). Only the handshake's real answer
+/// opens one, which the last case shows the probe would see.
+#[tokio::test]
+async fn a_101_that_does_not_answer_the_handshake_opens_no_tunnel() {
+    use tokio::io::AsyncWriteExt;
+    let cases = [
+        ("a bare 101", "HTTP/1.1 101 Switching Protocols\r\n\r\n".to_owned(), false),
+        (
+            "a wrong accept",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+                .to_owned(),
+            false,
+        ),
+        (
+            "another protocol",
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"),
+            false,
+        ),
+        (
+            "the handshake's answer",
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"),
+            true,
+        ),
+    ];
+    for (case, answer, tunnels) in cases {
+        let (app, got) = answering_upstream(answer).await;
+        let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let handshake = format!(
+            "GET /public-ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(handshake.as_bytes()).await.unwrap();
+        let head = response_head(&mut s).await;
+        let _ = s.write_all(b"GET /ws HTTP/1.1\r\nHost: app.test\r\nX-Auth-Subject: admin\r\n\r\n").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+        let smuggled = seen.contains("GET /ws HTTP/1.1");
+        if tunnels {
+            assert!(head.starts_with("HTTP/1.1 101"), "{case}: {head}");
+            assert!(smuggled, "{case}: the tunnel carried nothing, so the probe proves nothing:\n{seen}");
+        } else {
+            assert!(head.starts_with("HTTP/1.1 502"), "{case}: {head}");
+            assert!(!smuggled, "{case}: a request reached the app through the tunnel:\n{seen}");
+            assert_eq!(seen.matches("\r\n\r\n").count(), 1, "{case}: {seen}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_without_one_key_is_refused_before_the_app() {
+    let (app, got) = answering_upstream("HTTP/1.1 101 Switching Protocols\r\n\r\n".to_owned()).await;
+    let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
+    for keys in ["", &format!("Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Key: {KEY}\r\n")] {
+        let req = format!(
+            "GET /public-ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
+             {keys}Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        common::raw::send_raw(gw.addr, &req).await.assert_problem(400, "bad_request");
+    }
+    assert!(got.lock().unwrap().is_empty(), "the app got the handshake");
 }

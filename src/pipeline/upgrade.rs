@@ -2,11 +2,19 @@
 //! request, then the two upgraded connections are spliced. The tunnel closes
 //! when the session's family (or token) is revoked. Only `websocket` is ever
 //! forwarded as an upgrade: `h2c` and anything else are stripped.
+//!
+//! The tunnel opens only on the upstream's answer to this handshake: a 101
+//! with `Upgrade: websocket` and the `Sec-WebSocket-Accept` the client's key
+//! calls for (RFC 6455 §4.2.2). A bare 101 from an endpoint that did not
+//! switch (one that echoes a status code, say) would otherwise leave a raw
+//! tunnel to an app still reading HTTP, and every request written into it
+//! would reach the app past the route policy ("WebSocket smuggling").
 
 use std::time::Duration;
 
-use http::header::{HeaderValue, CONNECTION, UPGRADE};
-use http::{Request, Response, StatusCode};
+use base64::Engine;
+use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -15,6 +23,9 @@ use crate::error::GatewayError;
 
 /// How often an open tunnel asks the store whether its session was revoked.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
 /// An HTTP/1.1 `Upgrade: websocket` handshake (with `Connection: upgrade`).
 pub fn is_websocket<B>(req: &Request<B>) -> bool {
@@ -35,12 +46,22 @@ pub async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     // A cookie-carried handshake's Origin was checked in the csrf phase.
+    let accept = expected_accept(req.headers())?;
     let client_upgrade = hyper::upgrade::on(&mut req);
     let h = req.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     let mut resp = outbound::send(ctx, req).await?;
     let upgraded_upstream = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if upgraded_upstream && !answers_handshake(resp.headers(), &accept) {
+        // Dropping the response drops its upgrade and closes the connection.
+        let upstream = ctx.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default();
+        tracing::warn!(
+            upstream,
+            "upstream answered a WebSocket handshake with a 101 that is not its answer: no tunnel"
+        );
+        return Err(GatewayError::UpstreamUnavailable);
+    }
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let mut resp = outbound::cleaned(resp, &ctx.snap.runtime.sessions.identity_header);
     if !upgraded_upstream {
@@ -67,6 +88,30 @@ pub async fn forward(
     });
     ctx.decision = "tunnel";
     Ok(resp.map(|_| full("")))
+}
+
+/// The `Sec-WebSocket-Accept` the handshake's one `Sec-WebSocket-Key` calls
+/// for: base64 of SHA-1 over the key and RFC 6455's GUID. No key, or two, is
+/// no WebSocket handshake (400).
+fn expected_accept(headers: &HeaderMap) -> Result<String, GatewayError> {
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(GatewayError::BadRequest("a WebSocket handshake needs one Sec-WebSocket-Key"));
+    };
+    let mut input = Vec::with_capacity(key.len() + 36);
+    input.extend_from_slice(key.as_bytes());
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
+}
+
+/// Whether a 101's head is the upstream's answer to this handshake.
+fn answers_handshake(headers: &HeaderMap, accept: &str) -> bool {
+    let upgrade = headers.get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let mut accepts = headers.get_all(SEC_WEBSOCKET_ACCEPT).iter();
+    let accepted =
+        matches!((accepts.next(), accepts.next()), (Some(v), None) if v.as_bytes() == accept.as_bytes());
+    upgrade && accepted
 }
 
 /// Resolves when the tunnel's session is revoked. A public tunnel (no
