@@ -271,3 +271,36 @@ async fn the_identity_header_never_reaches_the_client_as_a_trailer() {
     assert!(trailers.get("x-jwtgate-identity").is_none(), "the identity trailer leaked: {trailers:?}");
     assert!(trailers.get("x_jwtgate_identity").is_none(), "its underscore spelling leaked: {trailers:?}");
 }
+
+/// `Transfer-Encoding` is hop-by-hop, so jwtgate removes it: only `chunked`,
+/// which hyper decoded, can go. Another coding would reach the client still on
+/// the body, announced as none; beside a `Content-Length` the stale length
+/// would cut the body short and look complete (RFC 9112 §6.1). Both are 502.
+#[tokio::test]
+async fn a_response_transfer_coding_that_cannot_be_passed_on_is_a_502() {
+    let cases = [
+        (
+            "chunked beside a length",
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            None,
+        ),
+        ("gzip", "Transfer-Encoding: gzip\r\nConnection: close\r\n\r\nGZIPPED", None),
+        ("gzip, then chunked", "Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", None),
+        (
+            "chunked twice",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            None,
+        ),
+        ("chunked", "Transfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", Some("hello")),
+        ("a length", "Content-Length: 5\r\n\r\nhello", Some("hello")),
+    ];
+    for (case, rest, passes) in cases {
+        let (app, _got) = common::raw::answering_upstream(format!("HTTP/1.1 200 OK\r\n{rest}")).await;
+        let gw = start_gateway(&base_config(PUBLIC_AND_API), app, None).await;
+        let resp = common::raw::get(gw.addr, "/public/a", &[]).await;
+        match passes {
+            Some(body) => assert_eq!((resp.status, resp.body.as_str()), (200, body), "{case}: {resp:?}"),
+            None => resp.assert_problem(502, "upstream_unavailable"),
+        }
+    }
+}

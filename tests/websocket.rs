@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::raw::{get, request};
+use common::raw::{answering_upstream, get, request};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -260,38 +259,6 @@ async fn a_parked_keep_alive_connection_can_still_upgrade() {
     let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "after parking");
     assert_eq!(gw.gateway.metrics.connections_parked.get(), 0, "a tunnel is not parked");
-}
-
-/// An app that answers every request head it reads with `answer` and goes on
-/// reading HTTP on the same connection, keeping every byte: an endpoint that
-/// echoes a status code, not a WebSocket server.
-async fn answering_upstream(answer: String) -> (std::net::SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let kept = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let (got, answer) = (kept.clone(), answer.clone());
-            tokio::spawn(async move {
-                let (mut buf, mut answered) = (vec![0u8; 4096], 0);
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    let heads = {
-                        let mut got = got.lock().unwrap();
-                        got.extend_from_slice(&buf[..n]);
-                        got.windows(4).filter(|w| w == b"\r\n\r\n").count()
-                    };
-                    for _ in answered..heads {
-                        let _ = stream.write_all(answer.as_bytes()).await;
-                    }
-                    answered = heads;
-                }
-            });
-        }
-    });
-    (addr, got)
 }
 
 /// The head of a response, read byte by byte so nothing after it is taken.

@@ -5,10 +5,11 @@ use std::future::Future;
 
 use futures_util::future::{Either, FutureExt};
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, COOKIE, HOST, LOCATION, SET_COOKIE,
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, COOKIE, HOST, LOCATION,
+    SET_COOKIE, TRANSFER_ENCODING,
 };
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -167,8 +168,36 @@ fn exchange<'a, T>(
     };
     pending.map(move |result| {
         ctx.upstream_time = Some(sent.elapsed());
-        Ok(then(ctx, result?))
+        let resp = result?;
+        if !framing_ok(resp.headers()) {
+            let upstream = ctx.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default();
+            tracing::warn!(
+                upstream,
+                "upstream response framed with a Transfer-Encoding jwtgate cannot pass on"
+            );
+            return Err(GatewayError::UpstreamUnavailable);
+        }
+        Ok(then(ctx, resp))
     })
+}
+
+/// Whether a response's framing survives the hop. `Transfer-Encoding` is
+/// hop-by-hop and goes, so it may only be `chunked`, which hyper has decoded;
+/// any other coding would reach the client still applied to the body and
+/// announced as none. Beside a `Content-Length` it is an error (RFC 9112 §6.1:
+/// a sign of response splitting), and the stale length would otherwise cut the
+/// client's body short while looking complete. The answer is 502, and the
+/// upstream connection, its body unread, is dropped.
+fn framing_ok(headers: &HeaderMap) -> bool {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    match codings.next() {
+        None => true,
+        Some(coding) => {
+            codings.next().is_none()
+                && coding.as_bytes().eq_ignore_ascii_case(b"chunked")
+                && !headers.contains_key(CONTENT_LENGTH)
+        }
+    }
 }
 
 /// Touches every response gets, errors included: pending Set-Cookie values.

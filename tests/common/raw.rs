@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -190,4 +191,35 @@ impl RawConn {
             Err(_) => Err(()),
         }
     }
+}
+
+/// An upstream that answers every request head it reads with `answer`, bytes
+/// as given however malformed, and goes on reading on the same connection;
+/// the second value keeps every byte it got.
+pub async fn answering_upstream(answer: String) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let (got, answer) = (kept.clone(), answer.clone());
+            tokio::spawn(async move {
+                let (mut buf, mut answered) = (vec![0u8; 4096], 0);
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    let heads = {
+                        let mut got = got.lock().unwrap();
+                        got.extend_from_slice(&buf[..n]);
+                        got.windows(4).filter(|w| w == b"\r\n\r\n").count()
+                    };
+                    for _ in answered..heads {
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    }
+                    answered = heads;
+                }
+            });
+        }
+    });
+    (addr, got)
 }
