@@ -304,3 +304,27 @@ async fn a_response_transfer_coding_that_cannot_be_passed_on_is_a_502() {
         }
     }
 }
+
+/// A chunked body on a GET reaches the app as a body does on a POST (nginx
+/// forwards it too); hyper's client would otherwise send the GET bodiless.
+#[tokio::test]
+async fn a_chunked_get_body_reaches_the_upstream() {
+    let (up, gw) = public_and_api().await;
+    for method in ["GET", "HEAD", "POST"] {
+        let sent = common::raw::send_raw(
+            gw.addr,
+            &format!(
+                "{method} /public/search HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\
+                 Connection: close\r\n\r\n11\r\n{{\"owner\":\"alice\"}}\r\n0\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(sent.status, 200, "{method}");
+        let seen = up.last();
+        assert_eq!(
+            (seen.method.as_str(), &seen.body[..]),
+            (method, &br#"{"owner":"alice"}"#[..]),
+            "{method}: {seen:?}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::HOST;
+use http::header::{HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -152,6 +152,12 @@ impl Upstream {
         }
         if parts.version > Version::HTTP_11 {
             parts.version = Version::HTTP_11;
+        }
+        // A body of unknown length (chunked, or HTTP/2 DATA without a length)
+        // goes chunked whatever the method: left to itself, hyper sends a GET
+        // or HEAD without it.
+        if !body.is_end_stream() && body.size_hint().exact().is_none() {
+            parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
