@@ -271,3 +271,30 @@ async fn connection_close_is_honoured_and_never_parked() {
     client.closed_within(Duration::from_secs(1)).await.expect("Connection: close left the connection open");
     assert_eq!(parked(&gw), 0);
 }
+
+/// A request that asked for an upgrade and got none (a handshake refused
+/// 401, an `Upgrade: h2c` that is stripped and answered 200, a CONNECT
+/// refused) leaves hyper a pending upgrade for the rest of the connection.
+/// Taken back to be parked, such a connection hands back no socket, so it
+/// was closed idle after about a second; it stays with hyper instead, open
+/// until header_read_timeout like any connection that cannot be parked.
+#[tokio::test]
+async fn a_connection_that_asked_for_an_upgrade_stays_open_while_idle() {
+    let (_up, gw) = public_and_api().await;
+    let asks = [
+        "GET /api/ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /public/a HTTP/1.1\r\nHost: app.test\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        "CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n",
+    ];
+    for ask in asks {
+        let mut client = RawConn::connect(gw.addr).await;
+        let (status, _) = client.exchange(ask).await;
+        assert_ne!(status, 101, "{ask}");
+        assert_eq!(client.exchange(&get("/public/after")).await.0, 200, "{ask}");
+        // Long enough to have been parked (and so closed), within header_read_timeout (2 s).
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(parked(&gw), 0, "{ask}");
+        assert_eq!(client.exchange(&get("/public/later")).await.0, 200, "idle after {ask}");
+    }
+}

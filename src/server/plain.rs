@@ -39,7 +39,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::UPGRADE;
-use http::Request;
+use http::{Method, Request};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -282,8 +282,14 @@ struct ConnState {
     in_flight: AtomicUsize,
     /// Requests seen on this connection.
     served: AtomicUsize,
-    /// The last request had no body and asked for no upgrade.
+    /// The last request had no body, and no request on this hyper
+    /// connection asked for an upgrade.
     reusable: AtomicBool,
+    /// A request on this hyper connection asked for an upgrade (`Upgrade`, or
+    /// CONNECT). hyper keeps its pending upgrade until the connection ends,
+    /// even when the answer was no 101, and then hands back no socket: a
+    /// connection taken back would be closed instead of parked.
+    upgrade_asked: AtomicBool,
     /// Bytes were handed to the socket (or are waiting to be) and not
     /// flushed since.
     unflushed: AtomicBool,
@@ -298,6 +304,7 @@ impl ConnState {
     /// `header_read_timeout` every `LINGER`.
     fn start(&self) {
         self.reusable.store(false, Relaxed);
+        self.upgrade_asked.store(false, Relaxed);
         self.unflushed.store(false, Relaxed);
         self.handing_back.store(false, Relaxed);
     }
@@ -317,7 +324,10 @@ struct Busy(Arc<ConnState>);
 
 impl Busy {
     fn begin(state: &Arc<ConnState>, req: &Request<Incoming>) -> Busy {
-        let reusable = req.body().is_end_stream() && !req.headers().contains_key(UPGRADE);
+        if req.headers().contains_key(UPGRADE) || req.method() == Method::CONNECT {
+            state.upgrade_asked.store(true, Relaxed);
+        }
+        let reusable = req.body().is_end_stream() && !state.upgrade_asked.load(Relaxed);
         state.reusable.store(reusable, Relaxed);
         state.in_flight.fetch_add(1, Relaxed);
         state.served.fetch_add(1, Relaxed);
