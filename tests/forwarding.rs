@@ -328,3 +328,19 @@ async fn a_chunked_get_body_reaches_the_upstream() {
         );
     }
 }
+
+/// A request body that breaks off in malformed chunks is the client's error:
+/// 400, not an upstream failure (502) an operator would be alerted to.
+#[tokio::test]
+async fn a_malformed_request_body_is_a_400_not_an_upstream_failure() {
+    let (_up, gw) = public_and_api().await;
+    let resp = common::raw::send_raw(
+        gw.addr,
+        "POST /public/a HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         3\r\nabc\r\nZZ\r\n",
+    )
+    .await;
+    resp.assert_problem(400, "bad_request");
+    let metrics = gw.gateway.metrics.encode();
+    assert!(!metrics.contains("status=\"502\""), "{metrics}");
+}

@@ -64,7 +64,8 @@ enum Failure {
     /// No connection (refused, connect timeout, TLS handshake): nothing was sent.
     Connect,
     /// The connection was made; the request may have been (partly) sent.
-    Exchange,
+    /// What the client is told ([`Upstream::exchange_failed`]).
+    Exchange(GatewayError),
     /// No response head by the deadline.
     TimedOut,
 }
@@ -74,7 +75,8 @@ impl Failure {
     fn answer(self) -> GatewayError {
         match self {
             Failure::TimedOut => GatewayError::UpstreamTimeout,
-            Failure::Connect | Failure::Exchange => GatewayError::UpstreamUnavailable,
+            Failure::Connect => GatewayError::UpstreamUnavailable,
+            Failure::Exchange(answer) => answer,
         }
     }
 }
@@ -251,18 +253,25 @@ impl Upstream {
                 }
                 Err(ExchangeError::Failed { unsent: Some(unsent), .. }) if reused => req = *unsent,
                 Err(ExchangeError::Failed { error, .. }) => {
-                    self.exchange_failed(target, error);
-                    return Err(Failure::Exchange);
+                    return Err(Failure::Exchange(self.exchange_failed(target, error)));
                 }
                 Err(ExchangeError::TimedOut) => return Err(Failure::TimedOut),
             }
         }
     }
 
-    /// The connection was made, the exchange failed: the target is up, the request lost.
-    fn exchange_failed(&self, target: &Target, err: hyper::Error) {
+    /// The connection was made, the exchange failed: the target is up, the
+    /// request lost. The client's answer: 400 if its own body failed
+    /// (malformed chunks, cut short), which is no upstream's fault and no
+    /// cause for a warning an operator would be paged for; else 502.
+    fn exchange_failed(&self, target: &Target, err: hyper::Error) -> GatewayError {
         self.mark_reachable(target);
+        if std::error::Error::source(&err).is_some_and(|cause| cause.is::<ClientBodyFailed>()) {
+            tracing::debug!(upstream = %self.name, error = %err, "the client's request body failed");
+            return GatewayError::BadRequest("the request body was malformed or cut short");
+        }
         tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+        GatewayError::UpstreamUnavailable
     }
 
     /// A new connection to `target` (TCP, then TLS for https), its task started.
@@ -409,8 +418,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
                         (upstream.clone(), *target, *sent, unsent)
                     }
                     Err(ExchangeError::Failed { error, unsent: None }) => {
-                        upstream.exchange_failed(target_state, error);
-                        return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
+                        return Poll::Ready(Err(upstream.exchange_failed(target_state, error)));
                     }
                     Err(ExchangeError::TimedOut) => return Poll::Ready(Err(GatewayError::UpstreamTimeout)),
                 }
@@ -429,6 +437,12 @@ impl<F: ExchangeFuture> Future for Sending<F> {
         poll
     }
 }
+
+/// The client's request body failed as it was being sent on: malformed
+/// chunks, a body cut short, a reset.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+struct ClientBodyFailed(hyper::Error);
 
 /// The client's request body, handed to the upstream client so that a request
 /// whose connect failed can be re-sent: the body stays in a shared slot until
@@ -488,7 +502,9 @@ impl Body for ReplayBody {
             this.state = ReplayState::Reading(body);
         }
         match &mut this.state {
-            ReplayState::Reading(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ReplayState::Reading(body) => {
+                Pin::new(body).poll_frame(cx).map_err(|err| Box::new(ClientBodyFailed(err)) as BoxError)
+            }
             ReplayState::Unread(_) => Poll::Ready(None),
         }
     }
