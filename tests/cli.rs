@@ -225,6 +225,42 @@ fn check_never_echoes_a_secret_with_a_malformed_reference() {
     assert!(!out.all().contains(&secret[..48]), "the secret leaked:\n{}", out.all());
 }
 
+/// A config error never quotes a secret: not toml's rendering of the line it
+/// stopped at (a second `secret = …` left in while rotating, a backslash in a
+/// secret or a Redis password), not an upstream URL's password.
+#[test]
+fn check_never_echoes_a_secret_in_a_config_error() {
+    let dir = tempdir();
+    let (old, new, redis, upstream) = (secret48(), secret48(), secret48(), secret48());
+    let cases = [
+        (new.clone(), config(&format!("secret = \"{old}\"\nsecret = \"{new}\""), CATCH_ALL)),
+        (old.clone(), config(&format!("secret = \"{old}\\Q\""), CATCH_ALL)),
+        (
+            redis.clone(),
+            config(&format!("secret = \"{old}\""), CATCH_ALL).replace(
+                "backend = \"memory\"",
+                &format!("backend = \"redis\"\nurl = \"redis://:{redis}\\x@10.0.0.5/0\""),
+            ),
+        ),
+        (
+            upstream.clone(),
+            config(&format!("secret = \"{old}\""), CATCH_ALL)
+                .replace("http://127.0.0.1:9", &format!("http://svc:{upstream}@127.0.0.1:9")),
+        ),
+    ];
+    for (i, (secret, text)) in cases.iter().enumerate() {
+        let cfg = write(dir.path(), "gw.toml", text);
+        let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+        out.expect_code(1);
+        assert!(
+            out.all().contains("line ") || out.all().contains("urls[0]"),
+            "case {i}: where?\n{}",
+            out.all()
+        );
+        assert!(!out.all().contains(secret.as_str()), "case {i}: the secret leaked:\n{}", out.all());
+    }
+}
+
 // ---------------------------------------------------------------- explain
 
 fn explain(method: &str, url: &str) -> Out {

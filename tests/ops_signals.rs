@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::app::App;
 use common::client::{get_once, metrics, wait_metric, KeepAlive};
 use common::process::{GatewayProc, ProcConfig};
+use common::SECRET;
 use nix::sys::signal::Signal;
 use tokio::net::TcpStream;
 
@@ -110,12 +111,23 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_config() {
     assert_eq!(metrics(admin).await[RELOAD_OK], 1.0);
     assert!(gw.log().contains("sometimes"), "every error is logged with its key; log:\n{}", gw.log());
 
+    // A second `secret = …` left in while rotating is a syntax error; the
+    // log gives its line, never the line itself.
+    let rotated = "RotatedSecret-9b7e5c3a1f0d2e4c6a8b-0123";
+    let twice = format!("secret = \"{SECRET}\"\nsecret = \"{rotated}\"");
+    gw.write_config(&access.text().replace(&format!("secret = \"{SECRET}\""), &twice));
+    gw.signal(Signal::SIGHUP);
+    wait_metric(admin, RELOAD_ERROR, 2.0, Duration::from_secs(3)).await;
+    let log = gw.log();
+    assert!(log.contains("duplicate key"), "{log}");
+    assert!(!log.contains(rotated) && !log.contains(SECRET), "the reload error quoted a secret:\n{log}");
+
     // Fixed file, another SIGHUP: back to public.
     gw.write_config(&gw.config.text());
     gw.signal(Signal::SIGHUP);
     wait_status(&gw, 200, Duration::from_secs(3)).await;
     wait_metric(admin, RELOAD_OK, 2.0, Duration::from_secs(1)).await;
-    assert_eq!(metrics(admin).await[RELOAD_ERROR], 1.0);
+    assert_eq!(metrics(admin).await[RELOAD_ERROR], 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

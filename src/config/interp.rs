@@ -30,8 +30,18 @@ pub fn parse_and_interpolate(
     let mut value = match toml::from_str::<toml::Table>(text) {
         Ok(table) => Value::Table(table),
         Err(e) => {
+            // Never toml's whole rendering: it quotes the offending line, and
+            // that may be a secret's (a second `secret = …` left while
+            // rotating, a backslash in a password). Its position and message.
+            let message = e.message().trim_end().replace('\n', "; ");
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("line {line}, column {column}: ")
+            });
             let mut errs = ConfigErrors::default();
-            errs.push("(syntax)", format!("{}; fix the TOML syntax there", e.to_string().trim_end()));
+            errs.push("(syntax)", format!("{at}{message}; fix the TOML syntax there"));
             return Err(errs);
         }
     };
@@ -125,10 +135,10 @@ fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!(
-            "\"${{{name}}}\" is not a variable reference (names are letters, digits and _); \
-             write \"$${{\" for a literal \"${{\""
-        ));
+        // Never quote what is between the braces: the value may be a secret.
+        return Err("a \"${\" here is not a variable reference (names are letters, digits and _); \
+             write \"$${\" for a literal \"${\""
+            .to_owned());
     }
     env(name).ok_or_else(|| format!("environment variable {name} is not set; export it or write the value"))
 }
