@@ -25,15 +25,37 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, errs: &mut ConfigErrors) 
         header_read_timeout: timeout("server.header_read_timeout", &raw.header_read_timeout, errs)
             .unwrap_or_default(),
         idle_timeout: timeout("server.idle_timeout", &raw.idle_timeout, errs).unwrap_or_default(),
-        max_header_bytes: positive("server.max_header_bytes", raw.max_header_bytes, errs).unwrap_or_default(),
-        max_headers: positive("server.max_headers", raw.max_headers, errs).unwrap_or_default(),
-        max_connections: positive("server.max_connections", raw.max_connections, errs).unwrap_or_default(),
+        max_header_bytes: at_most("server.max_header_bytes", raw.max_header_bytes, MAX_HEADER_BYTES, errs),
+        max_headers: at_most("server.max_headers", raw.max_headers, MAX_HEADERS, errs),
+        max_connections: at_most("server.max_connections", raw.max_connections, MAX_CONNECTIONS, errs),
         shutdown_grace: parse_duration("server.shutdown_grace", &raw.shutdown_grace, errs)
             .unwrap_or_default(),
         watch_config: raw.watch_config,
         allow_semicolon: raw.allow_semicolon,
     };
     clean(errs, before, settings)
+}
+
+/// Upper bounds for the `[server]` limits. Past them the numbers stop being
+/// limits: hyper keeps twice `max_headers` header slots for every request it
+/// parses (a huge value is gigabytes per request, or a panic), tokio's
+/// connection semaphore panics above 2^61, and shutdown's drain counts
+/// connections in a `u32`.
+/// - 8 MiB of headers: Envoy's ceiling for `max_request_headers_kb`.
+const MAX_HEADER_BYTES: usize = 8 << 20;
+/// - 1 000 fields: ten times hyper's default, far past any browser's.
+const MAX_HEADERS: usize = 1_000;
+/// - 2^20 connections: Linux's default `nr_open`, the most descriptors one
+///   process may have.
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// A count that must be positive and at most `max`; 0 (unusable) when not.
+fn at_most(key: &str, value: usize, max: usize, errs: &mut ConfigErrors) -> usize {
+    let value = positive(key, value, errs).unwrap_or_default();
+    if value > max {
+        errs.push(key, format!("{value} is more than this limit can mean; write at most {max}"));
+    }
+    value
 }
 
 /// `listen` addresses; keyed `server.listen` for a string, `server.listen[i]` for an array.

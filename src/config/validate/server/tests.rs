@@ -135,6 +135,31 @@ fn durations_and_counts_are_checked() {
     assert!(errs.0[1].message.contains("write e.g."));
 }
 
+/// Past these a limit stops being one: hyper's header slots per request, the
+/// connection semaphore and the shutdown drain break on them (panics, or
+/// gigabytes per request), so `check` refuses what `run` could not serve.
+#[test]
+fn counts_have_upper_bounds() {
+    let at = RawServer {
+        max_header_bytes: 8 << 20,
+        max_headers: 1_000,
+        max_connections: 1 << 20,
+        ..RawServer::default()
+    };
+    let (settings, errs) = check(&at);
+    assert!(errs.0.is_empty() && settings.is_some(), "{errs:?}");
+    let past = RawServer {
+        max_header_bytes: (8 << 20) + 1,
+        max_headers: 1_001,
+        max_connections: 3_000_000_000_000_000_000,
+        ..RawServer::default()
+    };
+    let (settings, errs) = check(&past);
+    assert!(settings.is_none());
+    assert_eq!(keys(&errs), ["server.max_header_bytes", "server.max_headers", "server.max_connections"]);
+    assert!(errs.0[2].message.contains("at most 1048576"), "{}", errs.0[2].message);
+}
+
 #[test]
 fn admin_listen_is_an_address_apart_from_the_server() {
     let mut errs = ConfigErrors::default();
