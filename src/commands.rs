@@ -209,10 +209,16 @@ pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
 }
 
 async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
+    // Before anything that can take time (a Redis store's connect may take
+    // seconds): until a handler is installed, SIGHUP's default action kills
+    // the process, and `systemctl reload` right after a start would.
+    let mut signals = Signals::install();
     let listen = rt.server.listen.clone();
     let admin = rt.admin.clone();
-    let store =
-        crate::store::open(&rt.store).await.map_err(|e| CommandError::Usage(format!("store: {e}")))?;
+    let store = tokio::select! {
+        store = crate::store::open(&rt.store) => store.map_err(|e| CommandError::Usage(format!("store: {e}")))?,
+        () = signals.stopped() => return Ok(()),
+    };
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
     tokio::spawn(purge_loop(gw.clone()));
     if gw.snapshot().runtime.server.watch_config {
@@ -236,7 +242,7 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
             .await
         }));
     }
-    signals(&gw, path).await;
+    signals.serve(&gw, path).await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -278,30 +284,73 @@ async fn purge_loop(gw: Arc<Gateway>) {
     }
 }
 
-/// Waits for SIGTERM/SIGINT; reloads on SIGHUP (validate, then swap; an invalid
-/// file keeps the old config and logs every error).
-#[cfg(unix)]
-async fn signals(gw: &Gateway, path: &Path) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => reload(gw, path),
-        }
-    }
-    tracing::info!("shutting down");
+/// The process's signals: SIGTERM and SIGINT stop it, SIGHUP reloads. A
+/// signal that arrives before it is waited for is kept: a SIGHUP during
+/// startup reloads once startup is done.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
 }
 
-#[cfg(not(unix))]
-async fn signals(_gw: &Gateway, _path: &Path) {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                None
+            }
+        };
+        Signals { streams }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Signals {
+        Signals {}
+    }
+
+    /// Resolves on SIGTERM or SIGINT (a SIGHUP meanwhile waits for `serve`).
+    #[cfg(unix)]
+    async fn stopped(&mut self) {
+        let Some([term, int, _]) = self.streams.as_mut() else { return std::future::pending().await };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn stopped(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Waits for SIGTERM/SIGINT; reloads on SIGHUP (validate, then swap; an
+    /// invalid file keeps the old config and logs every error).
+    #[cfg(unix)]
+    async fn serve(&mut self, gw: &Gateway, path: &Path) {
+        let Some([term, int, hup]) = self.streams.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(gw, path),
+            }
+        }
+        tracing::info!("shutting down");
+    }
+
+    #[cfg(not(unix))]
+    async fn serve(&mut self, _gw: &Gateway, _path: &Path) {
+        self.stopped().await;
+    }
 }
 
 /// Loads and validates `path`, swapping it in only when it is valid.

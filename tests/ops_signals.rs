@@ -147,3 +147,38 @@ async fn watch_config_reloads_an_edited_file_without_a_signal() {
     wait_metric(gw.config.admin, RELOAD_ERROR, 1.0, Duration::from_secs(5)).await;
     assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 401);
 }
+
+/// Signals that arrive while the gateway starts, here waiting on a Redis that
+/// accepts and never answers: a SIGHUP (`systemctl reload` just after a
+/// start) must not kill it, as SIGHUP's default action would; a SIGTERM
+/// stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_startup_reload_or_stop_it_cleanly() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redis = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().flatten().collect();
+        drop(held);
+    });
+    let config = ProcConfig::new(redis);
+    let text = config.text().replace(
+        "backend = \"memory\"",
+        &format!("backend = \"redis\"\nurl = \"redis://{redis}/0\"\ntimeout = \"3s\""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::process::spawn_jwtgate(dir.path(), &text, &[]);
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    let send = |child: &std::process::Child, signal| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still starting, waiting for the store:\n{}", log());
+    send(&child, Signal::SIGHUP);
+    let after_hup = common::process::wait_exit(&mut child, Duration::from_millis(500)).await;
+    assert!(after_hup.is_none(), "a SIGHUP during startup ended the gateway: {after_hup:?}\n{}", log());
+    send(&child, Signal::SIGTERM);
+    let status = common::process::wait_exit(&mut child, Duration::from_secs(5)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM during startup: {status:?}\n{}", log());
+}
