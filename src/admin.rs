@@ -19,7 +19,7 @@ use crate::gateway::Gateway;
 /// Serves the admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (stream, _) = crate::server::accept(&listener).await;
         let gw = gw.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| answer(gw.clone(), req));

@@ -132,7 +132,7 @@ fn random_secret() -> String {
 
 async fn serve_app(listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (stream, _) = crate::server::accept(&listener).await;
         tokio::spawn(async move {
             let svc = service_fn(app);
             let _ =

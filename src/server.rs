@@ -25,6 +25,22 @@ mod plain;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The next connection on `listener`. An accept error (mostly: out of file
+/// descriptors) is logged and retried after a pause: retried at once, the
+/// pending connection that caused it fails it again at once, and the loop
+/// spins a core. Every listener (the admin's, the demo's) accepts this way.
+pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for up to `shutdown_grace`.
 pub async fn serve(
@@ -38,14 +54,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         // Over the cap: close at once rather than queue (the client retries elsewhere).

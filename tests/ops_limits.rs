@@ -262,3 +262,55 @@ async fn a_reload_that_reorders_routes_routes_and_counts_by_the_new_table() {
         assert_eq!(line, format!("{series} {count}"), "{text}");
     }
 }
+
+/// The process's CPU time so far, in clock ticks (user + system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, a pending connection fails every accept at once.
+/// Each listener pauses before it retries; the admin listener used to retry
+/// at once and spun a whole core while a Prometheus scrape waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_do_not_spin_when_out_of_file_descriptors() {
+    use common::client::wait_listening;
+    use common::process::free_addr;
+    let (listen, admin) = (free_addr(), free_addr());
+    let text = format!(
+        "[server]\nlisten = \"{listen}\"\nwatch_config = false\nheader_read_timeout = \"60s\"\n\
+         idle_timeout = \"60s\"\n\n[admin]\nlisten = \"{admin}\"\n\n[log]\nlevel = \"error\"\n\n\
+         [tokens]\nsecret = \"{SECRET}\"\n\n[store]\nbackend = \"memory\"\n\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:9\"]\n\n\
+         [[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let bin = env!("CARGO_BIN_EXE_jwtgate");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 48 && exec {bin} run -c {}", cfg.display()))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(listen, Duration::from_secs(10)).await;
+    wait_listening(admin, Duration::from_secs(10)).await;
+    // More connections than descriptors: the main listener runs out.
+    let held: Vec<_> = (0..64).map(|_| std::net::TcpStream::connect(listen).unwrap()).collect();
+    let _scrape = std::net::TcpStream::connect(admin).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = cpu_ticks(pid) - before;
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    // A spinning loop takes all 200 ticks of 2 s; pausing 20 ms between tries, a few.
+    assert!(busy < 50, "out of descriptors, the gateway burned {busy} clock ticks in 2 s");
+}
