@@ -54,7 +54,7 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
     let (host, target) = split_url(url)?;
     // Judged in the gateway's order: method, host, path.
     if let Err(refused) = crate::pipeline::inbound::method(&method) {
-        return explained(&format!("rejected: 400 bad_request ({refused})"));
+        return explained(&format!("rejected: {} {} ({refused})", refused.status().as_u16(), refused.code()));
     }
     let host = match host {
         None => String::new(),

@@ -354,6 +354,15 @@ fn explain_refuses_a_lower_case_method_as_the_gateway_does() {
     assert!(out.stdout.contains("upper-case"), "the reason is shown:\n{}", out.all());
 }
 
+/// The gateway answers CONNECT 405 whatever the routes say; so does explain.
+#[test]
+fn explain_refuses_connect_as_the_gateway_does() {
+    let out = explain("CONNECT", "/login");
+    out.expect_code(1);
+    assert!(out.stdout.contains("rejected: 405 method_not_allowed"), "{}", out.all());
+    assert!(!out.stdout.contains("route:"), "{}", out.all());
+}
+
 #[test]
 fn explain_rejects_dot_segments_with_400_and_the_reason() {
     let out = explain("GET", "/static/../admin");

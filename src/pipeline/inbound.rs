@@ -30,7 +30,12 @@ pub fn limits<B>(ctx: &RequestCtx, req: &Request<B>) -> Result<(), GatewayError>
 /// (Werkzeug, for one) upper-case the method they receive: `post` would
 /// miss a `methods = ["POST"]` route, fall to a broader one, and still run
 /// the app's POST handler under that route's policy.
+///
+/// CONNECT → 405: jwtgate is no forward proxy (DESIGN.md §4).
 pub(crate) fn method(method: &Method) -> Result<(), GatewayError> {
+    if method == Method::CONNECT {
+        return Err(GatewayError::MethodNotAllowed { allow: Vec::new() });
+    }
     if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(GatewayError::BadRequest("the method must be upper-case"));
     }
@@ -63,9 +68,6 @@ fn is_tchar(b: u8) -> bool {
 /// HTTP/1.1: exactly one Host and an origin-form target. HTTP/2: the host is
 /// `:authority`, and a `host` field, if present, must equal it.
 pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
-    if req.method() == Method::CONNECT {
-        return Err(GatewayError::MethodNotAllowed { allow: Vec::new() });
-    }
     let mut hosts = req.headers().get_all(HOST).iter();
     let (first, second) = (hosts.next(), hosts.next());
     let host = if req.version() == Version::HTTP_2 {
