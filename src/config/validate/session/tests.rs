@@ -195,7 +195,16 @@ fn redis_needs_a_redis_url_and_url_needs_redis() {
         let s = store(&redis(Some(good)), Path::new("."), &mut ConfigErrors::default()).unwrap();
         assert_eq!((s.backend, s.url.as_deref()), (StoreBackend::Redis, Some(good)));
     }
-    for bad in [None, Some("http://127.0.0.1:6379"), Some("redis://"), Some("redis://:secret@")] {
+    for bad in [
+        None,
+        Some("http://127.0.0.1:6379"),
+        Some("redis://"),
+        Some("redis://:secret@"),
+        // What the store would refuse at start: `check` must too.
+        Some("redis://127.0.0.1:6379/zero"),
+        Some("redis://127.0.0.1:6379/0?protocol=9"),
+        Some("rediss://127.0.0.1:6380/0#insecure"),
+    ] {
         let mut errs = ConfigErrors::default();
         assert!(store(&redis(bad), Path::new("."), &mut errs).is_none(), "{bad:?}");
         assert_eq!(keys(&errs), ["store.url"]);
