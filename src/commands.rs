@@ -357,9 +357,16 @@ impl Signals {
 pub fn reload(gw: &Gateway, path: &Path) {
     match config::load(path) {
         Ok(rt) => {
+            let kept = start_only_changes(&gw.snapshot().runtime, &rt);
             gw.swap(rt);
             gw.metrics.reload(true);
             tracing::info!(config = %path.display(), "config reloaded");
+            if !kept.is_empty() {
+                tracing::warn!(
+                    keys = %kept.join(", "),
+                    "changed in the file but read at start only: the running values stay until a restart"
+                );
+            }
         }
         Err(errors) => {
             gw.metrics.reload(false);
@@ -369,6 +376,31 @@ pub fn reload(gw: &Gateway, path: &Path) {
             tracing::error!("config reload failed; keeping the previous config");
         }
     }
+}
+
+/// The keys a reload cannot apply, because they are read at start (the
+/// listeners, the store, the connection cap and the shutdown drain, the
+/// watcher, the log subscriber), that `next` changes from `now`.
+fn start_only_changes(now: &Runtime, next: &Runtime) -> Vec<&'static str> {
+    let (a, b) = (&now.server, &next.server);
+    let (s, t) = (&now.store, &next.store);
+    [
+        ("server.listen", a.listen != b.listen),
+        ("server.max_connections", a.max_connections != b.max_connections),
+        ("server.shutdown_grace", a.shutdown_grace != b.shutdown_grace),
+        ("server.watch_config", a.watch_config != b.watch_config),
+        ("admin.listen", now.admin.as_ref().map(|x| x.listen) != next.admin.as_ref().map(|x| x.listen)),
+        ("log.format", now.log.format != next.log.format),
+        ("log.level", now.log.level != next.log.level),
+        (
+            "store",
+            (s.backend, &s.path, &s.url, &s.tls_ca, s.timeout, s.max_staleness)
+                != (t.backend, &t.path, &t.url, &t.tls_ca, t.timeout, t.max_staleness),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 fn init_tracing(log: &LogSettings) {

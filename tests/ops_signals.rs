@@ -182,3 +182,25 @@ async fn signals_during_startup_reload_or_stop_it_cleanly() {
     let _ = child.wait();
     assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM during startup: {status:?}\n{}", log());
 }
+
+/// Some keys are read at start only (README, Reload). A reload that changes
+/// them is applied in everything else and says, by key, what it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_the_start_only_keys_it_could_not_apply() {
+    let app = App::start("app", Duration::ZERO).await;
+    let gw = GatewayProc::start(ProcConfig::new(app.addr)).await;
+    let access = ProcConfig { api_policy: "access", ..gw.config.clone() };
+    let text =
+        access.text().replace("shutdown_grace = \"10s\"", "shutdown_grace = \"20s\"\nmax_connections = 5");
+    gw.write_config(&text);
+    gw.signal(Signal::SIGHUP);
+    wait_status(&gw, 401, Duration::from_secs(3)).await;
+    wait_metric(gw.config.admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
+    let log = gw.log();
+    let warning = log.lines().find(|l| l.contains("read at start only")).unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        warning.contains("server.max_connections") && warning.contains("server.shutdown_grace"),
+        "{warning}"
+    );
+    assert!(!warning.contains("store") && !warning.contains("listen"), "{warning}");
+}
