@@ -32,6 +32,8 @@ pub enum GatewayError {
     CsrfFailed(&'static str),
     #[error("{0}")]
     BadRequest(&'static str),
+    #[error("the request body stopped arriving")]
+    RequestTimeout,
     #[error("no route matches this request")]
     NoRoute,
     #[error("method not allowed on this route")]
@@ -67,6 +69,7 @@ impl GatewayError {
             | FreshTokenRequired { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } | CsrfFailed(_) => StatusCode::FORBIDDEN,
             BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NoRoute => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -93,6 +96,7 @@ impl GatewayError {
             Forbidden { .. } => "forbidden",
             CsrfFailed(_) => "csrf_failed",
             BadRequest(_) => "bad_request",
+            RequestTimeout => "request_timeout",
             NoRoute => "no_route",
             MethodNotAllowed { .. } => "method_not_allowed",
             HeadersTooLarge => "header_too_large",
@@ -127,7 +131,7 @@ impl GatewayError {
                 Some(c)
             }
             Forbidden { .. } => Some(r#"Bearer realm="jwtgate", error="insufficient_scope""#.into()),
-            CsrfFailed(_) | BadRequest(_) | NoRoute | MethodNotAllowed { .. } | HeadersTooLarge | UriTooLong
+            CsrfFailed(_) | BadRequest(_) | RequestTimeout | NoRoute | MethodNotAllowed { .. } | HeadersTooLarge | UriTooLong
             | NotImplemented | StoreUnavailable | BadIdentity(_) | UpstreamUnavailable | UpstreamTimeout
             | Internal => None,
         }

@@ -274,11 +274,13 @@ async fn ticking_upstream() -> (SocketAddr, Arc<Seen>) {
 /// end; `closed` counts once the gateway closes the tunnel on it.
 async fn flooding_websocket_upstream() -> (SocketAddr, Arc<Seen>) {
     one_connection_upstream(|mut stream, head, record| async move {
-        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        // The key as sent: its accept is computed over its exact bytes.
+        let text = String::from_utf8_lossy(&head).into_owned();
         let key = text
             .lines()
-            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+            .find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key")))
             .expect("a key")
+            .1
             .trim()
             .to_owned();
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -549,4 +551,73 @@ async fn an_upstream_that_stops_mid_body_resets_only_its_http2_stream() {
     seen.wait("closed connection", &seen.closed, 1, SLACK).await;
     still_serves(&mut client).await;
     assert_eq!(active(&gw), 1, "one connection throughout");
+}
+
+/// Sends a POST head for `pieces` × 4 bytes, then one piece every `every`;
+/// the instant the last piece went out.
+async fn upload(stream: &mut TcpStream, pieces: usize, every: Duration) -> Instant {
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        pieces * 4
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..pieces {
+        tokio::time::sleep(every).await;
+        stream.write_all(b"data").await.unwrap();
+    }
+    Instant::now()
+}
+
+/// The upstream `timeout` (2 s here) waits for a response head, and that
+/// wait starts when the request body has been sent, as nginx's
+/// `proxy_read_timeout` and Envoy's route timeout do: an upload that keeps
+/// moving for longer is served whole.
+#[tokio::test]
+async fn a_steady_upload_longer_than_the_upstream_timeout_is_served() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&config(), up.addr, None).await;
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    // 10 × 300 ms: 3 s in all, never a second without progress.
+    upload(&mut client, 10, Duration::from_millis(300)).await;
+    let answer = String::from_utf8_lossy(&drain(client).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(up.last().body.len(), 40, "the upstream got the whole body");
+}
+
+/// ...and the wait for the head after the body is still bounded: an
+/// upstream that reads it all and never answers gets 504 `timeout` after the
+/// body's end, not after the request's start.
+#[tokio::test]
+async fn the_response_head_is_due_timeout_after_the_upload_ends() {
+    let (upstream, _seen) = raw_upstream(vec![], Duration::ZERO).await;
+    let gw = start_gateway(&config(), upstream, None).await;
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    let ended = upload(&mut client, 10, Duration::from_millis(300)).await;
+    let answer = String::from_utf8_lossy(&drain(client).await).into_owned();
+    let after = ended.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(2) + SLACK,
+        "504 {after:?} after the body"
+    );
+}
+
+/// A client that stops sending its body is cut after `idle_timeout` with 408
+/// (nginx's `client_body_timeout`), the upstream connection that had part
+/// of it is closed, and the gateway goes on serving.
+#[tokio::test]
+async fn an_upload_that_stops_is_cut_with_408_after_idle_timeout() {
+    let (upstream, seen) = raw_upstream(vec![], Duration::ZERO).await;
+    let gw = start_gateway(&config(), upstream, None).await;
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\nConnection: close\r\n\r\nten bytes!")
+        .await
+        .unwrap();
+    let stopped = Instant::now();
+    let answer = String::from_utf8_lossy(&drain(&mut client).await).into_owned();
+    let after = stopped.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+    assert!(after >= LIMIT && after < LIMIT + SLACK, "cut {after:?} after the body stopped");
+    seen.wait("close", &seen.closed, 1, SLACK).await;
 }

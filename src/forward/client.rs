@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::header::{HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
@@ -31,9 +30,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::pool::{self, Conn, ExchangeError, Pool, UpstreamBody};
+use super::pool::{self, BodyEnd, Conn, Deadline, ExchangeError, Pool, UpstreamBody};
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
+use crate::stall::Stall;
 
 /// First pause after a connect failure; doubles per consecutive failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -164,6 +164,9 @@ impl Upstream {
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(path);
+        // A request with a body: the wait for its response head starts when
+        // the body ends (see `Deadline`).
+        let upload = (!body.is_end_stream()).then(BodyEnd::default);
         let Some(first) = self.pick(None) else {
             return Sending::Other {
                 fut: Box::pin(std::future::ready(Err(GatewayError::UpstreamUnavailable))),
@@ -172,17 +175,27 @@ impl Upstream {
         let target = &self.targets[first];
         match target.pool.checkout(sent) {
             Some(conn) => {
-                let req = Request::from_parts(parts, ReplayBody::once(body));
-                let response = pool::exchange(conn, &target.pool, req, self.due(sent));
-                Sending::Pooled { upstream: self, target: first, sent, response }
+                let req = Request::from_parts(parts, ReplayBody::once(body, self.watch(&upload)));
+                let response = pool::exchange(conn, &target.pool, req, self.deadline(sent, &upload));
+                Sending::Pooled { upstream: self, target: first, sent, upload, response }
             }
-            None => Sending::Other { fut: self.send_from_timed(first, parts, body, sent) },
+            None => Sending::Other { fut: self.send_from_timed(first, parts, body, sent, upload) },
         }
     }
 
-    /// The instant by which the response head of a request sent at `sent` is due.
-    fn due(&self, sent: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(sent + self.timeout)
+    /// When the response head of a request sent at `sent` is due: `timeout`
+    /// later, or for one with a body (`upload`), `timeout` after its end.
+    fn deadline(&self, sent: Instant, upload: &Option<BodyEnd>) -> Deadline {
+        Deadline {
+            due: tokio::time::Instant::from_std(sent + self.timeout),
+            upload: upload.as_ref().map(|end| (end.clone(), self.timeout)),
+        }
+    }
+
+    /// The stall timer and end mark for a request body being sent.
+    fn watch(&self, upload: &Option<BodyEnd>) -> Option<UploadWatch> {
+        let end = upload.clone()?;
+        Some(UploadWatch { end, stall: Stall::default(), limit: self.built_from.1 })
     }
 
     /// [`Upstream::send_from`], boxed, with the whole of it (a connect
@@ -193,10 +206,21 @@ impl Upstream {
         parts: http::request::Parts,
         body: Incoming,
         sent: Instant,
+        upload: Option<BodyEnd>,
     ) -> Boxed {
-        let due = self.due(sent);
-        let fut = tokio::time::timeout_at(due, self.send_from(first, parts, body, sent));
-        Box::pin(fut.map(|result| result.unwrap_or(Err(GatewayError::UpstreamTimeout))))
+        let mut deadline = self.deadline(sent, &upload);
+        let fut = self.send_from(first, parts, body, sent, upload);
+        Box::pin(async move {
+            tokio::pin!(fut);
+            loop {
+                if let Ok(result) = tokio::time::timeout_at(deadline.due, &mut fut).await {
+                    return result;
+                }
+                if !deadline.extend(tokio::time::Instant::now()) {
+                    return Err(GatewayError::UpstreamTimeout);
+                }
+            }
+        })
     }
 
     /// The request's way when no idle connection took it at once: to target
@@ -207,15 +231,16 @@ impl Upstream {
         parts: http::request::Parts,
         body: Incoming,
         sent: Instant,
+        upload: Option<BodyEnd>,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
-            let req = Request::from_parts(parts, ReplayBody::once(body));
-            return self.attempt(first, req, sent).await.map_err(Failure::answer);
+            let req = Request::from_parts(parts, ReplayBody::once(body, self.watch(&upload)));
+            return self.attempt(first, req, sent, &upload).await.map_err(Failure::answer);
         }
         let slot = Arc::new(Mutex::new(Some(body)));
-        let req = Request::from_parts(parts.clone(), ReplayBody::new(slot.clone()));
-        match self.attempt(first, req, sent).await {
+        let req = Request::from_parts(parts.clone(), ReplayBody::new(slot.clone(), self.watch(&upload)));
+        match self.attempt(first, req, sent, &upload).await {
             Ok(resp) => return Ok(resp),
             Err(Failure::Connect) => {}
             Err(failure) => return Err(failure.answer()),
@@ -225,8 +250,8 @@ impl Upstream {
             return Err(GatewayError::UpstreamUnavailable);
         }
         let second = self.pick(Some(first)).ok_or(GatewayError::UpstreamUnavailable)?;
-        let req = Request::from_parts(parts, ReplayBody::new(slot));
-        self.attempt(second, req, sent).await.map_err(Failure::answer)
+        let req = Request::from_parts(parts, ReplayBody::new(slot, self.watch(&upload)));
+        self.attempt(second, req, sent, &upload).await.map_err(Failure::answer)
     }
 
     /// Sends `req` to target `i` over a pooled connection (or a new one) and
@@ -237,6 +262,7 @@ impl Upstream {
         i: usize,
         mut req: Request<ReplayBody>,
         sent: Instant,
+        upload: &Option<BodyEnd>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let target = &self.targets[i];
         loop {
@@ -246,7 +272,7 @@ impl Upstream {
                 // (2.4 KiB) would otherwise be in every request's future.
                 None => (Box::pin(self.connect(target)).await?, false),
             };
-            match pool::exchange(conn, &target.pool, req, self.due(sent)).await {
+            match pool::exchange(conn, &target.pool, req, self.deadline(sent, upload)).await {
                 Ok(resp) => {
                     self.mark_reachable(target);
                     return Ok(resp);
@@ -262,13 +288,21 @@ impl Upstream {
 
     /// The connection was made, the exchange failed: the target is up, the
     /// request lost. The client's answer: 400 if its own body failed
-    /// (malformed chunks, cut short), which is no upstream's fault and no
-    /// cause for a warning an operator would be paged for; else 502.
+    /// (malformed chunks, cut short), 408 if it stopped for `idle_timeout`:
+    /// no upstream's fault and no cause for a warning an operator would be
+    /// paged for; else 502.
     fn exchange_failed(&self, target: &Target, err: hyper::Error) -> GatewayError {
         self.mark_reachable(target);
-        if std::error::Error::source(&err).is_some_and(|cause| cause.is::<ClientBodyFailed>()) {
-            tracing::debug!(upstream = %self.name, error = %err, "the client's request body failed");
-            return GatewayError::BadRequest("the request body was malformed or cut short");
+        match std::error::Error::source(&err).and_then(|cause| cause.downcast_ref::<ClientBody>()) {
+            Some(ClientBody::Failed(_)) => {
+                tracing::debug!(upstream = %self.name, error = %err, "the client's request body failed");
+                return GatewayError::BadRequest("the request body was malformed or cut short");
+            }
+            Some(ClientBody::Stalled) => {
+                tracing::debug!(upstream = %self.name, "the client's request body stalled");
+                return GatewayError::RequestTimeout;
+            }
+            None => {}
         }
         tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
         GatewayError::UpstreamUnavailable
@@ -395,7 +429,14 @@ pin_project_lite::pin_project! {
         /// Sent on an idle pooled connection. If that connection turns out to
         /// have closed before taking it, the request comes back and goes the
         /// other way.
-        Pooled { upstream: Arc<Upstream>, target: usize, sent: Instant, #[pin] response: F },
+        Pooled {
+            upstream: Arc<Upstream>,
+            target: usize,
+            sent: Instant,
+            upload: Option<BodyEnd>,
+            #[pin]
+            response: F,
+        },
         /// A connect, a re-send, or an answer already known.
         Other { fut: Boxed },
     }
@@ -405,9 +446,9 @@ impl<F: ExchangeFuture> Future for Sending<F> {
     type Output = Result<Response<UpstreamBody>, GatewayError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (upstream, i, sent, unsent) = match self.as_mut().project() {
+        let (upstream, i, sent, upload, unsent) = match self.as_mut().project() {
             SendingProj::Other { fut } => return fut.as_mut().poll(cx),
-            SendingProj::Pooled { upstream, target, sent, response } => {
+            SendingProj::Pooled { upstream, target, sent, upload, response } => {
                 let target_state = &upstream.targets[*target];
                 match std::task::ready!(response.poll(cx)) {
                     Ok(resp) => {
@@ -415,7 +456,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
                         return Poll::Ready(Ok(resp));
                     }
                     Err(ExchangeError::Failed { unsent: Some(unsent), .. }) => {
-                        (upstream.clone(), *target, *sent, unsent)
+                        (upstream.clone(), *target, *sent, upload.take(), unsent)
                     }
                     Err(ExchangeError::Failed { error, unsent: None }) => {
                         return Poll::Ready(Err(upstream.exchange_failed(target_state, error)));
@@ -431,18 +472,38 @@ impl<F: ExchangeFuture> Future for Sending<F> {
         let Some(body) = body.into_unread() else {
             return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
         };
-        let mut fut = upstream.send_from_timed(i, parts, body, sent);
+        let mut fut = upstream.send_from_timed(i, parts, body, sent, upload);
         let poll = fut.as_mut().poll(cx);
         self.set(Sending::Other { fut });
         poll
     }
 }
 
-/// The client's request body failed as it was being sent on: malformed
-/// chunks, a body cut short, a reset.
+/// Why the client's request body failed as it was being sent on.
 #[derive(Debug, thiserror::Error)]
-#[error("the client's request body failed: {0}")]
-struct ClientBodyFailed(hyper::Error);
+enum ClientBody {
+    /// Malformed chunks, a body cut short, a reset.
+    #[error("the client's request body failed: {0}")]
+    Failed(hyper::Error),
+    /// Nothing more of it for `idle_timeout` (nginx's `client_body_timeout`).
+    #[error("the client sent nothing more of its request body for idle_timeout")]
+    Stalled,
+}
+
+impl ClientBody {
+    fn boxed(self) -> BoxError {
+        Box::new(self)
+    }
+}
+
+/// A request body being sent: its stall timer, and the mark of its end that
+/// starts the wait for the response head.
+#[derive(Debug)]
+struct UploadWatch {
+    end: BodyEnd,
+    stall: Stall,
+    limit: Duration,
+}
 
 /// The client's request body, handed to the upstream client so that a request
 /// whose connect failed can be re-sent: the body stays in a shared slot until
@@ -450,6 +511,8 @@ struct ClientBodyFailed(hyper::Error);
 #[derive(Debug)]
 pub struct ReplayBody {
     state: ReplayState,
+    /// Only for a request that has a body.
+    upload: Option<UploadWatch>,
 }
 
 #[derive(Debug)]
@@ -459,13 +522,13 @@ enum ReplayState {
 }
 
 impl ReplayBody {
-    fn new(slot: Arc<Mutex<Option<Incoming>>>) -> ReplayBody {
-        ReplayBody { state: ReplayState::Unread(slot) }
+    fn new(slot: Arc<Mutex<Option<Incoming>>>, upload: Option<UploadWatch>) -> ReplayBody {
+        ReplayBody { state: ReplayState::Unread(slot), upload }
     }
 
     /// A body sent to one place only: nowhere to re-send it once it is read.
-    fn once(body: Incoming) -> ReplayBody {
-        ReplayBody { state: ReplayState::Reading(body) }
+    fn once(body: Incoming, upload: Option<UploadWatch>) -> ReplayBody {
+        ReplayBody { state: ReplayState::Reading(body), upload }
     }
 
     /// The body, if no byte of it was read.
@@ -503,7 +566,17 @@ impl Body for ReplayBody {
         }
         match &mut this.state {
             ReplayState::Reading(body) => {
-                Pin::new(body).poll_frame(cx).map_err(|err| Box::new(ClientBodyFailed(err)) as BoxError)
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                let Some(watch) = this.upload.as_mut() else {
+                    return polled.map_err(|err| ClientBody::Failed(err).boxed());
+                };
+                let Some(frame) = std::task::ready!(watch.stall.watch(polled, watch.limit, cx)) else {
+                    return Poll::Ready(Some(Err(ClientBody::Stalled.boxed())));
+                };
+                if frame.is_none() || body.is_end_stream() {
+                    watch.end.mark();
+                }
+                Poll::Ready(frame.map(|f| f.map_err(|err| ClientBody::Failed(err).boxed())))
             }
             ReplayState::Unread(_) => Poll::Ready(None),
         }

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -161,9 +161,48 @@ impl Pool {
     }
 }
 
+/// When a request's body ended, shared between the body as hyper sends it
+/// and the wait for the response head. Unset while the body is being sent.
+#[derive(Debug, Clone, Default)]
+pub struct BodyEnd(Arc<OnceLock<tokio::time::Instant>>);
+
+impl BodyEnd {
+    /// The body has been sent whole.
+    pub fn mark(&self) {
+        let _ = self.0.set(tokio::time::Instant::now());
+    }
+}
+
+/// When a response head is due: the upstream's `timeout` after the request
+/// was sent or, for a request with a body, after that body ended, as nginx's
+/// `proxy_read_timeout` and Envoy's route timeout count. A long upload that
+/// keeps moving is never cut by `timeout`; one that stops is cut by the
+/// body's own stall timer (`idle_timeout`).
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    pub due: tokio::time::Instant,
+    /// A request with a body: its end, and the `timeout` that runs from it.
+    pub upload: Option<(BodyEnd, Duration)>,
+}
+
+impl Deadline {
+    /// `due` has passed at `now`: whether the wait goes on, with `due` moved,
+    /// because the body is still being sent (checked again a `timeout`
+    /// later) or ended less than `timeout` ago.
+    pub fn extend(&mut self, now: tokio::time::Instant) -> bool {
+        let Some((end, timeout)) = &self.upload else { return false };
+        let due = end.0.get().map_or(now + *timeout, |&end| end + *timeout);
+        if due <= now {
+            return false;
+        }
+        self.due = due;
+        true
+    }
+}
+
 /// Sends `req` on `conn`: the request is handed to the connection's task
-/// now, and the future resolves to the response head, or fails at `due` if
-/// that has not come by then.
+/// now, and the future resolves to the response head, or fails once the
+/// deadline has passed without it.
 ///
 /// Not an `async fn`: the returned future holds only hyper's response future and
 /// the connection, not a second copy of the request (BENCHMARKS.md, future sizes).
@@ -171,10 +210,10 @@ pub fn exchange(
     mut conn: Conn,
     pool: &Arc<Pool>,
     req: Request<ReplayBody>,
-    due: tokio::time::Instant,
+    deadline: Deadline,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + Send + 'static {
     let response = conn.sender.try_send_request(req);
-    Exchange { response, conn: Some((conn, pool.clone())), due }
+    Exchange { response, conn: Some((conn, pool.clone())), deadline }
 }
 
 /// Why an [`exchange`] gave no response.
@@ -194,7 +233,7 @@ pin_project_lite::pin_project! {
         #[pin]
         response: F,
         conn: Option<(Conn, Arc<Pool>)>,
-        due: tokio::time::Instant,
+        deadline: Deadline,
     }
 }
 
@@ -208,11 +247,17 @@ where
         let this = self.project();
         // `None`: it already finished, and a finished future may stay pending.
         let Some((conn, _)) = this.conn.as_mut() else { return Poll::Pending };
-        let polled = this.response.poll(cx);
-        let Some(result) = ready!(conn.head.watch_until(polled, *this.due, cx)) else {
-            // Dropping the connection with its request in flight closes it.
-            *this.conn = None;
-            return Poll::Ready(Err(ExchangeError::TimedOut));
+        let mut polled = this.response.poll(cx);
+        let result = loop {
+            match ready!(conn.head.watch_until(polled, this.deadline.due, cx)) {
+                Some(result) => break result,
+                None if this.deadline.extend(tokio::time::Instant::now()) => polled = Poll::Pending,
+                None => {
+                    // Dropping the connection with its request in flight closes it.
+                    *this.conn = None;
+                    return Poll::Ready(Err(ExchangeError::TimedOut));
+                }
+            }
         };
         let Some((conn, pool)) = this.conn.take() else { return Poll::Pending };
         Poll::Ready(match result {
