@@ -225,6 +225,30 @@ fn check_never_echoes_a_secret_with_a_malformed_reference() {
     assert!(!out.all().contains(&secret[..48]), "the secret leaked:\n{}", out.all());
 }
 
+/// Durations that JWT times (whole seconds) are measured against refuse a
+/// fraction, which would be dropped: `reuse_grace = "500ms"` was no grace.
+#[test]
+fn check_refuses_fractions_of_a_second_where_token_times_are_whole_seconds() {
+    let dir = tempdir();
+    let tokens = format!("secret = \"{}\"\naccess_ttl = \"1500ms\"\nleeway = \"2.5s\"", secret48());
+    let routes =
+        "[[routes]]\npath = \"/**\"\npolicy = \"fresh\"\nmax_age = \"90500ms\"\nupstream = \"app\"\n\n\
+                  [sessions]\nreuse_grace = \"500ms\"\nidle_timeout = \"1h 1ms\"\n";
+    let cfg = write(dir.path(), "gw.toml", &config(&tokens, routes));
+    let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    for key in [
+        "tokens.access_ttl",
+        "tokens.leeway",
+        "routes[0].max_age",
+        "sessions.reuse_grace",
+        "sessions.idle_timeout",
+    ] {
+        assert!(out.all().contains(&format!("{key}: ")), "{key}:\n{}", out.all());
+    }
+    assert!(out.all().contains("whole number of seconds"), "{}", out.all());
+}
+
 /// A config error never quotes a secret: not toml's rendering of the line it
 /// stopped at (a second `secret = …` left in while rotating, a backslash in a
 /// secret or a Redis password), not an upstream URL's password.

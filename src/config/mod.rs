@@ -92,6 +92,21 @@ pub fn parse_duration(key: &str, value: &str, errs: &mut ConfigErrors) -> Option
     }
 }
 
+/// A duration that JWT times, whole seconds, are measured against (token
+/// lifetimes, `leeway`, the session limits, `max_age`): a fraction would be
+/// dropped, and `reuse_grace = "500ms"` would silently be no grace at all.
+pub fn whole_seconds(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<Duration> {
+    let d = parse_duration(key, value, errs)?;
+    if d.subsec_nanos() != 0 {
+        errs.push(
+            key,
+            format!("{value:?} is not a whole number of seconds, which token times are; write e.g. \"2s\""),
+        );
+        return None;
+    }
+    Some(d)
+}
+
 /// A path from the config, relative to the config file's directory.
 pub fn resolve_path(base_dir: &Path, value: &str) -> PathBuf {
     let p = Path::new(value);

@@ -10,7 +10,7 @@ use super::canonical::canonicalize;
 use super::pattern::Pattern;
 use super::table::{Entry, Handler, Policy, Route, RouteTable};
 use crate::config::raw::RawRoute;
-use crate::config::{parse_duration, ConfigErrors};
+use crate::config::{whole_seconds, ConfigErrors};
 
 impl RouteTable {
     /// Compiles the `[[routes]]` of one config load against the names of its
@@ -241,7 +241,7 @@ fn check_max_age(
     errs: &mut ConfigErrors,
 ) -> Option<Duration> {
     let value = value?;
-    let age = parse_duration(&at.key("max_age"), value, errs);
+    let age = whole_seconds(&at.key("max_age"), value, errs);
     if policy.is_some_and(|p| p != Policy::Fresh) {
         errs.push(at.key("max_age"), "applies only to policy = \"fresh\"; remove it or make the route fresh");
     }

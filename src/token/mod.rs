@@ -30,7 +30,7 @@ pub use mint::{MintSpec, Minted, Minter};
 pub use verify::{TokenError, Verifier};
 
 use crate::config::raw::RawTokens;
-use crate::config::{parse_duration, ConfigErrors};
+use crate::config::{whole_seconds, ConfigErrors};
 use keys::{KeyConfig, PemField};
 use verify::ClaimRules;
 
@@ -91,7 +91,7 @@ impl TokenSettings {
             .collect();
         let access_ttl = positive_duration("tokens.access_ttl", &raw.access_ttl, errs);
         let refresh_ttl = positive_duration("tokens.refresh_ttl", &raw.refresh_ttl, errs);
-        let leeway = parse_duration("tokens.leeway", &raw.leeway, errs);
+        let leeway = whole_seconds("tokens.leeway", &raw.leeway, errs);
         let locations = parse_locations(&raw.locations, errs);
         check_claim_settings(raw, errs);
         if errs.0.len() != before {
@@ -141,7 +141,7 @@ fn secs(d: Duration) -> i64 {
 }
 
 fn positive_duration(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<Duration> {
-    let d = parse_duration(key, value, errs)?;
+    let d = whole_seconds(key, value, errs)?;
     if d.as_secs() == 0 {
         errs.push(key, format!("{value:?} is too short; token lifetimes are whole seconds, at least \"1s\""));
         return None;

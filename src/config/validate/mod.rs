@@ -102,7 +102,15 @@ fn one_of<T: Copy>(key: &str, value: &str, choices: &[(&str, T)], errs: &mut Con
 
 /// A duration that must be greater than zero (a timeout).
 fn timeout(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<Duration> {
-    let d = parse_duration(key, value, errs)?;
+    positive_of(key, value, parse_duration(key, value, errs)?, errs)
+}
+
+/// [`timeout`] in whole seconds ([`crate::config::whole_seconds`]).
+fn whole_timeout(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<Duration> {
+    positive_of(key, value, crate::config::whole_seconds(key, value, errs)?, errs)
+}
+
+fn positive_of(key: &str, value: &str, d: Duration, errs: &mut ConfigErrors) -> Option<Duration> {
     if d.is_zero() {
         errs.push(key, format!("{value:?} is zero; a timeout must be greater than 0, e.g. \"10s\""));
         return None;

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{clean, header_name, one_of, timeout, tls_ca};
+use super::{clean, header_name, one_of, timeout, tls_ca, whole_timeout};
 use crate::config::keypath;
 use crate::config::raw::{RawCookies, RawCsrf, RawSessions, RawStore, RawTokens};
 use crate::config::{
-    parse_duration, resolve_path, ConfigErrors, CookieSettings, CsrfSettings, LoginResponse, SameSite,
-    SessionSettings, StoreBackend, StoreSettings,
+    parse_duration, resolve_path, whole_seconds, ConfigErrors, CookieSettings, CsrfSettings, LoginResponse,
+    SameSite, SessionSettings, StoreBackend, StoreSettings,
 };
 
 #[cfg(test)]
@@ -176,9 +176,9 @@ pub(super) fn sessions(
         implicit_refresh: raw.implicit_refresh,
         refresh_ahead: refresh_ahead.unwrap_or_default(),
         rotate_refresh: raw.rotate_refresh,
-        reuse_grace: parse_duration("sessions.reuse_grace", &raw.reuse_grace, errs).unwrap_or_default(),
-        max_session: timeout("sessions.max_session", &raw.max_session, errs).unwrap_or_default(),
-        idle_timeout: timeout("sessions.idle_timeout", &raw.idle_timeout, errs).unwrap_or_default(),
+        reuse_grace: whole_seconds("sessions.reuse_grace", &raw.reuse_grace, errs).unwrap_or_default(),
+        max_session: whole_timeout("sessions.max_session", &raw.max_session, errs).unwrap_or_default(),
+        idle_timeout: whole_timeout("sessions.idle_timeout", &raw.idle_timeout, errs).unwrap_or_default(),
     };
     clean(errs, before, settings)
 }
