@@ -317,4 +317,14 @@ async fn login_url_redirects_browser_navigations_only() {
     resp.assert_problem(401, "missing_token");
     let resp = request(gw.addr, "POST", "/api/page", &[("Accept", "text/html")], "").await;
     resp.assert_problem(401, "missing_token");
+    // A query token leaves `next` even when a cookie decided (here a bad
+    // one): login_url may be another site's, with logs of its own.
+    let resp = get(
+        gw.addr,
+        "/api/page?token=secret.query.token&x=1",
+        &[("Accept", "text/html"), ("Cookie", "access_token_cookie=not.a.token")],
+    )
+    .await;
+    assert_eq!(resp.status, 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), Some("/login?next=%2Fapi%2Fpage%3Fx%3D1"));
 }

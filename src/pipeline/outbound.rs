@@ -239,7 +239,11 @@ fn login_redirect(ctx: &RequestCtx) -> Option<Response<Body>> {
     let login = ctx.snap.runtime.errors.login_url.as_deref()?;
     let canonical = ctx.canonical.as_ref()?;
     let mut next = canonical.path.clone();
-    if let Some(q) = forwarded_query(ctx).filter(|q| !q.is_empty()) {
+    // A query token goes whether or not it was the credential (a cookie may
+    // have decided): `login_url` may be another site's, and `next` ends up
+    // in its logs and the browser's history.
+    let query = canonical.query.as_deref().map(|q| query_without(q, &ctx.snap.runtime.tokens.query_param));
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
         next.push('?');
         next.push_str(&q);
     }
