@@ -102,7 +102,7 @@ pub async fn run(listen: SocketAddr, access_ttl: &str) -> std::io::Result<()> {
     let app = TcpListener::bind("127.0.0.1:0").await?;
     let app_addr = app.local_addr()?;
     tokio::spawn(serve_app(app));
-    let secret = random_secret();
+    let secret = random_secret()?;
     let ahead = format!("{}ms", (ttl.as_millis() / 4).max(1));
     let text = DEMO_CONFIG
         .replace("{app}", &app_addr.to_string())
@@ -124,10 +124,13 @@ pub async fn run(listen: SocketAddr, access_ttl: &str) -> std::io::Result<()> {
     .await
 }
 
-fn random_secret() -> String {
+/// 32 random bytes, hex: the demo's signing secret. A failed RNG is an
+/// error, never a key of zeros.
+fn random_secret() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("the system's random generator failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn serve_app(listener: TcpListener) {
