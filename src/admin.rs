@@ -1,5 +1,6 @@
 //! The admin listener (DESIGN.md §11): `/healthz` (process up), `/readyz`
-//! (config loaded, store reachable), `/metrics` (Prometheus text format).
+//! (config loaded, store reachable, not shutting down), `/metrics`
+//! (Prometheus text format).
 //! Kept off the main listener so its routes can never shadow an app's.
 
 use std::convert::Infallible;
@@ -43,6 +44,9 @@ async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Ful
     const PLAIN: &str = "text/plain; charset=utf-8";
     let resp = match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n", PLAIN),
+        "/readyz" if gw.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n", PLAIN)
+        }
         "/readyz" => {
             let timeout = gw.snapshot().runtime.store.timeout;
             match tokio::time::timeout(timeout, gw.store.ping()).await {

@@ -243,6 +243,7 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
         }));
     }
     signals.serve(&gw, path).await;
+    gw.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

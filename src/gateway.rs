@@ -55,13 +55,22 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Process-wide: survives reloads.
     pub metrics: Metrics,
+    /// Shutting down (SIGTERM): `/readyz` answers 503 so that load balancers
+    /// stop sending while requests in flight finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Gateway> {
         let metrics = Metrics::new();
         let snapshot = Snapshot::succeeding(runtime, &metrics, None);
-        Arc::new(Gateway { current: ArcSwap::from_pointee(snapshot), store, clock, metrics })
+        Arc::new(Gateway {
+            current: ArcSwap::from_pointee(snapshot),
+            store,
+            clock,
+            metrics,
+            draining: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// The snapshot a new request runs on.

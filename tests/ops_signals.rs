@@ -76,6 +76,9 @@ async fn sigterm_drains(workers: Option<usize>) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert!(gw.child.try_wait().unwrap().is_none(), "exited before draining");
+    // Not ready while it drains: a load balancer stops sending.
+    let ready = get_once(gw.config.admin, "/readyz").await.expect("admin answers while draining");
+    assert_eq!((ready.status, ready.body.as_str()), (503, "draining\n"));
 
     for (i, task) in inflight.into_iter().enumerate() {
         let answer = task.await.unwrap().unwrap_or_else(|e| panic!("request {i} failed: {e}"));
