@@ -35,7 +35,10 @@ pub fn parse_and_interpolate(
             // rotating, a backslash in a password). Its position and message.
             let message = e.message().trim_end().replace('\n', "; ");
             let at = e.span().map_or_else(String::new, |span| {
-                let before = &text[..span.start.min(text.len())];
+                // A byte offset: back to a character boundary, so no input panics.
+                let start =
+                    (0..=span.start.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                let before = &text[..start];
                 let line = before.matches('\n').count() + 1;
                 let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                 format!("line {line}, column {column}: ")

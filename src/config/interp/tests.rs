@@ -119,3 +119,14 @@ fn duplicate_keys_are_syntax_errors() {
     let errs = interp("[log]\nlevel = \"info\"\nlevel = \"debug\"\n").unwrap_err();
     assert_eq!(errs.0[0].key, "(syntax)");
 }
+
+/// The position is given; the line itself, which may hold a secret, never.
+#[test]
+fn syntax_errors_give_line_and_column_but_never_the_line() {
+    let errs = interp("[tokens]\nsecret = \"é-s3cret\"\nsecret = \"ü-n3w\"\n").unwrap_err();
+    let message = &errs.0[0].message;
+    assert!(message.starts_with("line 3, column 1: duplicate key"), "{message}");
+    assert!(!message.contains("s3cret") && !message.contains("n3w"), "{message}");
+    let errs = interp("a = \"ü\\q\"\n").unwrap_err();
+    assert!(errs.0[0].message.starts_with("line 1, column 9: invalid escape"), "{}", errs.0[0].message);
+}
