@@ -101,10 +101,14 @@ pub async fn serve(
     Ok(())
 }
 
+/// The longest wait between two looks at a partial HTTP/2 preface.
+const SNIFF_PAUSE_MAX: Duration = Duration::from_millis(64);
+
 /// Waits (bounded) for enough bytes to tell HTTP/2's preface from HTTP/1.
 async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; 24];
+    let mut pause = Duration::from_millis(1);
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.map_err(|_| {
             io::Error::new(io::ErrorKind::TimedOut, "no request within header_read_timeout")
@@ -118,8 +122,13 @@ async fn sniff_h2(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
         if n == H2_PREFACE.len() {
             return Ok(true);
         }
-        // A partial preface: wait a little for the rest instead of spinning.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A partial preface: the bytes stay readable, so readiness cannot
+        // say when more arrive. Wait a little, longer each time (the rest of
+        // a split preface comes within a round trip): at a fixed 1 ms, each
+        // client holding half a preface cost a thousand wake-ups a second
+        // until header_read_timeout, and many of them a core.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(SNIFF_PAUSE_MAX);
     }
 }
 

@@ -314,3 +314,47 @@ async fn listeners_do_not_spin_when_out_of_file_descriptors() {
     // A spinning loop takes all 200 ticks of 2 s; pausing 20 ms between tries, a few.
     assert!(busy < 50, "out of descriptors, the gateway burned {busy} clock ticks in 2 s");
 }
+
+/// A client that sends half an HTTP/2 preface and holds it keeps the socket
+/// readable, so the protocol sniff polls for the rest. At a fixed 1 ms, 300
+/// such connections (cheap to hold, until header_read_timeout) kept a core
+/// busy; the pause now grows, so they cost next to nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_an_http2_preface_held_open_costs_no_cpu() {
+    use common::process::{GatewayProc, ProcConfig};
+    use std::io::Write;
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let config = ProcConfig::new(up.addr);
+    // header_read_timeout 5 s: long enough to measure within it.
+    let gw = GatewayProc::start(config).await;
+    let held: Vec<_> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(gw.config.listen).unwrap();
+            s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = gw.child.id();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busy = cpu_ticks(pid) - before;
+    drop(held);
+    assert!(busy < 40, "300 half prefaces burned {busy} clock ticks of 200 in 2 s");
+}
+
+/// ...and a preface that does arrive in pieces is still HTTP/2: the server
+/// answers with its SETTINGS frame.
+#[tokio::test]
+async fn an_http2_preface_split_across_a_pause_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_up, gw) = public_and_api().await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    s.write_all(b"\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut head)).await.expect("an answer").unwrap();
+    assert_eq!(head[3], 0x04, "the server's first frame is SETTINGS: {head:?}");
+}
