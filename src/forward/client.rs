@@ -166,7 +166,7 @@ impl Upstream {
         parts.uri = Uri::from(path);
         // A request with a body: the wait for its response head starts when
         // the body ends (see `Deadline`).
-        let upload = (!body.is_end_stream()).then(BodyEnd::default);
+        let upload = (!body.is_end_stream()).then(|| BodyEnd::new(self.timeout));
         let Some(first) = self.pick(None) else {
             return Sending::Other {
                 fut: Box::pin(std::future::ready(Err(GatewayError::UpstreamUnavailable))),
@@ -177,7 +177,7 @@ impl Upstream {
             Some(conn) => {
                 let req = Request::from_parts(parts, ReplayBody::once(body, self.watch(&upload)));
                 let response = pool::exchange(conn, &target.pool, req, self.deadline(sent, &upload));
-                Sending::Pooled { upstream: self, target: first, sent, upload, response }
+                Sending::Pooled { upstream: self, target: first, sent, response }
             }
             None => Sending::Other { fut: self.send_from_timed(first, parts, body, sent, upload) },
         }
@@ -186,16 +186,13 @@ impl Upstream {
     /// When the response head of a request sent at `sent` is due: `timeout`
     /// later, or for one with a body (`upload`), `timeout` after its end.
     fn deadline(&self, sent: Instant, upload: &Option<BodyEnd>) -> Deadline {
-        Deadline {
-            due: tokio::time::Instant::from_std(sent + self.timeout),
-            upload: upload.as_ref().map(|end| (end.clone(), self.timeout)),
-        }
+        Deadline { due: tokio::time::Instant::from_std(sent + self.timeout), upload: upload.clone() }
     }
 
     /// The stall timer and end mark for a request body being sent.
-    fn watch(&self, upload: &Option<BodyEnd>) -> Option<UploadWatch> {
+    fn watch(&self, upload: &Option<BodyEnd>) -> Option<Box<UploadWatch>> {
         let end = upload.clone()?;
-        Some(UploadWatch { end, stall: Stall::default(), limit: self.built_from.1 })
+        Some(Box::new(UploadWatch { end, stall: Stall::default(), limit: self.built_from.1 }))
     }
 
     /// [`Upstream::send_from`], boxed, with the whole of it (a connect
@@ -429,14 +426,7 @@ pin_project_lite::pin_project! {
         /// Sent on an idle pooled connection. If that connection turns out to
         /// have closed before taking it, the request comes back and goes the
         /// other way.
-        Pooled {
-            upstream: Arc<Upstream>,
-            target: usize,
-            sent: Instant,
-            upload: Option<BodyEnd>,
-            #[pin]
-            response: F,
-        },
+        Pooled { upstream: Arc<Upstream>, target: usize, sent: Instant, #[pin] response: F },
         /// A connect, a re-send, or an answer already known.
         Other { fut: Boxed },
     }
@@ -446,9 +436,9 @@ impl<F: ExchangeFuture> Future for Sending<F> {
     type Output = Result<Response<UpstreamBody>, GatewayError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (upstream, i, sent, upload, unsent) = match self.as_mut().project() {
+        let (upstream, i, sent, unsent) = match self.as_mut().project() {
             SendingProj::Other { fut } => return fut.as_mut().poll(cx),
-            SendingProj::Pooled { upstream, target, sent, upload, response } => {
+            SendingProj::Pooled { upstream, target, sent, response } => {
                 let target_state = &upstream.targets[*target];
                 match std::task::ready!(response.poll(cx)) {
                     Ok(resp) => {
@@ -456,7 +446,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
                         return Poll::Ready(Ok(resp));
                     }
                     Err(ExchangeError::Failed { unsent: Some(unsent), .. }) => {
-                        (upstream.clone(), *target, *sent, upload.take(), unsent)
+                        (upstream.clone(), *target, *sent, unsent)
                     }
                     Err(ExchangeError::Failed { error, unsent: None }) => {
                         return Poll::Ready(Err(upstream.exchange_failed(target_state, error)));
@@ -469,6 +459,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
         // sent, the body is unread. Another connection (or target) takes it,
         // by the same deadline.
         let (parts, body) = unsent.into_parts();
+        let upload = body.upload.as_ref().map(|watch| watch.end.clone());
         let Some(body) = body.into_unread() else {
             return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
         };
@@ -511,8 +502,9 @@ struct UploadWatch {
 #[derive(Debug)]
 pub struct ReplayBody {
     state: ReplayState,
-    /// Only for a request that has a body.
-    upload: Option<UploadWatch>,
+    /// Only for a request that has a body (boxed: every request's body
+    /// carries the field).
+    upload: Option<Box<UploadWatch>>,
 }
 
 #[derive(Debug)]
@@ -522,12 +514,12 @@ enum ReplayState {
 }
 
 impl ReplayBody {
-    fn new(slot: Arc<Mutex<Option<Incoming>>>, upload: Option<UploadWatch>) -> ReplayBody {
+    fn new(slot: Arc<Mutex<Option<Incoming>>>, upload: Option<Box<UploadWatch>>) -> ReplayBody {
         ReplayBody { state: ReplayState::Unread(slot), upload }
     }
 
     /// A body sent to one place only: nowhere to re-send it once it is read.
-    fn once(body: Incoming, upload: Option<UploadWatch>) -> ReplayBody {
+    fn once(body: Incoming, upload: Option<Box<UploadWatch>>) -> ReplayBody {
         ReplayBody { state: ReplayState::Reading(body), upload }
     }
 

@@ -162,14 +162,20 @@ impl Pool {
 }
 
 /// When a request's body ended, shared between the body as hyper sends it
-/// and the wait for the response head. Unset while the body is being sent.
-#[derive(Debug, Clone, Default)]
-pub struct BodyEnd(Arc<OnceLock<tokio::time::Instant>>);
+/// and the wait for the response head, with the upstream's `timeout` that
+/// runs from it. One pointer, so that a bodiless request's exchange carries
+/// little more than before.
+#[derive(Debug, Clone)]
+pub struct BodyEnd(Arc<(OnceLock<tokio::time::Instant>, Duration)>);
 
 impl BodyEnd {
+    pub fn new(timeout: Duration) -> BodyEnd {
+        BodyEnd(Arc::new((OnceLock::new(), timeout)))
+    }
+
     /// The body has been sent whole.
     pub fn mark(&self) {
-        let _ = self.0.set(tokio::time::Instant::now());
+        let _ = self.0 .0.set(tokio::time::Instant::now());
     }
 }
 
@@ -182,7 +188,7 @@ impl BodyEnd {
 pub struct Deadline {
     pub due: tokio::time::Instant,
     /// A request with a body: its end, and the `timeout` that runs from it.
-    pub upload: Option<(BodyEnd, Duration)>,
+    pub upload: Option<BodyEnd>,
 }
 
 impl Deadline {
@@ -190,8 +196,9 @@ impl Deadline {
     /// because the body is still being sent (checked again a `timeout`
     /// later) or ended less than `timeout` ago.
     pub fn extend(&mut self, now: tokio::time::Instant) -> bool {
-        let Some((end, timeout)) = &self.upload else { return false };
-        let due = end.0.get().map_or(now + *timeout, |&end| end + *timeout);
+        let Some(BodyEnd(end)) = &self.upload else { return false };
+        let (ended, timeout) = &**end;
+        let due = ended.get().map_or(now + *timeout, |&ended| ended + *timeout);
         if due <= now {
             return false;
         }

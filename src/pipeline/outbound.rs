@@ -169,7 +169,9 @@ fn exchange<'a, T>(
     pending.map(move |result| {
         ctx.upstream_time = Some(sent.elapsed());
         let resp = result?;
-        if !framing_ok(resp.headers()) {
+        // A body of known length (none included) was framed by its length:
+        // hyper reads any Transfer-Encoding as chunked or to the close instead.
+        if resp.body().size_hint().exact().is_none() && !framing_ok(resp.headers()) {
             let upstream = ctx.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default();
             tracing::warn!(
                 upstream,
