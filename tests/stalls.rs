@@ -607,8 +607,19 @@ async fn the_response_head_is_due_timeout_after_the_upload_ends() {
 /// of it is closed, and the gateway goes on serving.
 #[tokio::test]
 async fn an_upload_that_stops_is_cut_with_408_after_idle_timeout() {
+    stalled_upload_gets_408(&config()).await;
+}
+
+/// ...even where the upstream `timeout` is the shorter: a wait on the
+/// client's body is not the upstream's, and is not answered 504.
+#[tokio::test]
+async fn an_upload_that_stops_is_the_clients_408_whatever_the_upstream_timeout() {
+    stalled_upload_gets_408(&config().replace("\ntimeout = \"2s\"", "\ntimeout = \"300ms\"")).await;
+}
+
+async fn stalled_upload_gets_408(config: &str) {
     let (upstream, seen) = raw_upstream(vec![], Duration::ZERO).await;
-    let gw = start_gateway(&config(), upstream, None).await;
+    let gw = start_gateway(config, upstream, None).await;
     let mut client = TcpStream::connect(gw.addr).await.unwrap();
     client
         .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\nConnection: close\r\n\r\nten bytes!")
@@ -620,4 +631,75 @@ async fn an_upload_that_stops_is_cut_with_408_after_idle_timeout() {
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
     assert!(after >= LIMIT && after < LIMIT + SLACK, "cut {after:?} after the body stopped");
     seen.wait("close", &seen.closed, 1, SLACK).await;
+}
+
+/// An upstream that stops taking the body (a hung app, once the socket
+/// buffers are full) gets 504 `timeout` after the body last moved: the
+/// client keeps writing, so no client stall fires, and the wait must not
+/// last for ever.
+#[tokio::test]
+async fn an_upstream_that_stops_reading_the_body_gets_504_after_timeout() {
+    let (upstream, _seen) = one_connection_upstream(|stream, _head, _record| async move {
+        // Read nothing more; hold the connection.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await;
+    let gw = start_gateway(&config(), upstream, None).await;
+    let client = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = client.into_split();
+    let len = 64 << 20;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b'x'; CHUNK];
+        while write.write_all(&piece).await.is_ok() {}
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2) + SLACK * 2, read.read_to_end(&mut answer)).await;
+    writer.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 504"), "after {:?}: {answer:?}", started.elapsed());
+}
+
+/// A chunked body whose end carries trailers ends without the end-of-body
+/// frame hyper's client would otherwise poll for; the wait for the head
+/// still runs from that end, and ends.
+#[tokio::test]
+async fn a_chunked_upload_with_trailers_still_times_out_without_an_answer() {
+    let (upstream, _seen) = raw_upstream(vec![], Duration::ZERO).await;
+    let gw = start_gateway(&config(), upstream, None).await;
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              4\r\ndata\r\n0\r\nX-Checksum: 1\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let answer = String::from_utf8_lossy(&drain(&mut client).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(sent.elapsed() < Duration::from_secs(2) + SLACK, "504 after {:?}", sent.elapsed());
+}
+
+/// The same steady upload on a kept-alive upstream connection (the pooled
+/// path, not a fresh connect) is served whole too.
+#[tokio::test]
+async fn a_steady_upload_on_a_pooled_connection_is_served() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&config(), up.addr, None).await;
+    let warm = common::raw::get(gw.addr, "/warm", &[]).await;
+    assert_eq!(warm.status, 200);
+    let mut client = TcpStream::connect(gw.addr).await.unwrap();
+    upload(&mut client, 10, Duration::from_millis(300)).await;
+    let answer = String::from_utf8_lossy(&drain(client).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].conn, seen[0].conn, "the upload went on the pooled connection");
+    assert_eq!(seen[1].body.len(), 40);
 }

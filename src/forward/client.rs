@@ -30,7 +30,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::pool::{self, BodyEnd, Conn, Deadline, ExchangeError, Pool, UpstreamBody};
+use super::pool::{self, BodyProgress, Conn, Deadline, ExchangeError, Pool, UpstreamBody};
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 use crate::stall::Stall;
@@ -71,7 +71,9 @@ enum Failure {
 }
 
 impl Failure {
-    /// What the client is told: 504 for a deadline, 502 for the rest.
+    /// What the client is told: 504 for a deadline, 502 for a connect, and
+    /// for an exchange what [`Upstream::exchange_failed`] found (400 or 408
+    /// when the client's own body failed, else 502).
     fn answer(self) -> GatewayError {
         match self {
             Failure::TimedOut => GatewayError::UpstreamTimeout,
@@ -134,7 +136,8 @@ impl Upstream {
     /// Points `req` at the next target (keeping its path and query) and sends it
     /// as HTTP/1.1, the client's Host (HTTP/2: `:authority`) unchanged. A connect
     /// failure is re-sent once to another target; then 502. No response headers
-    /// within `timeout` of `sent`, retry included → 504.
+    /// within `timeout` of `sent` or, for a request with a body, of the body's
+    /// last progress (see [`Deadline`]), retry included → 504.
     ///
     /// The common case, an idle pooled connection, is sent here and now; the
     /// returned future then holds little more than hyper's response future.
@@ -152,21 +155,24 @@ impl Upstream {
                 parts.headers.insert(HOST, value);
             }
         }
-        if parts.version > Version::HTTP_11 {
+        let http2 = parts.version > Version::HTTP_11;
+        if http2 {
             parts.version = Version::HTTP_11;
         }
-        // A body of unknown length (chunked, or HTTP/2 DATA without a length)
-        // goes chunked whatever the method: left to itself, hyper sends a GET
-        // or HEAD without it.
-        if !body.is_end_stream() && body.size_hint().exact().is_none() {
+        // A chunked HTTP/1.1 body goes on chunked whatever the method: left
+        // to itself, hyper sends a GET or HEAD without it. (An HTTP/2 GET
+        // whose HEADERS do not end the stream usually has no body at all, its
+        // end coming in an empty DATA frame: hyper's choice, bodiless, stays.)
+        if !http2 && !body.is_end_stream() && body.size_hint().exact().is_none() {
             parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(path);
-        // A request with a body: the wait for its response head starts when
-        // the body ends (see `Deadline`).
-        let upload = (!body.is_end_stream()).then(|| BodyEnd::new(self.timeout));
+        // A request with a body: the wait for its response head runs from
+        // the body's last progress (see `Deadline`).
+        let upload = (!body.is_end_stream())
+            .then(|| BodyProgress::new(tokio::time::Instant::from_std(sent), self.timeout));
         let Some(first) = self.pick(None) else {
             return Sending::Other {
                 fut: Box::pin(std::future::ready(Err(GatewayError::UpstreamUnavailable))),
@@ -184,15 +190,15 @@ impl Upstream {
     }
 
     /// When the response head of a request sent at `sent` is due: `timeout`
-    /// later, or for one with a body (`upload`), `timeout` after its end.
-    fn deadline(&self, sent: Instant, upload: &Option<BodyEnd>) -> Deadline {
+    /// later, or for one with a body (`upload`), `timeout` after it last moved.
+    fn deadline(&self, sent: Instant, upload: &Option<BodyProgress>) -> Deadline {
         Deadline { due: tokio::time::Instant::from_std(sent + self.timeout), upload: upload.clone() }
     }
 
-    /// The stall timer and end mark for a request body being sent.
-    fn watch(&self, upload: &Option<BodyEnd>) -> Option<Box<UploadWatch>> {
-        let end = upload.clone()?;
-        Some(Box::new(UploadWatch { end, stall: Stall::default(), limit: self.built_from.1 }))
+    /// The stall timer and progress mark for a request body being sent.
+    fn watch(&self, upload: &Option<BodyProgress>) -> Option<Box<UploadWatch>> {
+        let progress = upload.clone()?;
+        Some(Box::new(UploadWatch { progress, stall: Stall::default(), limit: self.built_from.1 }))
     }
 
     /// [`Upstream::send_from`], boxed, with the whole of it (a connect
@@ -203,7 +209,7 @@ impl Upstream {
         parts: http::request::Parts,
         body: Incoming,
         sent: Instant,
-        upload: Option<BodyEnd>,
+        upload: Option<BodyProgress>,
     ) -> Boxed {
         let mut deadline = self.deadline(sent, &upload);
         let fut = self.send_from(first, parts, body, sent, upload);
@@ -228,7 +234,7 @@ impl Upstream {
         parts: http::request::Parts,
         body: Incoming,
         sent: Instant,
-        upload: Option<BodyEnd>,
+        upload: Option<BodyProgress>,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         if self.targets.len() < 2 {
             // Nowhere to re-send: no copy of the head, no shared slot.
@@ -259,7 +265,7 @@ impl Upstream {
         i: usize,
         mut req: Request<ReplayBody>,
         sent: Instant,
-        upload: &Option<BodyEnd>,
+        upload: &Option<BodyProgress>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let target = &self.targets[i];
         loop {
@@ -459,7 +465,7 @@ impl<F: ExchangeFuture> Future for Sending<F> {
         // sent, the body is unread. Another connection (or target) takes it,
         // by the same deadline.
         let (parts, body) = unsent.into_parts();
-        let upload = body.upload.as_ref().map(|watch| watch.end.clone());
+        let upload = body.upload.as_ref().map(|watch| watch.progress.clone());
         let Some(body) = body.into_unread() else {
             return Poll::Ready(Err(GatewayError::UpstreamUnavailable));
         };
@@ -487,11 +493,11 @@ impl ClientBody {
     }
 }
 
-/// A request body being sent: its stall timer, and the mark of its end that
-/// starts the wait for the response head.
+/// A request body being sent: its stall timer, and the mark of its progress
+/// that the wait for the response head runs from.
 #[derive(Debug)]
 struct UploadWatch {
-    end: BodyEnd,
+    progress: BodyProgress,
     stall: Stall,
     limit: Duration,
 }
@@ -562,12 +568,15 @@ impl Body for ReplayBody {
                 let Some(watch) = this.upload.as_mut() else {
                     return polled.map_err(|err| ClientBody::Failed(err).boxed());
                 };
-                let Some(frame) = std::task::ready!(watch.stall.watch(polled, watch.limit, cx)) else {
-                    return Poll::Ready(Some(Err(ClientBody::Stalled.boxed())));
+                let frame = match watch.stall.watch(polled, watch.limit, cx) {
+                    Poll::Pending => {
+                        watch.progress.waiting_on_client();
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Some(Err(ClientBody::Stalled.boxed()))),
+                    Poll::Ready(Some(frame)) => frame,
                 };
-                if frame.is_none() || body.is_end_stream() {
-                    watch.end.mark();
-                }
+                watch.progress.moved();
                 Poll::Ready(frame.map(|f| f.map_err(|err| ClientBody::Failed(err).boxed())))
             }
             ReplayState::Unread(_) => Poll::Ready(None),

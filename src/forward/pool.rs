@@ -13,7 +13,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -161,44 +162,72 @@ impl Pool {
     }
 }
 
-/// When a request's body ended, shared between the body as hyper sends it
-/// and the wait for the response head, with the upstream's `timeout` that
-/// runs from it. One pointer, so that a bodiless request's exchange carries
-/// little more than before.
+/// When a request body last moved toward the upstream, shared between the
+/// body as hyper sends it and the wait for the response head: nanoseconds
+/// after `sent`, with the upstream's `timeout` that runs from it. One
+/// pointer, so a bodiless request's exchange carries little more for it.
 #[derive(Debug, Clone)]
-pub struct BodyEnd(Arc<(OnceLock<tokio::time::Instant>, Duration)>);
+pub struct BodyProgress(Arc<Progress>);
 
-impl BodyEnd {
-    pub fn new(timeout: Duration) -> BodyEnd {
-        BodyEnd(Arc::new((OnceLock::new(), timeout)))
+#[derive(Debug)]
+struct Progress {
+    sent: tokio::time::Instant,
+    /// Nanoseconds after `sent` at which hyper last took a piece of the body.
+    moved: AtomicU64,
+    /// hyper asked for more and the client has not sent it: the wait is the
+    /// client's, which the body's stall timer bounds (408), not the upstream's.
+    waiting_on_client: AtomicBool,
+    timeout: Duration,
+}
+
+impl BodyProgress {
+    pub fn new(sent: tokio::time::Instant, timeout: Duration) -> BodyProgress {
+        let progress =
+            Progress { sent, moved: AtomicU64::new(0), waiting_on_client: AtomicBool::new(false), timeout };
+        BodyProgress(Arc::new(progress))
     }
 
-    /// The body has been sent whole.
-    pub fn mark(&self) {
-        let _ = self.0 .0.set(tokio::time::Instant::now());
+    /// hyper took a piece of the body (or its end): now is its last progress.
+    pub fn moved(&self) {
+        let nanos = u64::try_from(self.0.sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.moved.store(nanos, Ordering::Relaxed);
+        self.0.waiting_on_client.store(false, Ordering::Relaxed);
+    }
+
+    /// hyper asked for more of the body and the client has not sent it yet.
+    pub fn waiting_on_client(&self) {
+        self.0.waiting_on_client.store(true, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.0.sent + Duration::from_nanos(self.0.moved.load(Ordering::Relaxed))
     }
 }
 
 /// When a response head is due: the upstream's `timeout` after the request
-/// was sent or, for a request with a body, after that body ended, as nginx's
-/// `proxy_read_timeout` and Envoy's route timeout count. A long upload that
-/// keeps moving is never cut by `timeout`; one that stops is cut by the
-/// body's own stall timer (`idle_timeout`).
+/// was sent or, for one with a body, after the body last moved toward the
+/// upstream, which after its end is the end: nginx's `proxy_send_timeout`
+/// and `proxy_read_timeout` at once. A long upload that keeps moving is
+/// never cut by `timeout`; one the client stops sending is cut by the
+/// body's own stall timer (`idle_timeout`, 408), and one the upstream stops
+/// taking (or a connect, a TLS handshake that never ends) by this (504).
 #[derive(Debug, Clone)]
 pub struct Deadline {
     pub due: tokio::time::Instant,
-    /// A request with a body: its end, and the `timeout` that runs from it.
-    pub upload: Option<BodyEnd>,
+    /// A request with a body: how far it has got.
+    pub upload: Option<BodyProgress>,
 }
 
 impl Deadline {
     /// `due` has passed at `now`: whether the wait goes on, with `due` moved,
-    /// because the body is still being sent (checked again a `timeout`
-    /// later) or ended less than `timeout` ago.
+    /// because the body moved less than `timeout` ago or waits on the client.
     pub fn extend(&mut self, now: tokio::time::Instant) -> bool {
-        let Some(BodyEnd(end)) = &self.upload else { return false };
-        let (ended, timeout) = &**end;
-        let due = ended.get().map_or(now + *timeout, |&ended| ended + *timeout);
+        let Some(progress) = &self.upload else { return false };
+        let due = if progress.0.waiting_on_client.load(Ordering::Relaxed) {
+            now + progress.0.timeout
+        } else {
+            progress.last() + progress.0.timeout
+        };
         if due <= now {
             return false;
         }
