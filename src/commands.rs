@@ -212,7 +212,7 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     // Before anything that can take time (a Redis store's connect may take
     // seconds): until a handler is installed, SIGHUP's default action kills
     // the process, and `systemctl reload` right after a start would.
-    let mut signals = Signals::install();
+    let mut signals = Signals::install()?;
     let listen = rt.server.listen.clone();
     let admin = rt.admin.clone();
     let store = tokio::select! {
@@ -290,36 +290,32 @@ async fn purge_loop(gw: Arc<Gateway>) {
 /// startup reloads once startup is done.
 struct Signals {
     #[cfg(unix)]
-    streams: Option<[tokio::signal::unix::Signal; 3]>,
+    streams: [tokio::signal::unix::Signal; 3],
 }
 
 impl Signals {
+    /// Fails the start if a handler cannot be installed: a gateway that
+    /// could not be stopped or reloaded cleanly is not one to run.
     #[cfg(unix)]
-    fn install() -> Signals {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let streams = match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
-            _ => {
-                tracing::error!("cannot install signal handlers");
-                None
-            }
-        };
-        Signals { streams }
+        let streams = [
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ];
+        Ok(Signals { streams })
     }
 
     #[cfg(not(unix))]
-    fn install() -> Signals {
-        Signals {}
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {})
     }
 
     /// Resolves on SIGTERM or SIGINT (a SIGHUP meanwhile waits for `serve`).
     #[cfg(unix)]
     async fn stopped(&mut self) {
-        let Some([term, int, _]) = self.streams.as_mut() else { return std::future::pending().await };
+        let [term, int, _] = &mut self.streams;
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
@@ -335,9 +331,7 @@ impl Signals {
     /// invalid file keeps the old config and logs every error).
     #[cfg(unix)]
     async fn serve(&mut self, gw: &Gateway, path: &Path) {
-        let Some([term, int, hup]) = self.streams.as_mut() else {
-            return std::future::pending().await;
-        };
+        let [term, int, hup] = &mut self.streams;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -358,7 +352,9 @@ impl Signals {
 pub fn reload(gw: &Gateway, path: &Path) {
     match config::load(path) {
         Ok(rt) => {
-            let kept = start_only_changes(&gw.snapshot().runtime, &rt);
+            // Against what runs, not the last file: a value set back to what
+            // runs needs no restart, one changed earlier still does.
+            let kept = gw.start_only.differences(&config::StartOnly::of(&rt));
             gw.swap(rt);
             gw.metrics.reload(true);
             tracing::info!(config = %path.display(), "config reloaded");
@@ -377,31 +373,6 @@ pub fn reload(gw: &Gateway, path: &Path) {
             tracing::error!("config reload failed; keeping the previous config");
         }
     }
-}
-
-/// The keys a reload cannot apply, because they are read at start (the
-/// listeners, the store, the connection cap and the shutdown drain, the
-/// watcher, the log subscriber), that `next` changes from `now`.
-fn start_only_changes(now: &Runtime, next: &Runtime) -> Vec<&'static str> {
-    let (a, b) = (&now.server, &next.server);
-    let (s, t) = (&now.store, &next.store);
-    [
-        ("server.listen", a.listen != b.listen),
-        ("server.max_connections", a.max_connections != b.max_connections),
-        ("server.shutdown_grace", a.shutdown_grace != b.shutdown_grace),
-        ("server.watch_config", a.watch_config != b.watch_config),
-        ("admin.listen", now.admin.as_ref().map(|x| x.listen) != next.admin.as_ref().map(|x| x.listen)),
-        ("log.format", now.log.format != next.log.format),
-        ("log.level", now.log.level != next.log.level),
-        (
-            "store",
-            (s.backend, &s.path, &s.url, &s.tls_ca, s.timeout, s.max_staleness)
-                != (t.backend, &t.path, &t.url, &t.tls_ca, t.timeout, t.max_staleness),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
 }
 
 fn init_tracing(log: &LogSettings) {

@@ -58,11 +58,14 @@ pub struct Gateway {
     /// Shutting down (SIGTERM): `/readyz` answers 503 so that load balancers
     /// stop sending while requests in flight finish.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The values read at start, which a reload cannot change.
+    pub start_only: crate::config::StartOnly,
 }
 
 impl Gateway {
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Gateway> {
         let metrics = Metrics::new();
+        let start_only = crate::config::StartOnly::of(&runtime);
         let snapshot = Snapshot::succeeding(runtime, &metrics, None);
         Arc::new(Gateway {
             current: ArcSwap::from_pointee(snapshot),
@@ -70,6 +73,7 @@ impl Gateway {
             clock,
             metrics,
             draining: std::sync::atomic::AtomicBool::new(false),
+            start_only,
         })
     }
 

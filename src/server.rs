@@ -29,12 +29,17 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// descriptors) is logged and retried after a pause: retried at once, the
 /// pending connection that caused it fails it again at once, and the loop
 /// spins a core. Every listener (the admin's, the demo's) accepts this way.
+/// The warning is logged once a second at most while the errors last.
 pub(crate) async fn accept(listener: &TcpListener) -> (TcpStream, std::net::SocketAddr) {
+    let mut failed = 0u32;
     loop {
         match listener.accept().await {
             Ok(pair) => return pair,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                if failed % 50 == 0 {
+                    tracing::warn!(error = %e, failed_in_a_row = failed + 1, "accept failed");
+                }
+                failed = failed.wrapping_add(1);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }

@@ -206,4 +206,16 @@ async fn a_reload_names_the_start_only_keys_it_could_not_apply() {
         "{warning}"
     );
     assert!(!warning.contains("store") && !warning.contains("listen"), "{warning}");
+
+    // Judged against what runs, not the last file: the same values with
+    // another edit still differ; the file set back to what runs does not.
+    let warnings = |log: &str| log.matches("read at start only").count();
+    gw.write_config(&text.replace("policy = \"access\"", "policy = \"public\""));
+    gw.signal(Signal::SIGHUP);
+    wait_metric(gw.config.admin, RELOAD_OK, 2.0, Duration::from_secs(3)).await;
+    assert_eq!(warnings(&gw.log()), 2, "{}", gw.log());
+    gw.write_config(&gw.config.text());
+    gw.signal(Signal::SIGHUP);
+    wait_metric(gw.config.admin, RELOAD_OK, 3.0, Duration::from_secs(3)).await;
+    assert_eq!(warnings(&gw.log()), 2, "set back, nothing is kept:\n{}", gw.log());
 }

@@ -327,4 +327,14 @@ async fn login_url_redirects_browser_navigations_only() {
     .await;
     assert_eq!(resp.status, 303, "{}", resp.body);
     assert_eq!(resp.header("location"), Some("/login?next=%2Fapi%2Fpage%3Fx%3D1"));
+    // Where the query is no token location (the default), `token=` is the
+    // app's own parameter, an invitation link's say, and `next` keeps it.
+    let cfg = cfg.replace(
+        "locations = [\"headers\", \"cookies\", \"query\"]",
+        "locations = [\"headers\", \"cookies\"]",
+    );
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let resp = get(gw.addr, "/api/invites/accept?token=XYZ", &[("Accept", "text/html")]).await;
+    assert_eq!(resp.status, 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), Some("/login?next=%2Fapi%2Finvites%2Faccept%3Ftoken%3DXYZ"));
 }

@@ -29,6 +29,55 @@ pub struct Runtime {
     pub routes: RouteTable,
 }
 
+/// What a reload cannot change, because it is read once at start: the
+/// listeners, the store's connection, the connection cap and the shutdown
+/// drain, the watcher, the log subscriber. (The store's `timeout` is applied
+/// per request too, so it is not among them.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartOnly {
+    listen: Vec<SocketAddr>,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    watch_config: bool,
+    admin_listen: Option<SocketAddr>,
+    log_format: LogFormat,
+    log_level: String,
+    store: (StoreBackend, PathBuf, Option<String>, Option<PathBuf>, Duration),
+}
+
+impl StartOnly {
+    pub fn of(rt: &Runtime) -> StartOnly {
+        let s = &rt.store;
+        StartOnly {
+            listen: rt.server.listen.clone(),
+            max_connections: rt.server.max_connections,
+            shutdown_grace: rt.server.shutdown_grace,
+            watch_config: rt.server.watch_config,
+            admin_listen: rt.admin.as_ref().map(|a| a.listen),
+            log_format: rt.log.format,
+            log_level: rt.log.level.clone(),
+            store: (s.backend, s.path.clone(), s.url.clone(), s.tls_ca.clone(), s.max_staleness),
+        }
+    }
+
+    /// The keys whose value in `file` differs from the running one.
+    pub fn differences(&self, file: &StartOnly) -> Vec<&'static str> {
+        [
+            ("server.listen", self.listen != file.listen),
+            ("server.max_connections", self.max_connections != file.max_connections),
+            ("server.shutdown_grace", self.shutdown_grace != file.shutdown_grace),
+            ("server.watch_config", self.watch_config != file.watch_config),
+            ("admin.listen", self.admin_listen != file.admin_listen),
+            ("log.format", self.log_format != file.log_format),
+            ("log.level", self.log_level != file.log_level),
+            ("store", self.store != file.store),
+        ]
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect()
+    }
+}
+
 /// The validated `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {

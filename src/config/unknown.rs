@@ -103,7 +103,21 @@ fn type_message(e: &toml::de::Error) -> String {
     } else {
         message.to_string()
     };
-    format!("wrong type: {message}; write it as gateway.toml.example shows")
+    format!("wrong type: {}; write it as gateway.toml.example shows", unquoted(&message))
+}
+
+/// serde's message without the values it quotes in backticks ("invalid
+/// type: integer `…`"): the value may be a secret written without quotes.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('`');
+    while let Some(outside) = parts.next() {
+        out.push_str(outside);
+        if parts.next().is_some() {
+            out.truncate(out.trim_end().len());
+        }
+    }
+    out
 }
 
 /// Drops the innermost table key containing `path` (an array entry's whole

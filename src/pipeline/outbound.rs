@@ -20,6 +20,7 @@ use crate::config::Keep;
 use crate::error::GatewayError;
 use crate::forward::pool::UpstreamBody;
 use crate::forward::{claims, headers};
+use crate::token::Location;
 
 /// Strips spoofable headers, then adds jwtgate's own: X-Forwarded-*, claim
 /// headers, the (possibly swapped) token; points the request at the canonical path.
@@ -243,8 +244,17 @@ fn login_redirect(ctx: &RequestCtx) -> Option<Response<Body>> {
     let mut next = canonical.path.clone();
     // A query token goes whether or not it was the credential (a cookie may
     // have decided): `login_url` may be another site's, and `next` ends up
-    // in its logs and the browser's history.
-    let query = canonical.query.as_deref().map(|q| query_without(q, &ctx.snap.runtime.tokens.query_param));
+    // in its logs and the browser's history. Where the query is no token
+    // location, `token=` is the app's own parameter (an invitation link's,
+    // say) and stays.
+    let tokens = &ctx.snap.runtime.tokens;
+    let query = canonical.query.as_deref().map(|q| {
+        if tokens.locations.contains(&Location::Query) {
+            query_without(q, &tokens.query_param)
+        } else {
+            q.to_owned()
+        }
+    });
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         next.push('?');
         next.push_str(&q);
