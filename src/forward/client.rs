@@ -163,7 +163,8 @@ impl Upstream {
         // to itself, hyper sends a GET or HEAD without it. (An HTTP/2 GET
         // whose HEADERS do not end the stream usually has no body at all, its
         // end coming in an empty DATA frame: hyper's choice, bodiless, stays.)
-        if !http2 && !body.is_end_stream() && body.size_hint().exact().is_none() {
+        let has_body = !body.is_end_stream();
+        if !http2 && has_body && body.size_hint().exact().is_none() {
             parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
@@ -171,8 +172,7 @@ impl Upstream {
         parts.uri = Uri::from(path);
         // A request with a body: the wait for its response head runs from
         // the body's last progress (see `Deadline`).
-        let upload = (!body.is_end_stream())
-            .then(|| BodyProgress::new(tokio::time::Instant::from_std(sent), self.timeout));
+        let upload = has_body.then(|| BodyProgress::new(tokio::time::Instant::from_std(sent), self.timeout));
         let Some(first) = self.pick(None) else {
             return Sending::Other {
                 fut: Box::pin(std::future::ready(Err(GatewayError::UpstreamUnavailable))),
@@ -299,16 +299,17 @@ impl Upstream {
         match std::error::Error::source(&err).and_then(|cause| cause.downcast_ref::<ClientBody>()) {
             Some(ClientBody::Failed(_)) => {
                 tracing::debug!(upstream = %self.name, error = %err, "the client's request body failed");
-                return GatewayError::BadRequest("the request body was malformed or cut short");
+                GatewayError::BadRequest("the request body was malformed or cut short")
             }
             Some(ClientBody::Stalled) => {
                 tracing::debug!(upstream = %self.name, "the client's request body stalled");
-                return GatewayError::RequestTimeout;
+                GatewayError::RequestTimeout
             }
-            None => {}
+            None => {
+                tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+                GatewayError::UpstreamUnavailable
+            }
         }
-        tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
-        GatewayError::UpstreamUnavailable
     }
 
     /// A new connection to `target` (TCP, then TLS for https), its task started.

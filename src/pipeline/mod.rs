@@ -147,6 +147,11 @@ impl RequestCtx {
     pub fn route(&self) -> Option<&Route> {
         self.route.and_then(|i| self.snap.runtime.routes.routes().get(i))
     }
+
+    /// The matched route's upstream, by name, for log lines.
+    pub fn upstream_name(&self) -> &str {
+        self.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default()
+    }
 }
 
 /// Serves one request. Never fails: errors become problem+json here and only here.

@@ -173,7 +173,7 @@ fn exchange<'a, T>(
         // A body of known length (none included) was framed by its length:
         // hyper reads any Transfer-Encoding as chunked or to the close instead.
         if resp.body().size_hint().exact().is_none() && !framing_ok(resp.headers()) {
-            let upstream = ctx.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default();
+            let upstream = ctx.upstream_name();
             tracing::warn!(
                 upstream,
                 "upstream response framed with a Transfer-Encoding jwtgate cannot pass on"

@@ -55,7 +55,7 @@ pub async fn forward(
     let upgraded_upstream = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded_upstream && !answers_handshake(resp.headers(), &accept) {
         // Dropping the response drops its upgrade and closes the connection.
-        let upstream = ctx.route().and_then(|r| r.upstream.as_deref()).unwrap_or_default();
+        let upstream = ctx.upstream_name();
         tracing::warn!(
             upstream,
             "upstream answered a WebSocket handshake with a 101 that is not its answer: no tunnel"
