@@ -5,9 +5,10 @@
 # the shared upstream (nginx `return 200`) and wrk share CPU 1.
 #
 #   benches/compare/run.sh            full table, refresh row, p99 at half peak, idle memory
-#                                     (about 8 min after the build at ROUNDS=3)
-#   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests;
-#                                     exits non-zero if any request fails
+#                                     (about 11 min after the builds at ROUNDS=3)
+#   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests
+#                                     from wrk and from pace (below); exits
+#                                     non-zero if any request fails
 #
 # Env: DURATION (default 10s), CONNS (default 32), ROUNDS (default 3), PGO
 # (default 1: also build jwtgate with scripts/pgo-build.sh, about 10 min, and
@@ -16,7 +17,9 @@
 # Each throughput row is measured in ROUNDS rounds, all contestants in turn
 # per round, and shown by its median round: on a shared VM one run moves by
 # ±10 %, and alternating spreads that drift over all contestants alike. The
-# added p99 is the median of ROUNDS alternating direct/jwtgate hey runs.
+# added p99 is the median of ROUNDS alternating direct/nginx/jwtgate runs of
+# pace (benches/compare/pace.rs: a fixed rate, evenly spread, timed from each
+# request's due time), and, for comparison with earlier runs, of hey.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -37,6 +40,14 @@ if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-j
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
 build_jwtgate $PROFILE compare
+# The fixed-rate client of the half-peak p99.
+cargo build --locked --example pace $([ $PROFILE = release ] && echo --release) >&2
+PACE="$TARGET_DIR/$([ $PROFILE = release ] && echo release || echo debug)/examples/pace"
+pace_run() { # pace_run PORT RATE DURATION [TOKEN]: pace's line for GET /api/x, from CPU 1
+  local auth=()
+  [ -n "${4:-}" ] && auth=(-H "Authorization: Bearer $4")
+  taskset -c 1 "$PACE" --rate "$2" --conns "$CONNS" --duration "$3" --tick 100us "${auth[@]}" "http://127.0.0.1:$1/api/x"
+}
 # Before the upstream starts: the PGO build trains against one of its own.
 [ $PGO = 1 ] && JWTGATE_PGO=$(bash "$ROOT/scripts/pgo-build.sh")
 start_upstream
@@ -134,6 +145,12 @@ if [ $SMOKE = 1 ]; then
   REQS=$(python3 -c 'import re,sys; print(int(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1)))' "$WORK/jwtgate-hs256.1.wrk")
   [ "$REQS" -ge 100 ] || { echo "run.sh: smoke sent only $REQS requests" >&2; exit 1; }
   echo "compare smoke: $REQS requests through jwtgate HS256, all 200"
+  taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-pace.out" 2>&1 &
+  PIDS+=($!)
+  wait_port "$HS_PORT"
+  out=$(pace_run "$HS_PORT" 400 1s "$HS_TOKEN")
+  [[ $out =~ ^requests=400\ .*\ p99_ms=[0-9.]+ ]] || { echo "run.sh: pace smoke printed: $out" >&2; exit 1; }
+  echo "compare smoke: pace sent 400 requests at 400 req/s through jwtgate HS256 after 400 of warm-up, all 200 ($out)"
   exit 0
 fi
 
@@ -188,10 +205,17 @@ kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
 python3 "$HERE/table.py" "${ROWS[@]}"
 
 # Latency added at half of jwtgate's peak: the same fixed request rate
-# (hey -q, per connection) straight to the upstream, through nginx proxy_pass
-# (the reference the added p99 is judged against) and through jwtgate HS256.
-# hey's workers tick together, so requests arrive in bursts of CONNS: the p99
-# is mostly how long the last of a burst waits (BENCHMARKS.md).
+# straight to the upstream, through nginx proxy_pass (the reference the added
+# p99 is judged against) and through jwtgate HS256, both proxies up throughout
+# (only the one under load uses CPU 0), in alternating rounds.
+#   pace: request i due at start + i/RATE on any free connection, timed from
+#     its due time (wrk2's schedule). Its timer goes off at most every 100 µs,
+#     so that it and the upstream leave CPU 1 some headroom; a run in which
+#     pace itself sent late (lag_p99_ms over 0.3 ms) is refused, as it would
+#     measure the client. The judged figure (BENCHMARKS.md).
+#   hey -q: per-connection tickers that fire together, so requests arrive in
+#     bursts of CONNS and the p99 is mostly a burst's drain time. Kept beside
+#     it for comparison with the runs before pace.
 HS_RPS=$(python3 -c 'import re,statistics,sys; print(int(statistics.median_low(float(re.search(r"Requests/sec:\s+([\d.]+)", open(f).read()).group(1)) for f in sys.argv[1:])))' "$WORK"/jwtgate-hs256.*.wrk)
 RATE=$((HS_RPS / 2))
 hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
@@ -205,6 +229,20 @@ hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
   [ -n "$p99" ] || { echo "run.sh: hey printed no 99% latency:" >&2; echo "$out" >&2; exit 1; }
   echo "$p99"
 }
+pace_p99() { # pace_p99 NAME PORT [TOKEN]: p99 in ms at RATE req/s; the whole line kept in $WORK/NAME.ROUND.pace
+  local out; out=$(pace_run "$2" "$RATE" "$DURATION" "${3:-}") || return 1
+  echo "$out" > "$WORK/$1.$ROUND.pace"
+  python3 - "$1" "$out" <<'PY'
+import sys
+name, out = sys.argv[1], sys.argv[2]
+line = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+if "p99_ms" not in line or "lag_p99_ms" not in line:
+    sys.exit(f"run.sh: pace printed no p99 for {name}: {out}")
+if float(line["lag_p99_ms"]) > 0.3:
+    sys.exit(f"run.sh: pace sent late for {name} (lag p99 {line['lag_p99_ms']} ms > 0.3 ms), so it measured itself: {out}")
+print(line["p99_ms"])
+PY
+}
 # Both proxies run on CPU 0 throughout; only the one under load uses it.
 taskset -c 0 nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log" > "$WORK/nginx-proxy-rate.out" 2>&1 &
 NGX_RATE_PID=$!; PIDS+=("$NGX_RATE_PID")
@@ -214,25 +252,41 @@ wait_port "$NGX_PORT"
 wait_port "$HS_PORT"
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$NGX_PORT/api/x" >/dev/null
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $HS_TOKEN" "http://127.0.0.1:$HS_PORT/api/x" >/dev/null
-P99_ROUNDS=()
+PACE_ROUNDS=()
+HEY_ROUNDS=()
 for ROUND in $(seq 1 "$ROUNDS"); do
+  echo "run.sh: p99 round $ROUND of $ROUNDS" >&2
+  direct=$(pace_p99 direct "$UPSTREAM_PORT")
+  ngx=$(pace_p99 nginx-proxy_pass "$NGX_PORT")
+  gate=$(pace_p99 jwtgate-hs256 "$HS_PORT" "$HS_TOKEN")
+  PACE_ROUNDS+=("$direct/$ngx/$gate")
   direct=$(hey_p99 "$UPSTREAM_PORT")
   ngx=$(hey_p99 "$NGX_PORT")
   gate=$(hey_p99 "$HS_PORT" "$HS_TOKEN")
-  P99_ROUNDS+=("$direct/$ngx/$gate")
+  HEY_ROUNDS+=("$direct/$ngx/$gate")
 done
 kill "$RATE_PID" "$NGX_RATE_PID" 2>/dev/null || true; wait "$RATE_PID" "$NGX_RATE_PID" 2>/dev/null || true
 echo
-python3 - "$RATE" "$CONNS" "${P99_ROUNDS[@]}" <<'PY'
+p99_line() { # p99_line CLIENT ROUND...: the added p99s, median over the rounds
+  python3 - "$RATE" "$CONNS" "$@" <<'PY'
 import statistics, sys
-rate, conns, rounds = sys.argv[1], sys.argv[2], [tuple(map(float, r.split("/"))) for r in sys.argv[3:]]
+rate, conns, client, rounds = sys.argv[1], sys.argv[2], sys.argv[3], [tuple(map(float, r.split("/"))) for r in sys.argv[4:]]
 each = ", ".join(f"{d:.2f} / {n:.2f} / {g:.2f} ms" for d, n, g in rounds)
 ngx = statistics.median_low(n - d for d, n, _ in rounds)
 gate = statistics.median_low(g - d for d, _, g in rounds)
-print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), hey -c {conns}, {len(rounds)} alternating rounds of "
+print(f"p99 at {rate} req/s (half of jwtgate HS256's median peak), {client}, {len(rounds)} alternating rounds of "
       f"direct / nginx proxy_pass / jwtgate HS256: {each}; added over direct, median: "
       f"nginx proxy_pass {ngx:+.2f} ms, jwtgate HS256 {gate:+.2f} ms")
 PY
+}
+p99_line "pace --conns $CONNS --tick 100us (spread arrivals)" "${PACE_ROUNDS[@]}"
+python3 - "$WORK" <<'PY'
+import glob, sys
+lines = [dict(kv.split("=", 1) for kv in open(f).read().split()) for f in glob.glob(f"{sys.argv[1]}/*.pace")]
+print(f"pace's own lag p99, highest of the {len(lines)} runs: {max(float(l['lag_p99_ms']) for l in lines):.3f} ms; "
+      f"requests that found all connections busy: up to {max(float(l['queued_pct']) for l in lines):.2f} %")
+PY
+p99_line "hey -c $CONNS (bursts of $CONNS)" "${HEY_ROUNDS[@]}"
 
 # Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
 ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
