@@ -2,14 +2,18 @@
 # the jwtgate build, a work directory, background processes killed on exit,
 # ports, config templates and the one shared upstream.
 
-# build_jwtgate PROFILE WORKDIR: builds jwtgate (release or dev) and sets
-# JWTGATE to the binary and WORK to a fresh $TARGET_DIR/WORKDIR.
+# build_jwtgate PROFILE WORKDIR [CARGO_TARGET...]: builds jwtgate (release or
+# dev), and any further targets (`--example pace`), and sets JWTGATE to the
+# binary, BUILT to the profile's output directory and WORK to a fresh
+# $TARGET_DIR/WORKDIR.
 build_jwtgate() {
+  local profile=$1 workdir=$2; shift 2
   cd "$ROOT"
-  cargo build --locked --bin jwtgate $([ "$1" = release ] && echo --release) >&2
+  cargo build --locked --bin jwtgate "$@" $([ "$profile" = release ] && echo --release) >&2
   TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  JWTGATE="$TARGET_DIR/$([ "$1" = release ] && echo release || echo debug)/jwtgate"
-  WORK="$TARGET_DIR/$2"
+  BUILT="$TARGET_DIR/$([ "$profile" = release ] && echo release || echo debug)"
+  JWTGATE="$BUILT/jwtgate"
+  WORK="$TARGET_DIR/$workdir"
   rm -rf "$WORK" && mkdir -p "$WORK"
 }
 

@@ -39,10 +39,9 @@ if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-j
 
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
-build_jwtgate $PROFILE compare
-# The fixed-rate client of the half-peak p99.
-cargo build --locked --example pace $([ $PROFILE = release ] && echo --release) >&2
-PACE="$TARGET_DIR/$([ $PROFILE = release ] && echo release || echo debug)/examples/pace"
+# With pace, the fixed-rate client of the half-peak p99.
+build_jwtgate $PROFILE compare --example pace
+PACE="$BUILT/examples/pace"
 pace_run() { # pace_run PORT RATE DURATION [TOKEN]: pace's line for GET /api/x, from CPU 1
   local auth=()
   [ -n "${4:-}" ] && auth=(-H "Authorization: Bearer $4")
