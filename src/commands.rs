@@ -159,6 +159,17 @@ pub fn mint(
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| CommandError::Usage(format!("--claim {pair:?}: write k=v")))?;
+        // The minter sets these itself and would drop them: refuse rather than
+        // hand back a token without what was asked for.
+        if k == "sub" {
+            return Err(CommandError::Usage(format!("--claim {k}=…: use --sub for the subject")));
+        }
+        if crate::token::is_reserved(k) {
+            return Err(CommandError::Usage(format!(
+                "--claim {k}=…: {k} is set by jwtgate itself (reserved: iss aud exp nbf iat jti type \
+                 fresh csrf fid auth_time); use --fresh / --type, or another claim name"
+            )));
+        }
         let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
         extra.insert(k.to_owned(), value);
     }

@@ -519,6 +519,26 @@ fn refresh_tokens_have_type_refresh_and_no_fresh() {
 }
 
 #[test]
+fn claims_jwtgate_sets_itself_are_refused_not_dropped() {
+    let dir = tempdir();
+    let secret = secret48();
+    // The minter would drop these and print a token without them.
+    for (claim, hint) in
+        [("exp=99", "reserved"), ("fresh=true", "--fresh"), ("type=refresh", "--type"), ("sub=eve", "--sub")]
+    {
+        let out = token(dir.path(), &example(), &secret, &["mint", "--sub", "bob", "--claim", claim]);
+        assert_ne!(out.code, Some(0), "--claim {claim}: {}", out.all());
+        assert!(out.stdout.trim().is_empty(), "no token printed for --claim {claim}: {}", out.all());
+        let name = claim.split('=').next().unwrap();
+        assert!(
+            out.stderr.contains(&format!("--claim {name}=")) && out.stderr.contains(hint),
+            "{}",
+            out.all()
+        );
+    }
+}
+
+#[test]
 fn tampered_or_foreign_tokens_inspect_invalid() {
     let dir = tempdir();
     let secret = secret48();

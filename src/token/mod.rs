@@ -23,7 +23,7 @@ mod tests;
 use std::path::Path;
 use std::time::Duration;
 
-pub use claims::{Claims, Fresh, TokenType};
+pub use claims::{is_reserved, Claims, Fresh, TokenType};
 pub use inspect::Inspection;
 pub use keys::{generate, GeneratedKey, KeygenError};
 pub use mint::{MintSpec, Minted, Minter};
