@@ -264,15 +264,33 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
 
 /// `watch_config`: reloads when the file's bytes change. Polling (1 s) sees
 /// in-place writes and editors' rename-over alike, with no platform watcher.
+/// A file that cannot be read (removed, its mount gone) keeps the running
+/// config, with one warning until it can be read again.
 async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf) {
     let mut last = std::fs::read(&path).ok();
+    let mut unreadable = false;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let now = std::fs::read(&path).ok();
-        if now.is_some() && now != last {
-            last = now;
-            reload(&gw, &path);
+        match std::fs::read(&path) {
+            Ok(now) => {
+                if std::mem::take(&mut unreadable) {
+                    tracing::info!(path = %path.display(), "watch_config: the config file can be read again");
+                }
+                if last.as_ref() != Some(&now) {
+                    last = Some(now);
+                    reload(&gw, &path);
+                }
+            }
+            Err(error) if !unreadable => {
+                unreadable = true;
+                tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "watch_config: the config file cannot be read; the running config stays until it can"
+                );
+            }
+            Err(_) => {}
         }
     }
 }

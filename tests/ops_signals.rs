@@ -151,6 +151,32 @@ async fn watch_config_reloads_an_edited_file_without_a_signal() {
     assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 401);
 }
 
+/// A config file that disappears (a ConfigMap's link swapped, a mount gone)
+/// keeps the running config, with one warning, not one per poll; when it is
+/// back, its content is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_warns_once_while_the_file_cannot_be_read() {
+    let app = App::start("app", Duration::ZERO).await;
+    let gw = GatewayProc::start(ProcConfig { watch_config: true, ..ProcConfig::new(app.addr) }).await;
+    assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 200);
+    const WARNING: &str = "the config file cannot be read";
+
+    std::fs::remove_file(gw.config_path()).unwrap();
+    let started = Instant::now();
+    while !gw.log().contains(WARNING) {
+        assert!(started.elapsed() < Duration::from_secs(5), "no warning; log:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two more polls
+    assert_eq!(gw.log().matches(WARNING).count(), 1, "{}", gw.log());
+    assert_eq!(get_once(gw.config.listen, "/api/x").await.unwrap().status, 200, "the running config stays");
+
+    let access = ProcConfig { api_policy: "access", ..gw.config.clone() };
+    gw.write_config(&access.text());
+    wait_status(&gw, 401, Duration::from_secs(5)).await;
+    wait_metric(gw.config.admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
+}
+
 /// Signals that arrive while the gateway starts, here waiting on a Redis that
 /// accepts and never answers: a SIGHUP (`systemctl reload` just after a
 /// start) must not kill it, as SIGHUP's default action would; a SIGTERM
