@@ -183,6 +183,30 @@ async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"), "HTTP/2 cookie crumbs are joined");
 }
 
+/// RFC 9113 §8.3.1: an HTTP/2 request may carry its host in `host` instead
+/// of `:authority`; exactly one, as in HTTP/1.1, and it decides the route.
+#[tokio::test]
+async fn http2_requests_without_authority_use_their_one_host_field() {
+    use http_body_util::Empty;
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(FALL_THROUGH), up.addr, None).await;
+    let (mut sender, _conn) = common::client::h2_connect(gw.addr).await;
+    let mut send = async |hosts: &[&str]| {
+        let mut req = http::Request::get("/public/h2").body(Empty::<bytes::Bytes>::new()).unwrap();
+        for host in hosts {
+            req.headers_mut().append("host", host.parse().unwrap());
+        }
+        assert!(req.uri().authority().is_none(), "no :authority is sent");
+        sender.send_request(req).await.unwrap().status()
+    };
+    assert_eq!(send(&["app.test"]).await, 200, "the host-less public route");
+    assert_eq!(up.last().header("host"), Some("app.test"));
+    assert_eq!(send(&["admin.example.com"]).await, 401, "the admin host's access route decides");
+    assert_eq!(send(&[]).await, 400, "no host at all");
+    assert_eq!(send(&["app.test", "admin.example.com"]).await, 400, "two host fields");
+    assert_eq!(up.count(), 1, "only the first reached the upstream");
+}
+
 /// A method route beside a broader public one, and a host route beside a
 /// host-less public one: what an attacker would try to fall through.
 const FALL_THROUGH: &str = r#"

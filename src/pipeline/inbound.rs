@@ -66,24 +66,34 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// HTTP/1.1: exactly one Host and an origin-form target. HTTP/2: the host is
-/// `:authority`, and a `host` field, if present, must equal it.
+/// `:authority`, and a `host` field, if present, must equal it; a request
+/// without `:authority` carries its host in exactly one `host` field instead
+/// (RFC 9113 §8.3.1, as nginx and Envoy accept it).
 pub fn host<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let (first, second) = (hosts.next(), hosts.next());
-    let host = if req.version() == Version::HTTP_2 {
-        let authority = req.uri().authority().ok_or(GatewayError::BadRequest("missing :authority"))?.as_str();
-        if second.is_some() || first.is_some_and(|h| h.as_bytes() != authority.as_bytes()) {
-            return Err(GatewayError::BadRequest("host header differs from :authority"));
+    let one_host = || match (first, second) {
+        (Some(h), None) => {
+            Ok(h.to_str().map_err(|_| GatewayError::BadRequest("malformed Host header"))?.to_owned())
         }
-        authority.to_owned()
+        _ => Err(GatewayError::BadRequest("exactly one Host header is required")),
+    };
+    let host = if req.version() == Version::HTTP_2 {
+        match req.uri().authority() {
+            Some(authority) => {
+                let authority = authority.as_str();
+                if second.is_some() || first.is_some_and(|h| h.as_bytes() != authority.as_bytes()) {
+                    return Err(GatewayError::BadRequest("host header differs from :authority"));
+                }
+                authority.to_owned()
+            }
+            None => one_host()?,
+        }
     } else {
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             return Err(GatewayError::BadRequest("absolute-form request targets are not accepted"));
         }
-        let (Some(h), None) = (first, second) else {
-            return Err(GatewayError::BadRequest("exactly one Host header is required"));
-        };
-        h.to_str().map_err(|_| GatewayError::BadRequest("malformed Host header"))?.to_owned()
+        one_host()?
     };
     ctx.match_host = match_host(&host).ok_or(GatewayError::BadRequest("malformed Host header"))?;
     ctx.host = host;
