@@ -323,6 +323,36 @@ async fn unsafe_cookie_requests_need_csrf_before_anything_rotates() {
     assert_eq!(set_cookies(&resp).len(), 4);
 }
 
+/// The csrf phase judges a request by its access cookie; the refresh cookie
+/// beside it must be of that session. One planted from another family (cookie
+/// tossing from a sibling subdomain) is not used: the request would run, CSRF
+/// passed, in the planted session.
+#[tokio::test]
+async fn a_refresh_cookie_of_another_session_is_not_used_beside_the_access_cookie() {
+    let env = env().await;
+    let (_, victim) = env.login().await;
+    let (_, planted) = env.login().await;
+    let mut mixed = victim.clone();
+    let refresh = planted.get("refresh_token_cookie").unwrap();
+    mixed.0.insert("refresh_token_cookie".into(), refresh.to_owned());
+    let csrf = victim.get("csrf_access_token").unwrap().to_owned();
+    let before = env.up.count();
+    env.clock.advance(120);
+
+    let resp = env.with_jar("POST", "/api/x", &mixed, &[("X-CSRF-TOKEN", &csrf)]).await;
+    resp.assert_problem(401, "token_expired");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotated: {:?}", resp.all("set-cookie"));
+    assert_eq!(env.up.count(), before, "nothing reached the upstream");
+
+    // Either session, whole, still refreshes: the planted one was not rotated.
+    for jar in [&victim, &planted] {
+        let csrf = jar.get("csrf_access_token").unwrap();
+        let resp = env.with_jar("POST", "/api/x", jar, &[("X-CSRF-TOKEN", csrf)]).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert_eq!(set_cookies(&resp).len(), 4);
+    }
+}
+
 #[tokio::test]
 async fn explicit_refresh_by_bearer_body_and_cookie() {
     let env = env().await;

@@ -67,14 +67,26 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar, websocket: bool) -> Result<
 
 /// A refresh cookie implicit refresh may use: valid, a refresh token, with a
 /// `fid` (AuthX / flask-jwt-extended cookies have none: ignored, not cleared),
-/// and not sent by a cross-site subresource request.
+/// of the same session as the access cookie beside it, and not sent by a
+/// cross-site subresource request.
+///
+/// The same session: the csrf phase judged the request by the access
+/// cookie's `csrf` claim. A refresh cookie of another family (planted from a
+/// sibling subdomain, where the cookie `domain` is shared) would otherwise
+/// run that request, CSRF passed, as whoever the planted session belongs to.
 fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims>> {
     if ctx.fetch.cross_site_subresource() {
         return None;
     }
     let raw = jar.get(&ctx.snap.runtime.cookies.refresh)?;
     let claims = ctx.snap.runtime.tokens.verifier.verify(std::str::from_utf8(raw).ok()?, ctx.now).ok()?;
-    (claims.token_type == TokenType::Refresh && claims.fid.is_some()).then_some(claims)
+    let access_fid = match &ctx.token {
+        TokenState::Valid(c) => c.fid.as_deref(),
+        TokenState::Expired(c) => c.fid.as_deref(),
+        TokenState::Absent => None,
+    };
+    let same_session = access_fid.is_none_or(|fid| claims.fid.as_deref() == Some(fid));
+    (claims.token_type == TokenType::Refresh && claims.fid.is_some() && same_session).then_some(claims)
 }
 
 /// `exp - refresh_ahead <= now`: leeway never delays a refresh.
