@@ -98,6 +98,9 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
         Err(RouteMiss::CaseConflict) => {
             explained("rejected: 400 (case-folded path matches a route with other rules)")
         }
+        Err(RouteMiss::EscapeConflict) => {
+            explained("rejected: 400 (the path with %3A, %40, … decoded matches a route with other rules)")
+        }
     }
 }
 

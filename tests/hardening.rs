@@ -234,6 +234,53 @@ policy = "public"
 upstream = "app"
 "#;
 
+/// Literal routes whose paths hold characters apps decode from escapes
+/// before routing (Google-style `:verb`s, `@me`, OData's `$metadata`).
+const RESERVED_CHARS: &str = r#"
+[[routes]]
+path = "/api/users:purge"
+policy = "fresh"
+upstream = "app"
+
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/@me/**"
+policy = "access"
+upstream = "app"
+
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+"#;
+
+#[tokio::test]
+async fn an_escaped_colon_or_at_sign_cannot_reach_a_route_under_weaker_rules() {
+    // Flask, Express, Rails and Spring decode %3A and %40 before routing: the
+    // escaped spelling would run the fresh or access view under /api/**'s or
+    // /**'s rules.
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(RESERVED_CHARS), up.addr, None).await;
+    let access = mint(&gw, jwtgate::token::TokenType::Access, false, unix_now(), &Default::default());
+    let bearer = format!("Bearer {access}");
+    let auth = [("Authorization", bearer.as_str())];
+    get(gw.addr, "/api/users:purge", &auth).await.assert_problem(401, "fresh_token_required");
+    for path in ["/api/users%3Apurge", "/api/users%3apurge", "/api/USERS%3APURGE"] {
+        get(gw.addr, path, &auth).await.assert_problem(400, "bad_request");
+    }
+    get(gw.addr, "/%40me/settings", &[]).await.assert_problem(400, "bad_request");
+    get(gw.addr, "/@me/settings", &[]).await.assert_problem(401, "missing_token");
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+
+    // An escape that leads nowhere else is forwarded as sent.
+    assert_eq!(get(gw.addr, "/api/users/bob%40example.com", &auth).await.status, 200);
+    assert_eq!(up.last().target, "/api/users/bob%40example.com");
+}
+
 #[tokio::test]
 async fn a_lower_case_method_cannot_fall_to_a_broader_route() {
     // Werkzeug and others upper-case the method: `post` would run the POST

@@ -172,21 +172,14 @@ pub fn canonical<B>(ctx: &mut RequestCtx, req: &Request<B>) -> Result<(), Gatewa
     Ok(())
 }
 
-/// Most specific route; no route → 404 / 405 with Allow; case conflict → 400.
+/// Most specific route; no route → 404 / 405 with Allow; a case or escape
+/// conflict → 400.
 pub fn route(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     let path = ctx.canonical.as_ref().map_or("/", |c| c.path.as_str());
     let table = &ctx.snap.runtime.routes;
-    match table.lookup(&ctx.match_host, &ctx.method, path) {
-        Ok(route) => {
-            ctx.set_route(route.index);
-            Ok(())
-        }
-        Err(RouteMiss::NotFound) => Err(GatewayError::NoRoute),
-        Err(RouteMiss::MethodNotAllowed { allow }) => Err(GatewayError::MethodNotAllowed { allow }),
-        Err(RouteMiss::CaseConflict) => {
-            Err(GatewayError::BadRequest("the path matches different routes when case is folded"))
-        }
-    }
+    let route = table.lookup(&ctx.match_host, &ctx.method, path).map_err(RouteMiss::into_error)?;
+    ctx.set_route(route.index);
+    Ok(())
 }
 
 #[cfg(test)]

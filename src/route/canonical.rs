@@ -197,6 +197,46 @@ fn is_raw_path_char(byte: u8) -> bool {
     matches!(byte, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
 
+/// A canonical path with its escapes of sub-delims, `:` and `@` decoded
+/// (`/api/users%3Apurge` → `/api/users:purge`), the way nearly every app
+/// server reads it before routing; `None` when it has none. For the escape
+/// guard (`RouteTable::lookup`); the upstream still receives the canonical
+/// bytes.
+pub(crate) fn decode_reserved_escapes(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_raw_path_char(b)) {
+            Some(byte) => {
+                out.push(char::from(byte));
+                changed = true;
+                i += 3;
+            }
+            None => {
+                // Canonical paths are ASCII: byte by byte is char by char.
+                out.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The first escape of a sub-delim, `:` or `@` in a canonical path, as
+/// (`%3A`, `:`): a route pattern must spell these raw.
+pub(crate) fn reserved_escape(path: &str) -> Option<(&str, char)> {
+    let bytes = path.as_bytes();
+    (0..bytes.len()).find_map(|i| {
+        let byte = hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_raw_path_char(b))?;
+        Some((&path[i..i + 3], char::from(byte)))
+    })
+}
+
 /// Rules 2 and 4 on the fully decoded text of one segment.
 fn check_decoded_segment(text: &str) -> Result<(), PathError> {
     if text == "." || text == ".." {
@@ -229,6 +269,16 @@ fn is_look_alike(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_escapes_decode_for_the_guard_only() {
+        assert_eq!(decode_reserved_escapes("/a/users%3Apurge/%40me"), Some("/a/users:purge/@me".into()));
+        assert_eq!(decode_reserved_escapes("/caf%C3%A9/%20x"), None, "other escapes are not the guard's");
+        assert_eq!(decode_reserved_escapes("/plain"), None);
+        assert_eq!(decode_reserved_escapes("/%2B%2b"), Some("/++".into()));
+        assert_eq!(reserved_escape("/x/a%2Bb"), Some(("%2B", '+')));
+        assert_eq!(reserved_escape("/x/%C3%A9"), None);
+    }
 
     fn path(target: &str) -> String {
         match canonicalize(target, false) {

@@ -71,6 +71,14 @@ impl Pattern {
         if canonical.query.is_some() {
             return Err(format!("{text:?} contains ?; a route path never matches the query, remove it"));
         }
+        // Apps decode these before routing, so the raw spelling is the one a
+        // pattern means; a request spelling it escaped meets the escape guard.
+        if let Some((escape, raw)) = super::canonical::reserved_escape(&canonical.path) {
+            return Err(format!(
+                "{text:?} spells {raw:?} as {escape}; write it raw ({raw}), as apps read it before routing \
+                 (a request that escapes it is judged both ways)"
+            ));
+        }
         Self::from_segments(text, &path_segments(&canonical.path))
     }
 

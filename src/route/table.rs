@@ -155,6 +155,9 @@ pub enum RouteMiss {
     MethodNotAllowed { allow: Vec<Method> },
     /// The ASCII-lower-cased path would reach a route with other rules → 400.
     CaseConflict,
+    /// The path with its escapes of sub-delims, `:` and `@` decoded would
+    /// reach a route with other rules → 400.
+    EscapeConflict,
 }
 
 impl RouteMiss {
@@ -165,6 +168,9 @@ impl RouteMiss {
             RouteMiss::MethodNotAllowed { allow } => GatewayError::MethodNotAllowed { allow },
             RouteMiss::CaseConflict => GatewayError::BadRequest(
                 "the path differs only in letter case from a path under other route rules",
+            ),
+            RouteMiss::EscapeConflict => GatewayError::BadRequest(
+                "the path's percent-escapes, decoded, would reach a path under other route rules",
             ),
         }
     }
@@ -202,6 +208,15 @@ impl Entry {
     }
 }
 
+/// Which patterns a reading of the path is matched against.
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    /// As written (case-sensitive).
+    AsSent,
+    /// ASCII-lower-cased, for a lower-cased path (rule 9).
+    Folded,
+}
+
 /// The compiled `[[routes]]`, in config order. The default is an empty table
 /// (every request 404).
 #[derive(Debug, Clone, Default)]
@@ -220,14 +235,29 @@ impl RouteTable {
 
     /// The most specific route for a request (rules 6, 7, 9). `host` is lower-cased
     /// without port; `path` is the canonical path from [`super::canonicalize`].
+    ///
+    /// Beyond rule 9, the escape guard: a canonical path keeps `%3A`, `%40`,
+    /// `%2B`… as sent (rule 5), while nearly every app decodes them before
+    /// routing. Unless the decoded path (and, under the case guard, its
+    /// lower-cased form) reaches routes with the winner's rules, the request
+    /// is refused: `/api/users%3Apurge` must not pass under `/api/**` to the
+    /// view an app serves for a stricter `/api/users:purge`, nor the other way
+    /// round for an app that does not decode.
     pub fn lookup(&self, host: &str, method: &Method, path: &str) -> Result<&Route, RouteMiss> {
         let segments = path_segments(path);
         let Some(winner) = self.best(host, method, &segments) else {
             return Err(self.miss(host, &segments));
         };
         let guard = self.upper_patterns || path.bytes().any(|b| b.is_ascii_uppercase());
-        if guard && self.case_conflict(host, method, &path.to_ascii_lowercase(), winner) {
+        if guard && self.conflict(host, method, &path.to_ascii_lowercase(), Case::Folded, winner) {
             return Err(RouteMiss::CaseConflict);
+        }
+        if let Some(decoded) = super::canonical::decode_reserved_escapes(path) {
+            if self.conflict(host, method, &decoded, Case::AsSent, winner)
+                || (guard && self.conflict(host, method, &decoded.to_ascii_lowercase(), Case::Folded, winner))
+            {
+                return Err(RouteMiss::EscapeConflict);
+            }
         }
         Ok(&winner.route)
     }
@@ -262,14 +292,20 @@ impl RouteTable {
         }
     }
 
-    /// Rule 9: whether the top-ranked routes for the lower-cased path (all of them,
-    /// since lower-casing can make distinct patterns equal) apply other rules than
-    /// `winner`. The lower-cased path always matches at least `winner` itself.
-    fn case_conflict(&self, host: &str, method: &Method, lower_path: &str, winner: &Entry) -> bool {
-        let segments = path_segments(lower_path);
+    /// Whether the top-ranked routes for another reading of the request's path
+    /// (all of them, since lower-casing can make distinct patterns equal) apply
+    /// other rules than `winner`: rule 9 for the lower-cased path, matched
+    /// against lower-cased patterns, and the escape guard for the decoded one.
+    /// A reading no route matches conflicts with nothing.
+    fn conflict(&self, host: &str, method: &Method, path: &str, case: Case, winner: &Entry) -> bool {
+        let segments = path_segments(path);
         let mut top: Option<(Rank, bool)> = None;
         for e in self.entries.iter() {
-            if !(e.serves_host(host) && e.route.allows(method) && e.lower.matches(&segments)) {
+            let pattern = match case {
+                Case::AsSent => &e.pattern,
+                Case::Folded => &e.lower,
+            };
+            if !(e.serves_host(host) && e.route.allows(method) && pattern.matches(&segments)) {
                 continue;
             }
             let differs = !e.route.same_rules(&winner.route);

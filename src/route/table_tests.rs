@@ -231,6 +231,77 @@ require = { roles = "billing" }
     assert_eq!(get(&t, "/Blog"), Ok(0));
 }
 
+const RESERVED: &str = r#"
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+[[routes]]
+path = "/api/**"
+policy = "access"
+upstream = "api"
+[[routes]]
+path = "/api/users:purge"
+policy = "fresh"
+upstream = "api"
+[[routes]]
+path = "/@me/**"
+policy = "access"
+upstream = "app"
+[[routes]]
+path = "/odata/$metadata"
+policy = "access"
+upstream = "app"
+[[routes]]
+path = "/files/*"
+policy = "access"
+upstream = "app"
+"#;
+
+#[test]
+fn escape_guard_refuses_escapes_an_app_would_decode_into_a_route_under_other_rules() {
+    let t = build(RESERVED);
+    assert_eq!(get(&t, "/api/users:purge"), Ok(2));
+    assert_eq!(get(&t, "/api/users%3Apurge"), Err(RouteMiss::EscapeConflict), "fresh, not /api/**'s access");
+    assert_eq!(get(&t, "/api/users%3apurge"), Err(RouteMiss::EscapeConflict), "lower-case hex alike");
+    assert_eq!(get(&t, "/%40me/x"), Err(RouteMiss::EscapeConflict), "access, not /**'s public");
+    assert_eq!(get(&t, "/odata/%24metadata"), Err(RouteMiss::EscapeConflict));
+    assert_eq!(get(&t, "/odata/%24METADATA"), Err(RouteMiss::EscapeConflict), "decoded, then case-folded");
+    // Escapes that change nothing pass, and are forwarded as sent.
+    assert_eq!(get(&t, "/files/bob%40example.com"), Ok(5), "one segment either way");
+    assert_eq!(get(&t, "/api/a%2Bb%3Dc"), Ok(1), "/api/** either way");
+    assert_eq!(get(&t, "/blog/%E2%9C%93%21"), Ok(0));
+    assert_eq!(canonicalize("/files/bob%40example.com", false).unwrap().path, "/files/bob%40example.com");
+}
+
+#[test]
+fn escape_guard_also_folds_case_where_the_case_guard_runs() {
+    let t = build(
+        r#"
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+[[routes]]
+path = "/OData/$metadata"
+policy = "access"
+upstream = "app"
+"#,
+    );
+    assert_eq!(get(&t, "/OData/$metadata"), Ok(1));
+    assert_eq!(get(&t, "/odata/%24metadata"), Err(RouteMiss::EscapeConflict), "decoded and lower-cased");
+    assert_eq!(get(&t, "/odata/$metadata"), Err(RouteMiss::CaseConflict));
+}
+
+#[test]
+fn patterns_spell_sub_delims_raw() {
+    let errs = errors("[[routes]]\npath = \"/files/a%2Bb\"\npolicy = \"public\"\nupstream = \"app\"\n");
+    assert!(has(&errs, "routes[0].path"), "{errs:?}");
+    assert!(errs[0].contains("'+'") && errs[0].contains("%2B"), "names the escape and the fix: {errs:?}");
+    let errs = errors("[[routes]]\npath = \"/%40me\"\npolicy = \"public\"\nupstream = \"app\"\n");
+    assert!(errs[0].contains("'@'"), "{errs:?}");
+}
+
 #[test]
 fn strip_prefix_removes_whole_segments() {
     let t = build(
@@ -456,6 +527,7 @@ fn misses_turn_into_the_documented_errors() {
     let allow = RouteMiss::MethodNotAllowed { allow: vec![Method::GET] };
     assert_eq!(allow.into_error().status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(RouteMiss::CaseConflict.into_error().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(RouteMiss::EscapeConflict.into_error().status(), StatusCode::BAD_REQUEST);
     assert_eq!(super::PathError::TooLong.into_error().status(), StatusCode::URI_TOO_LONG);
     assert_eq!(super::PathError::Ambiguous("x").into_error().status(), StatusCode::BAD_REQUEST);
 }
