@@ -282,6 +282,29 @@ async fn an_escaped_colon_or_at_sign_cannot_reach_a_route_under_weaker_rules() {
 }
 
 #[tokio::test]
+async fn head_takes_the_route_that_lists_get_not_a_broader_public_one() {
+    // Werkzeug, Express, Rails and Go answer HEAD with the GET view: a HEAD
+    // falling to the public /** would run it (and its side effects) unauthenticated.
+    let routes = "[[routes]]\npath = \"/admin/**\"\nmethods = [\"GET\", \"POST\"]\npolicy = \"access\"\n\
+                  upstream = \"app\"\n\n[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n";
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(&base_config(routes), up.addr, None).await;
+    let head = common::raw::request(gw.addr, "HEAD", "/admin/secret", &[], "").await;
+    assert_eq!(head.status, 401, "{head:?}");
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+
+    let access = mint(&gw, jwtgate::token::TokenType::Access, false, unix_now(), &Default::default());
+    let bearer = format!("Bearer {access}");
+    let head =
+        common::raw::request(gw.addr, "HEAD", "/admin/secret", &[("Authorization", &bearer)], "").await;
+    assert_eq!(head.status, 200);
+    let seen = up.last();
+    assert_eq!((seen.method.as_str(), seen.header("x-auth-subject")), ("HEAD", Some("alice")));
+    // Methods the route leaves out still fall to the broader route, as configured.
+    assert_eq!(common::raw::request(gw.addr, "PUT", "/admin/secret", &[], "").await.status, 200);
+}
+
+#[tokio::test]
 async fn a_lower_case_method_cannot_fall_to_a_broader_route() {
     // Werkzeug and others upper-case the method: `post` would run the POST
     // handler under the public route's policy.

@@ -116,7 +116,10 @@ fn check_host(at: &Field, host: &str, errs: &mut ConfigErrors) -> Option<String>
     None
 }
 
-/// Upper-case HTTP method tokens, each once, at least one.
+/// Upper-case HTTP method tokens, each once, at least one. A list with GET
+/// gets HEAD too: apps answer HEAD with their GET view (Flask, Express,
+/// Rails, Go's `ServeMux`), so a HEAD left out would fall to a broader route
+/// and run that view under its rules, as nginx's `limit_except GET` knows.
 fn check_methods(at: &Field, names: &[String], errs: &mut ConfigErrors) -> Option<Vec<Method>> {
     let before = errs.0.len();
     if names.is_empty() {
@@ -136,6 +139,9 @@ fn check_methods(at: &Field, names: &[String], errs: &mut ConfigErrors) -> Optio
             Ok(m) if methods.contains(&m) => errs.push(key, format!("{name} is listed twice; remove one")),
             Ok(m) => methods.push(m),
         }
+    }
+    if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+        methods.push(Method::HEAD);
     }
     (errs.0.len() == before).then_some(methods)
 }

@@ -303,6 +303,55 @@ fn patterns_spell_sub_delims_raw() {
 }
 
 #[test]
+fn a_route_listing_get_answers_head_too() {
+    let t = build(
+        r#"
+[[routes]]
+path = "/admin/**"
+policy = "access"
+upstream = "app"
+methods = ["GET", "POST"]
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+"#,
+    );
+    // Apps run their GET view for HEAD: it must not fall to the public route.
+    assert_eq!(route_of(&t, "app.example.com", Method::HEAD, "/admin/secret"), Ok(0));
+    assert_eq!(
+        route_of(&t, "app.example.com", Method::PUT, "/admin/secret"),
+        Ok(1),
+        "other methods fall as listed"
+    );
+    assert_eq!(t.routes()[0].effective_methods(), Some(&[Method::GET, Method::POST, Method::HEAD][..]));
+    let t = build(
+        "[[routes]]\npath = \"/report\"\npolicy = \"access\"\nupstream = \"app\"\nmethods = [\"GET\"]\n",
+    );
+    let allow = vec![Method::GET, Method::HEAD];
+    assert_eq!(
+        route_of(&t, "app.example.com", Method::DELETE, "/report"),
+        Err(RouteMiss::MethodNotAllowed { allow })
+    );
+    // HEAD on a route of its own beside GET now overlaps: said at load, not decided silently.
+    let errs = errors(
+        r#"
+[[routes]]
+path = "/x"
+policy = "access"
+upstream = "app"
+methods = ["GET"]
+[[routes]]
+path = "/x"
+policy = "public"
+upstream = "app"
+methods = ["HEAD"]
+"#,
+    );
+    assert!(errs.iter().any(|e| e.contains("HEAD /x")), "{errs:?}");
+}
+
+#[test]
 fn strip_prefix_removes_whole_segments() {
     let t = build(
         r#"
