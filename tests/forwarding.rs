@@ -136,6 +136,27 @@ async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_defa
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"));
 }
 
+#[tokio::test]
+async fn token_strip_removes_an_unverified_query_token_when_the_header_decided() {
+    let target = "/api/x?a=1&token=forged.not.verified&%74oken=F&b=2";
+    let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
+    let bearer = format!("Bearer {}", token(&gw));
+    assert_eq!(get(gw.addr, target, &[("Authorization", &bearer)]).await.status, 200);
+    assert_eq!(up.last().target, "/api/x?a=1&b=2", "every spelling of the query token goes");
+
+    // `keep` forwards what it did not use, as sent.
+    let (up, gw) = env("").await;
+    let bearer = format!("Bearer {}", token(&gw));
+    assert_eq!(get(gw.addr, target, &[("Authorization", &bearer)]).await.status, 200);
+    assert_eq!(up.last().target, target);
+
+    // Where the query is no token location, `token=` is the app's own parameter.
+    let (up, gw) = cookies_first_strip().await;
+    let cookie = format!("access_token_cookie={}", token(&gw));
+    assert_eq!(get(gw.addr, target, &[("Cookie", &cookie)]).await.status, 200);
+    assert_eq!(up.last().target, target);
+}
+
 /// `token = "strip"` where cookies come before headers: a cookie can decide
 /// while a Bearer header rides along.
 async fn cookies_first_strip() -> (Upstream, TestGateway) {

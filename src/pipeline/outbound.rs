@@ -60,11 +60,17 @@ pub fn rewrite(
 }
 
 /// The query as forwarded: verbatim, minus a token that was taken from it.
+/// Under `token = "strip"`, minus every query token when the query is a token
+/// location, as every Bearer goes: when a header or cookie decided, an
+/// unverified `?token=` beside it would reach an app that reads the query
+/// first. Where the query is no token location, `token=` is the app's own.
 fn forwarded_query(ctx: &RequestCtx) -> Option<String> {
     let query = ctx.canonical.as_ref()?.query.as_deref()?;
+    let tokens = &ctx.snap.runtime.tokens;
     let from_query = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Query);
-    if from_query {
-        Some(query_without(query, &ctx.snap.runtime.tokens.query_param))
+    let strip = ctx.snap.runtime.forward.token == Keep::Strip && tokens.locations.contains(&Location::Query);
+    if from_query || strip {
+        Some(query_without(query, &tokens.query_param))
     } else {
         Some(query.to_owned())
     }
