@@ -183,6 +183,34 @@ async fn http2_clients_reach_http11_upstreams_with_their_authority_as_host() {
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"), "HTTP/2 cookie crumbs are joined");
 }
 
+/// An HTTP/2 GET whose HEADERS frame does not end the stream (its end comes in
+/// an empty DATA frame) has no body: it reaches the HTTP/1.1 upstream as a
+/// plain GET, not one announcing a chunked body.
+#[tokio::test]
+async fn an_http2_get_ended_by_an_empty_data_frame_reaches_the_upstream_bodiless() {
+    use http_body_util::StreamBody;
+    type Chunks =
+        futures_util::stream::Empty<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+    let (up, gw) = public_and_api().await;
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, StreamBody<Chunks>>(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let body = StreamBody::new(futures_util::stream::empty());
+    let req = http::Request::get("http://app.test/public/h2").body(body).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.header("transfer-encoding"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("content-length"), None);
+    assert!(seen.body.is_empty());
+}
+
 /// RFC 9113 §8.3.1: an HTTP/2 request may carry its host in `host` instead
 /// of `:authority`; exactly one, as in HTTP/1.1, and it decides the route.
 #[tokio::test]

@@ -9,7 +9,7 @@ use http::header::{
     SET_COOKIE, TRANSFER_ENCODING,
 };
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -55,7 +55,8 @@ pub fn rewrite(
     }
     let pq = PathAndQuery::try_from(target).map_err(|_| GatewayError::Internal)?;
     *req.uri_mut() = Uri::from(pq);
-    *req.version_mut() = Version::HTTP_11;
+    // The version stays the client's: `Upstream::send` frames an HTTP/2
+    // request's body by it, then sends HTTP/1.1.
     Ok(())
 }
 
