@@ -211,6 +211,19 @@ async fn an_http2_get_ended_by_an_empty_data_frame_reaches_the_upstream_bodiless
     assert!(seen.body.is_empty());
 }
 
+/// HTTP/1.0 clients reach the upstream over the pooled HTTP/1.1 connections.
+#[tokio::test]
+async fn http10_requests_go_upstream_as_http11_on_a_kept_connection() {
+    let (up, gw) = public_and_api().await;
+    for _ in 0..2 {
+        let resp = send_raw(gw.addr, "GET /public/a HTTP/1.0\r\nHost: app.test\r\n\r\n").await;
+        assert_eq!(resp.status, 200);
+        let seen = up.last();
+        assert_eq!(seen.version, http::Version::HTTP_11);
+        assert_eq!(seen.conn, 0, "the upstream connection is kept");
+    }
+}
+
 /// RFC 9113 §8.3.1: an HTTP/2 request may carry its host in `host` instead
 /// of `:authority`; exactly one, as in HTTP/1.1, and it decides the route.
 #[tokio::test]

@@ -155,10 +155,10 @@ impl Upstream {
                 parts.headers.insert(HOST, value);
             }
         }
+        // HTTP/1.1 whatever the client spoke: an HTTP/1.0 request line would
+        // cost the pooled connection its keep-alive.
         let http2 = parts.version > Version::HTTP_11;
-        if http2 {
-            parts.version = Version::HTTP_11;
-        }
+        parts.version = Version::HTTP_11;
         // A chunked HTTP/1.1 body goes on chunked whatever the method: left
         // to itself, hyper sends a GET or HEAD without it. (An HTTP/2 GET
         // whose HEADERS do not end the stream usually has no body at all, its
