@@ -366,6 +366,12 @@ async fn explicit_refresh_by_bearer_body_and_cookie() {
     assert!(!access.is_fresh(T0), "explicit refresh mints a non-fresh token");
     let rotated = body["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(rotated, refresh);
+    // HEAD is not in `methods`: it would rotate and lose the new pair with the body.
+    let head =
+        request(env.gw.addr, "HEAD", "/refresh", &[("Authorization", &format!("Bearer {rotated}"))], "")
+            .await;
+    assert_eq!(head.status, 405);
+    assert_eq!(head.header("allow"), Some("GET, POST"));
     // JSON body.
     let r2 = request(
         env.gw.addr,

@@ -64,11 +64,22 @@ fn compile(at: &Field, raw: &RawRoute, upstreams: &[String], errs: &mut ConfigEr
         return None;
     }
     let (pattern, (policy, handler)) = (pattern?, kind?);
+    let mut methods = methods.flatten();
+    // A proxied route listing GET answers HEAD too: apps answer HEAD with
+    // their GET view (Flask, Express, Rails, Go's `ServeMux`), so a HEAD left
+    // out would fall to a broader route and run that view under its rules,
+    // as nginx's `limit_except GET` knows. A handler route keeps exactly its
+    // list (DESIGN §6): HEAD /refresh would rotate and drop the new tokens.
+    if let Some(list) = methods.as_mut().filter(|_| handler.is_none()) {
+        if list.contains(&Method::GET) && !list.contains(&Method::HEAD) {
+            list.push(Method::HEAD);
+        }
+    }
     let route = Route {
         index: at.0,
         pattern: raw.path.clone(),
         host: host.flatten(),
-        methods: methods.flatten(),
+        methods,
         policy,
         handler,
         upstream,
@@ -116,10 +127,7 @@ fn check_host(at: &Field, host: &str, errs: &mut ConfigErrors) -> Option<String>
     None
 }
 
-/// Upper-case HTTP method tokens, each once, at least one. A list with GET
-/// gets HEAD too: apps answer HEAD with their GET view (Flask, Express,
-/// Rails, Go's `ServeMux`), so a HEAD left out would fall to a broader route
-/// and run that view under its rules, as nginx's `limit_except GET` knows.
+/// Upper-case HTTP method tokens, each once, at least one.
 fn check_methods(at: &Field, names: &[String], errs: &mut ConfigErrors) -> Option<Vec<Method>> {
     let before = errs.0.len();
     if names.is_empty() {
@@ -139,9 +147,6 @@ fn check_methods(at: &Field, names: &[String], errs: &mut ConfigErrors) -> Optio
             Ok(m) if methods.contains(&m) => errs.push(key, format!("{name} is listed twice; remove one")),
             Ok(m) => methods.push(m),
         }
-    }
-    if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
-        methods.push(Method::HEAD);
     }
     (errs.0.len() == before).then_some(methods)
 }
@@ -330,11 +335,15 @@ fn check_overlaps(entries: &[Entry], errs: &mut ConfigErrors) {
             }
             let Some(method) = shared_method(&earlier.route, &later.route) else { continue };
             let Some(example) = earlier.pattern.overlap(&later.pattern) else { continue };
+            let fix = if method == Method::HEAD {
+                "a route listing GET answers HEAD too, so HEAD needs no route of its own beside it"
+            } else {
+                "make one path more specific, or split them by host or methods"
+            };
             errs.push(
                 format!("routes[{}].path", later.route.index),
                 format!(
-                    "routes[{}] ({:?}) and routes[{}] ({:?}) both match e.g. {method} {example} with equal specificity; \
-                     make one path more specific, or split them by host or methods",
+                    "routes[{}] ({:?}) and routes[{}] ({:?}) both match e.g. {method} {example} with equal specificity; {fix}",
                     earlier.route.index, earlier.route.pattern, later.route.index, later.route.pattern
                 ),
             );

@@ -91,8 +91,8 @@ pub struct Route {
     pub pattern: String,
     /// Lower-cased; `None` matches every host.
     pub host: Option<String>,
-    /// The `methods` key as written (upper-case tokens), plus HEAD where it
-    /// lists GET; `None` = not set. Use
+    /// The `methods` key as written (upper-case tokens), plus HEAD where a
+    /// route without a handler lists GET; `None` = not set. Use
     /// [`Route::effective_methods`] / [`Route::allows`], which apply handler defaults.
     pub methods: Option<Vec<Method>>,
     /// Handler routes: `Public` (the handler authenticates by itself).
@@ -119,7 +119,7 @@ impl Route {
         }
     }
 
-    /// Whether this route accepts `method` (a `methods` list with GET has HEAD).
+    /// Whether this route accepts `method` (a proxied route's `methods` with GET has HEAD).
     pub fn allows(&self, method: &Method) -> bool {
         self.effective_methods().is_none_or(|list| list.contains(method))
     }
