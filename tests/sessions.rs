@@ -344,6 +344,26 @@ async fn a_refresh_cookie_of_another_session_is_not_used_beside_the_access_cooki
     assert!(resp.all("set-cookie").is_empty(), "nothing rotated: {:?}", resp.all("set-cookie"));
     assert_eq!(env.up.count(), before, "nothing reached the upstream");
 
+    // An access cookie minted elsewhere (AuthX, flask-jwt-extended: no `fid`)
+    // belongs to no jwtgate session either.
+    let extra = serde_json::Map::new();
+    let foreign = jwtgate::token::MintSpec {
+        sub: "victim",
+        token_type: jwtgate::token::TokenType::Access,
+        fresh: false,
+        csrf: Some("victim-csrf"),
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &extra,
+    };
+    let foreign = env.gw.gateway.snapshot().runtime.tokens.minter.mint(&foreign, T0).unwrap().token;
+    mixed.0.insert("access_token_cookie".into(), foreign);
+    let resp = env.with_jar("POST", "/api/x", &mixed, &[("X-CSRF-TOKEN", "victim-csrf")]).await;
+    resp.assert_problem(401, "token_expired");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotated: {:?}", resp.all("set-cookie"));
+    assert_eq!(env.up.count(), before, "nothing reached the upstream");
+
     // Either session, whole, still refreshes: the planted one was not rotated.
     for jar in [&victim, &planted] {
         let csrf = jar.get("csrf_access_token").unwrap();

@@ -80,12 +80,13 @@ fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims>> {
     }
     let raw = jar.get(&ctx.snap.runtime.cookies.refresh)?;
     let claims = ctx.snap.runtime.tokens.verifier.verify(std::str::from_utf8(raw).ok()?, ctx.now).ok()?;
-    let access_fid = match &ctx.token {
-        TokenState::Valid(c) => c.fid.as_deref(),
-        TokenState::Expired(c) => c.fid.as_deref(),
-        TokenState::Absent => None,
+    // An access cookie without `fid` (AuthX / flask-jwt-extended) belongs to
+    // no jwtgate session, so to none a refresh cookie with one could renew.
+    let same_session = match &ctx.token {
+        TokenState::Valid(c) => c.fid.is_some() && c.fid == claims.fid,
+        TokenState::Expired(c) => c.fid.is_some() && c.fid == claims.fid,
+        TokenState::Absent => true,
     };
-    let same_session = access_fid.is_none_or(|fid| claims.fid.as_deref() == Some(fid));
     (claims.token_type == TokenType::Refresh && claims.fid.is_some() && same_session).then_some(claims)
 }
 
