@@ -197,6 +197,14 @@ fn is_raw_path_char(byte: u8) -> bool {
     matches!(byte, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
 
+/// Sub-delims, `:` and `@` whose escapes the escape guard decodes: all of
+/// [`is_raw_path_char`] but `*`. A raw `*` segment is a route pattern's
+/// wildcard, so a literal one can only be written `%2A`, and decoding it
+/// would match it against every `*` route.
+fn is_guarded_escape(byte: u8) -> bool {
+    byte != b'*' && is_raw_path_char(byte)
+}
+
 /// A canonical path with its escapes of sub-delims, `:` and `@` decoded
 /// (`/api/users%3Apurge` → `/api/users:purge`), the way nearly every app
 /// server reads it before routing; `None` when it has none. For the escape
@@ -211,7 +219,7 @@ pub(crate) fn decode_reserved_escapes(path: &str) -> Option<String> {
     let mut changed = false;
     let mut i = 0;
     while i < bytes.len() {
-        match hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_raw_path_char(b)) {
+        match hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_guarded_escape(b)) {
             Some(byte) => {
                 out.push(char::from(byte));
                 changed = true;
@@ -227,12 +235,12 @@ pub(crate) fn decode_reserved_escapes(path: &str) -> Option<String> {
     changed.then_some(out)
 }
 
-/// The first escape of a sub-delim, `:` or `@` in a canonical path, as
-/// (`%3A`, `:`): a route pattern must spell these raw.
+/// The first escape of a sub-delim (but `*`), `:` or `@` in a canonical
+/// path, as (`%3A`, `:`): a route pattern must spell these raw.
 pub(crate) fn reserved_escape(path: &str) -> Option<(&str, char)> {
     let bytes = path.as_bytes();
     (0..bytes.len()).find_map(|i| {
-        let byte = hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_raw_path_char(b))?;
+        let byte = hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_guarded_escape(b))?;
         Some((&path[i..i + 3], char::from(byte)))
     })
 }
@@ -278,6 +286,9 @@ mod tests {
         assert_eq!(decode_reserved_escapes("/%2B%2b"), Some("/++".into()));
         assert_eq!(reserved_escape("/x/a%2Bb"), Some(("%2B", '+')));
         assert_eq!(reserved_escape("/x/%C3%A9"), None);
+        // A literal `*` can only be spelled %2A: it is no wildcard to decode into.
+        assert_eq!(decode_reserved_escapes("/x/%2A"), None);
+        assert_eq!(reserved_escape("/x/%2A"), None);
     }
 
     fn path(target: &str) -> String {

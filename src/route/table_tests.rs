@@ -300,6 +300,10 @@ fn patterns_spell_sub_delims_raw() {
     assert!(errs[0].contains("'+'") && errs[0].contains("%2B"), "names the escape and the fix: {errs:?}");
     let errs = errors("[[routes]]\npath = \"/%40me\"\npolicy = \"public\"\nupstream = \"app\"\n");
     assert!(errs[0].contains("'@'"), "{errs:?}");
+    // A literal `*` segment has no raw spelling: %2A stays, and matches only itself.
+    let t = build("[[routes]]\npath = \"/x/%2A\"\npolicy = \"access\"\nupstream = \"app\"\n[[routes]]\npath = \"/x/**\"\npolicy = \"public\"\nupstream = \"app\"\n");
+    assert_eq!(get(&t, "/x/%2a"), Ok(0));
+    assert_eq!(get(&t, "/x/y"), Ok(1));
 }
 
 #[test]
