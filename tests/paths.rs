@@ -191,8 +191,11 @@ upstream = "app"
     // would serve /admin/x: the gateway must not let it through as public.
     get(gw.addr, "/Admin/x", &[]).await.assert_problem(400, "bad_request");
     get(gw.addr, "/ADMIN", &[]).await.assert_problem(400, "bad_request");
+    // ASP.NET Core upper-cases the dotless ı to I: `admın` is `admin` to it.
+    get(gw.addr, "/adm%C4%B1n/x", &[]).await.assert_problem(400, "bad_request");
     assert_eq!(up.count(), 0);
     assert_eq!(get(gw.addr, "/About", &[]).await.status, 200);
+    assert_eq!(get(gw.addr, "/kad%C4%B1n", &[]).await.status, 200, "folds onto no other route");
 }
 
 #[tokio::test]

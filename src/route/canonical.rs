@@ -197,6 +197,44 @@ fn is_raw_path_char(byte: u8) -> bool {
     matches!(byte, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
 
+/// Non-ASCII letters whose case mapping is ASCII, percent-encoded as a
+/// lower-cased canonical path spells them, with what they fold to. .NET's
+/// `OrdinalIgnoreCase` (ASP.NET Core routing) upper-cases `ı` to `I` and `ſ`
+/// to `S`; Java's `equalsIgnoreCase` also lower-cases `K` (Kelvin) to `k` and
+/// `İ` to `i`; a full upper-casing (Java's `String.toUpperCase`) turns `ß`
+/// into `SS` and the Latin ligatures into their letters.
+const CASE_FOLDS: [(&str, &str); 13] = [
+    ("%c4%b0", "i"),      // İ U+0130
+    ("%c4%b1", "i"),      // ı U+0131
+    ("%c5%bf", "s"),      // ſ U+017F
+    ("%e2%84%aa", "k"),   // K U+212A
+    ("%c3%9f", "ss"),     // ß U+00DF
+    ("%e1%ba%9e", "ss"),  // ẞ U+1E9E
+    ("%ef%ac%80", "ff"),  // ﬀ U+FB00
+    ("%ef%ac%81", "fi"),  // ﬁ
+    ("%ef%ac%82", "fl"),  // ﬂ
+    ("%ef%ac%83", "ffi"), // ﬃ
+    ("%ef%ac%84", "ffl"), // ﬄ
+    ("%ef%ac%85", "st"),  // ﬅ
+    ("%ef%ac%86", "st"),  // ﬆ
+];
+
+/// A canonical path (or pattern) as a case-folding upstream reads it, for the
+/// case guard (DESIGN §4 rule 9): ASCII letters lower-cased, and the
+/// non-ASCII letters that fold into ASCII ones ([`CASE_FOLDS`]) replaced, so
+/// `/adm%C4%B1n` (`admın`) is read as `/admin`.
+pub(crate) fn fold_case(path: &str) -> String {
+    let mut folded = path.to_ascii_lowercase();
+    if folded.contains("%c") || folded.contains("%e") {
+        for (escaped, ascii) in CASE_FOLDS {
+            if folded.contains(escaped) {
+                folded = folded.replace(escaped, ascii);
+            }
+        }
+    }
+    folded
+}
+
 /// Sub-delims, `:` and `@` whose escapes the escape guard decodes: all of
 /// [`is_raw_path_char`] but `*`. A raw `*` segment is a route pattern's
 /// wildcard, so a literal one can only be written `%2A`, and decoding it
@@ -289,6 +327,13 @@ mod tests {
         // A literal `*` can only be spelled %2A: it is no wildcard to decode into.
         assert_eq!(decode_reserved_escapes("/x/%2A"), None);
         assert_eq!(reserved_escape("/x/%2A"), None);
+    }
+
+    #[test]
+    fn case_folding_reads_letters_that_fold_into_ascii_as_ascii() {
+        assert_eq!(fold_case("/Adm%C4%B1n/%C5%BFecret/%E2%84%AAey"), "/admin/secret/key");
+        assert_eq!(fold_case("/stra%C3%9Fe/%EF%AC%81le"), "/strasse/file");
+        assert_eq!(fold_case("/caf%C3%A9"), "/caf%c3%a9", "other letters stay escaped");
     }
 
     fn path(target: &str) -> String {

@@ -99,13 +99,14 @@ impl Pattern {
         Ok(pattern)
     }
 
-    /// The same pattern with ASCII letters lower-cased, for the case guard (rule 9).
-    pub fn to_ascii_lowercase(&self) -> Pattern {
+    /// The same pattern case-folded (`canonical::fold_case`), for the case
+    /// guard (rule 9).
+    pub fn case_folded(&self) -> Pattern {
         let segments = self
             .segments
             .iter()
             .map(|s| match s {
-                Segment::Literal(l) => Segment::Literal(l.to_ascii_lowercase()),
+                Segment::Literal(l) => Segment::Literal(super::canonical::fold_case(l)),
                 Segment::Any => Segment::Any,
             })
             .collect();

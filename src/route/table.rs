@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::canonical::fold_case;
 use super::pattern::{path_segments, Pattern, Specificity};
 use crate::error::GatewayError;
 
@@ -201,7 +202,7 @@ impl Entry {
             pattern: pattern.specificity(),
             method_list: route.effective_methods().is_some(),
         };
-        Entry { lower: pattern.to_ascii_lowercase(), route, pattern, rank }
+        Entry { lower: pattern.case_folded(), route, pattern, rank }
     }
 
     fn serves_host(&self, host: &str) -> bool {
@@ -250,12 +251,12 @@ impl RouteTable {
             return Err(self.miss(host, &segments));
         };
         let guard = self.upper_patterns || path.bytes().any(|b| b.is_ascii_uppercase());
-        if guard && self.conflict(host, method, &path.to_ascii_lowercase(), Case::Folded, winner) {
+        if guard && self.conflict(host, method, &fold_case(path), Case::Folded, winner) {
             return Err(RouteMiss::CaseConflict);
         }
         if let Some(decoded) = super::canonical::decode_reserved_escapes(path) {
             if self.conflict(host, method, &decoded, Case::AsSent, winner)
-                || (guard && self.conflict(host, method, &decoded.to_ascii_lowercase(), Case::Folded, winner))
+                || (guard && self.conflict(host, method, &fold_case(&decoded), Case::Folded, winner))
             {
                 return Err(RouteMiss::EscapeConflict);
             }

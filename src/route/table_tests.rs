@@ -212,6 +212,17 @@ upstream = "app"
 }
 
 #[test]
+fn case_guard_reads_letters_that_fold_into_ascii_as_their_ascii() {
+    // ASP.NET Core routes `admın` (dotless ı) to `admin`; Java's equalsIgnoreCase
+    // matches the Kelvin sign with `k`.
+    let t = build(LAYERED);
+    assert_eq!(get(&t, "/adm%C4%B1n/users"), Err(RouteMiss::CaseConflict), "access, not /**'s public");
+    assert_eq!(get(&t, "/%E2%84%AAey/x"), Ok(0), "folds to /key: public like /**");
+    assert_eq!(get(&t, "/api/x/Adm%C4%B1n"), Err(RouteMiss::CaseConflict), "fresh vs public");
+    assert_eq!(get(&t, "/kategori/kad%C4%B1n"), Ok(0), "a Turkish word that folds onto no other route");
+}
+
+#[test]
 fn case_guard_compares_require_and_max_age() {
     let t = build(
         r#"
