@@ -140,6 +140,13 @@ pub async fn revocations(s: Subject) {
     store.revoke_family("f3", T0 + 500, s.at(T0)).await.unwrap();
     assert!(store.is_revoked(Some("other"), Some("f3"), s.at(T0 + 1)).await.unwrap());
     assert_eq!(store.rotate(&req("f3", "r0", "r1"), s.at(T0 + 2)).await.unwrap(), RotateOutcome::Dead);
+    // Asked to outlast the family (its tokens' leeway, a reload that raised
+    // max_session), the revocation does, purge or not.
+    s.at(T0);
+    login(&**store, "f4").await;
+    store.revoke_family("f4", T0 + MAX_SESSION + 100, s.at(T0 + 1)).await.unwrap();
+    store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
+    assert!(store.is_revoked(None, Some("f4"), s.at(T0 + MAX_SESSION + 50)).await.unwrap());
 }
 
 pub async fn purge(s: Subject) {
@@ -276,6 +283,43 @@ async fn redis_keeps_a_family_revocation_past_the_family_for_instances_loading_l
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
 conformance!(embedded, embedded());
 conformance!(redis, redis().await);
+
+/// A store call the gateway gave up on (its `timeout`, a dropped request)
+/// still commits on the blocking pool; the revocation mirror, which the
+/// access path reads, must learn of it all the same.
+/// Polls `f` once and drops it, as the store timeout drops a call it gave
+/// up on; whether it was still pending then. (A zero `tokio::time::timeout`
+/// would not do: its timer fires on the next millisecond tick, by which time
+/// the write may be done.)
+async fn gave_up<T>(f: impl std::future::Future<Output = T>) -> bool {
+    let mut f = std::pin::pin!(f);
+    futures_util::poll!(f.as_mut()).is_pending()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_revocations_whose_caller_gave_up_still_reach_the_access_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = jwtgate::store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    login(&store, "reused").await;
+    login(&store, "logged-out").await;
+    store.rotate(&req("reused", "r0", "r1"), T0 + 1).await.unwrap();
+    assert!(gave_up(store.rotate(&req("reused", "r0", "rX"), T0 + 100)).await, "reuse, given up");
+    assert!(gave_up(store.revoke_family("logged-out", T0 + 500, T0 + 100)).await);
+    assert!(gave_up(store.revoke_jti("j1", T0 + 900, T0 + 100)).await);
+    let started = std::time::Instant::now();
+    loop {
+        let file = store.family("reused").await.unwrap().unwrap().revoked
+            && store.family("logged-out").await.unwrap().unwrap().revoked;
+        let mirror = store.is_revoked(None, Some("reused"), T0 + 101).await.unwrap()
+            && store.is_revoked(None, Some("logged-out"), T0 + 101).await.unwrap()
+            && store.is_revoked(Some("j1"), None, T0 + 101).await.unwrap();
+        if file && mirror {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "file revoked: {file}, access path: {mirror}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 #[tokio::test]
 async fn embedded_state_survives_reopen() {

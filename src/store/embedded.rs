@@ -3,8 +3,10 @@
 //!
 //! Revocations are also mirrored in memory, so the access path (one
 //! `is_revoked` per request) is a hash lookup, not a read transaction plus
-//! a JSON parse. The mirror is loaded at open and updated after each commit;
-//! redb locks its file to one process, so nothing else can write behind it.
+//! a JSON parse. The mirror is loaded at open and updated by the thread that
+//! committed, right after the commit: a caller that timed out or was dropped
+//! cannot leave the file revoked and the mirror not. redb locks its file to
+//! one process, so nothing else can write behind it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -72,26 +74,30 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { db: Arc::new(db), revoked: Arc::new(RwLock::new(revoked)) })
     }
 
-    /// Updates the revocation mirror; called only after a commit succeeded.
-    fn mirror(&self, f: impl FnOnce(&mut Revoked)) {
-        // A panic elsewhere cannot leave the maps half-updated: every update is one insert or retain.
-        f(&mut self.revoked.write().unwrap_or_else(|p| p.into_inner()));
-    }
-
     /// Runs `f` in one durable write transaction on the blocking pool; `f`
-    /// returns whether to commit (false = abort, no fsync).
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// returns whether to commit (false = abort, no fsync). After a commit,
+    /// `mirror` brings the revocation mirror up to date on the same thread.
+    /// (After the `await` it would be skipped whenever the caller gave up
+    /// first, the store `timeout` or a dropped request, while the commit went
+    /// through: the file would say revoked, and `is_revoked`, which reads only
+    /// the mirror, would not, until a restart.)
+    async fn write<T, F, M>(&self, f: F, mirror: M) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&redb::WriteTransaction) -> Result<(T, bool), StoreError> + Send + 'static,
+        M: FnOnce(&T, &mut Revoked) + Send + 'static,
     {
         let db = self.db.clone();
+        let revoked = self.revoked.clone();
         tokio::task::spawn_blocking(move || {
             let mut txn = db.begin_write().map_err(StoreError::new)?;
             txn.set_durability(Durability::Immediate).map_err(StoreError::new)?;
             let (value, commit) = f(&txn)?;
             if commit {
                 txn.commit().map_err(StoreError::new)?;
+                // A panic elsewhere cannot leave the maps half-updated: every
+                // update is one insert or retain.
+                mirror(&value, &mut revoked.write().unwrap_or_else(|p| p.into_inner()));
             } else {
                 txn.abort().map_err(StoreError::new)?;
             }
@@ -129,67 +135,64 @@ fn get(txn: &redb::WriteTransaction, fid: &str) -> Result<Option<Family>, StoreE
 impl Store for EmbeddedStore {
     fn start_family<'a>(&'a self, family: &'a Family) -> StoreFuture<'a, ()> {
         let family = family.clone();
-        Box::pin(self.write(move |txn| put(txn, &family).map(|()| ((), true))))
+        Box::pin(self.write(move |txn| put(txn, &family).map(|()| ((), true)), |_, _| {}))
     }
 
     fn rotate<'a>(&'a self, req: &'a RotateRequest, now: i64) -> StoreFuture<'a, RotateOutcome> {
         let owned = req.clone();
+        let fid = req.fid.clone();
         Box::pin(async move {
-            let (outcome, expires_at) = self
-                .write(move |txn| {
-                    let Some(mut family) = get(txn, &owned.fid)? else {
-                        return Ok(((RotateOutcome::Dead, 0), false));
-                    };
-                    let outcome = decide(&mut family, &owned, now);
-                    // A replay only bumps last_used: not worth an fsync per racing request.
-                    let commit = matches!(outcome, RotateOutcome::Rotated(_) | RotateOutcome::ReuseDetected);
-                    if commit {
-                        put(txn, &family)?;
-                    }
-                    Ok(((outcome, family.expires_at), commit))
-                })
-                .await?;
-            if outcome == RotateOutcome::ReuseDetected {
-                self.mirror(|r| {
-                    r.families.insert(req.fid.clone(), expires_at);
-                });
-            }
-            Ok(outcome)
+            let write = move |txn: &redb::WriteTransaction| {
+                let Some(mut family) = get(txn, &owned.fid)? else {
+                    return Ok(((RotateOutcome::Dead, 0), false));
+                };
+                let outcome = decide(&mut family, &owned, now);
+                // A replay only bumps last_used: not worth an fsync per racing request.
+                let commit = matches!(outcome, RotateOutcome::Rotated(_) | RotateOutcome::ReuseDetected);
+                if commit {
+                    put(txn, &family)?;
+                }
+                Ok(((outcome, family.expires_at), commit))
+            };
+            let mirror = move |(outcome, expires_at): &(RotateOutcome, i64), r: &mut Revoked| {
+                if *outcome == RotateOutcome::ReuseDetected {
+                    r.families.insert(fid, *expires_at);
+                }
+            };
+            Ok(self.write(write, mirror).await?.0)
         })
     }
 
     fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()> {
         let owned = fid.to_owned();
-        Box::pin(async move {
-            let expires_at = self
-                .write(move |txn| {
-                    let mut family = get(txn, &owned)?.unwrap_or_else(|| tombstone(&owned, until, now));
-                    family.revoked = true;
-                    family.prev_result = None;
-                    put(txn, &family).map(|()| (family.expires_at, true))
-                })
-                .await?;
-            self.mirror(|r| {
-                r.families.insert(fid.to_owned(), expires_at);
-            });
-            Ok(())
-        })
+        let mirrored = fid.to_owned();
+        let write = move |txn: &redb::WriteTransaction| {
+            let mut family = get(txn, &owned)?.unwrap_or_else(|| tombstone(&owned, until, now));
+            family.revoked = true;
+            family.prev_result = None;
+            // Kept (and so revoked) until `until` at least, as on Redis: the
+            // tokens it was asked to stop may outlive the family's own end
+            // (the leeway; a `max_session` raised by a reload).
+            family.expires_at = family.expires_at.max(until);
+            put(txn, &family).map(|()| (family.expires_at, true))
+        };
+        let mirror = move |expires_at: &i64, r: &mut Revoked| {
+            r.families.insert(mirrored, *expires_at);
+        };
+        Box::pin(async move { self.write(write, mirror).await.map(|_| ()) })
     }
 
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, _now: i64) -> StoreFuture<'a, ()> {
         let owned = jti.to_owned();
-        Box::pin(async move {
-            self.write(move |txn| {
-                let mut table = txn.open_table(REVOKED_JTIS).map_err(StoreError::new)?;
-                table.insert(owned.as_str(), exp).map_err(StoreError::new)?;
-                Ok(((), true))
-            })
-            .await?;
-            self.mirror(|r| {
-                r.jtis.insert(jti.to_owned(), exp);
-            });
-            Ok(())
-        })
+        let mirrored = jti.to_owned();
+        let write = move |txn: &redb::WriteTransaction| {
+            let mut table = txn.open_table(REVOKED_JTIS).map_err(StoreError::new)?;
+            table.insert(owned.as_str(), exp).map_err(StoreError::new)?;
+            Ok(((), true))
+        };
+        Box::pin(self.write(write, move |_, r| {
+            r.jtis.insert(mirrored, exp);
+        }))
     }
 
     fn is_revoked<'a>(
@@ -212,11 +215,24 @@ impl Store for EmbeddedStore {
 
     fn purge<'a>(&'a self, now: i64, reuse_grace: i64) -> StoreFuture<'a, usize> {
         Box::pin(async move {
-            let dropped = self.write(move |txn| purge(txn, now, reuse_grace)).await?;
-            self.mirror(|r| {
-                r.jtis.retain(|_, exp| *exp >= now);
-                r.families.retain(|_, expires_at| *expires_at > now);
-            });
+            // The scan reads a snapshot, so rotations and logins go on beside
+            // it; only what it found to drop or trim is written, and nothing
+            // at all (no fsync) when it found nothing.
+            let db = self.db.clone();
+            let stale = tokio::task::spawn_blocking(move || stale(&db, now, reuse_grace))
+                .await
+                .map_err(StoreError::new)??;
+            // In batches, each its own transaction: one writer at a time, so a
+            // rotation waits for at most one batch, not for the whole purge.
+            let mut dropped = 0;
+            for batch in stale.batches(PURGE_BATCH) {
+                let write = move |txn: &redb::WriteTransaction| purge(txn, &batch, now, reuse_grace);
+                let mirror = move |_: &usize, r: &mut Revoked| {
+                    r.jtis.retain(|_, exp| *exp >= now);
+                    r.families.retain(|_, expires_at| *expires_at > now);
+                };
+                dropped += self.write(write, mirror).await?;
+            }
             Ok(dropped)
         })
     }
@@ -226,28 +242,94 @@ impl Store for EmbeddedStore {
     }
 }
 
-/// Drops expired revocations and families, and stale `prev_result`s.
-fn purge(txn: &redb::WriteTransaction, now: i64, reuse_grace: i64) -> Result<(usize, bool), StoreError> {
+/// What a purge at `now` has to touch, found in a read snapshot.
+#[derive(Debug, Default)]
+struct Stale {
+    /// Revoked jtis past their `exp`.
+    jtis: Vec<String>,
+    /// Families past their `expires_at`, or holding a `prev_result` past
+    /// `reuse_grace`.
+    families: Vec<String>,
+}
+
+/// Records a purge transaction touches at most.
+const PURGE_BATCH: usize = 512;
+
+impl Stale {
+    /// `self` cut into parts of at most `size` records each; none when empty.
+    fn batches(self, size: usize) -> Vec<Stale> {
+        let ids =
+            self.jtis.into_iter().map(|j| (true, j)).chain(self.families.into_iter().map(|f| (false, f)));
+        let mut out: Vec<Stale> = Vec::new();
+        for (i, (jti, id)) in ids.enumerate() {
+            if i % size == 0 {
+                out.push(Stale::default());
+            }
+            let batch = out.last_mut().expect("pushed above");
+            if jti {
+                batch.jtis.push(id);
+            } else {
+                batch.families.push(id);
+            }
+        }
+        out
+    }
+}
+
+fn stale(db: &Database, now: i64, reuse_grace: i64) -> Result<Stale, StoreError> {
+    let txn = db.begin_read().map_err(StoreError::new)?;
+    let mut found = Stale::default();
+    for entry in txn.open_table(REVOKED_JTIS).map_err(StoreError::new)?.iter().map_err(StoreError::new)? {
+        let (jti, exp) = entry.map_err(StoreError::new)?;
+        if exp.value() < now {
+            found.jtis.push(jti.value().to_owned());
+        }
+    }
+    for entry in txn.open_table(FAMILIES).map_err(StoreError::new)?.iter().map_err(StoreError::new)? {
+        let (fid, raw) = entry.map_err(StoreError::new)?;
+        let family = parse(raw.value())?;
+        let mut trimmed = family.clone();
+        trimmed.expire_prev_result(now, reuse_grace);
+        if family.expires_at <= now || trimmed.prev_result.is_none() != family.prev_result.is_none() {
+            found.families.push(fid.value().to_owned());
+        }
+    }
+    Ok(found)
+}
+
+/// Drops the expired revocations and families `stale` found, and trims the
+/// stale `prev_result`s, each judged again on what the transaction reads (a
+/// rotation may have changed it since the scan).
+fn purge(
+    txn: &redb::WriteTransaction,
+    stale: &Stale,
+    now: i64,
+    reuse_grace: i64,
+) -> Result<(usize, bool), StoreError> {
     let mut dropped = 0;
     {
         let mut jtis = txn.open_table(REVOKED_JTIS).map_err(StoreError::new)?;
-        dropped += jtis.extract_if(|_, exp| exp < now).map_err(StoreError::new)?.count();
-    }
-    let mut families = txn.open_table(FAMILIES).map_err(StoreError::new)?;
-    let mut keep = Vec::new();
-    for entry in families.extract_if(|_, _| true).map_err(StoreError::new)? {
-        let (_, raw) = entry.map_err(StoreError::new)?;
-        let mut family = parse(raw.value())?;
-        if family.expires_at > now {
-            family.expire_prev_result(now, reuse_grace);
-            keep.push(family);
-        } else {
-            dropped += 1;
+        for jti in &stale.jtis {
+            let expired =
+                jtis.get(jti.as_str()).map_err(StoreError::new)?.is_some_and(|exp| exp.value() < now);
+            if expired {
+                jtis.remove(jti.as_str()).map_err(StoreError::new)?;
+                dropped += 1;
+            }
         }
     }
-    drop(families);
-    for family in &keep {
-        put(txn, family)?;
+    for fid in &stale.families {
+        let Some(mut family) = get(txn, fid)? else { continue };
+        if family.expires_at <= now {
+            let mut table = txn.open_table(FAMILIES).map_err(StoreError::new)?;
+            table.remove(fid.as_str()).map_err(StoreError::new)?;
+            dropped += 1;
+        } else if family.prev_result.is_some() {
+            family.expire_prev_result(now, reuse_grace);
+            if family.prev_result.is_none() {
+                put(txn, &family)?;
+            }
+        }
     }
     Ok((dropped, true))
 }

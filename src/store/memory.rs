@@ -52,6 +52,8 @@ impl Store for MemoryStore {
             let family = inner.families.entry(fid.to_owned()).or_insert_with(|| tombstone(fid, until, now));
             family.revoked = true;
             family.prev_result = None;
+            // Revoked until `until` at least, as on every backend.
+            family.expires_at = family.expires_at.max(until);
             Ok(())
         })
     }
