@@ -68,6 +68,7 @@ fn bench_rotate(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Stor
             candidate: pair(format!("j{n}")),
             reuse_grace: GRACE,
             idle_timeout: IDLE,
+            leeway: 0,
         }
     };
     let mut g = c.benchmark_group("refresh_rotate");

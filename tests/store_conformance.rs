@@ -17,6 +17,7 @@ use jwtgate::config::{StoreBackend, StoreSettings};
 use jwtgate::store::{Family, RedisStore, RotateOutcome, RotateRequest, Store, TokenPair};
 
 const GRACE: i64 = 30;
+const LEEWAY: i64 = 5;
 const IDLE: i64 = 7 * 86400;
 const MAX_SESSION: i64 = 30 * 86400;
 const T0: i64 = 1_800_000_000;
@@ -38,6 +39,7 @@ fn req(fid: &str, presented: &str, candidate: &str) -> RotateRequest {
         candidate: pair(candidate),
         reuse_grace: GRACE,
         idle_timeout: IDLE,
+        leeway: LEEWAY,
     }
 }
 
@@ -280,13 +282,30 @@ async fn redis_keeps_a_family_revocation_past_the_family_for_instances_loading_l
     assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + 3)).await.unwrap());
 }
 
+/// A reuse revocation too: the family's last access tokens are accepted for
+/// the leeway past its end.
+#[tokio::test]
+async fn redis_keeps_a_reuse_revocation_for_the_leeway_past_the_family() {
+    let server = redis_server::RedisServer::start();
+    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    let at = |store: &RedisStore, t: i64| {
+        store.set_clock_offset(t - SystemClock.now());
+        t
+    };
+    at(&first, T0);
+    login(&first, "f").await;
+    first.rotate(&req("f", "r0", "r1"), at(&first, T0 + 1)).await.unwrap();
+    let reuse = first.rotate(&req("f", "r0", "rX"), at(&first, T0 + 1 + GRACE)).await.unwrap();
+    assert_eq!(reuse, RotateOutcome::ReuseDetected);
+    first.purge(at(&first, T0 + MAX_SESSION + 1), GRACE).await.unwrap();
+    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + LEEWAY - 1)).await.unwrap());
+}
+
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
 conformance!(embedded, embedded());
 conformance!(redis, redis().await);
 
-/// A store call the gateway gave up on (its `timeout`, a dropped request)
-/// still commits on the blocking pool; the revocation mirror, which the
-/// access path reads, must learn of it all the same.
 /// Polls `f` once and drops it, as the store timeout drops a call it gave
 /// up on; whether it was still pending then. (A zero `tokio::time::timeout`
 /// would not do: its timer fires on the next millisecond tick, by which time
@@ -296,6 +315,9 @@ async fn gave_up<T>(f: impl std::future::Future<Output = T>) -> bool {
     futures_util::poll!(f.as_mut()).is_pending()
 }
 
+/// A store call the gateway gave up on (its `timeout`, a dropped request)
+/// still commits on the blocking pool; the revocation mirror, which the
+/// access path reads, must learn of it all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_revocations_whose_caller_gave_up_still_reach_the_access_path() {
     let dir = tempfile::tempdir().unwrap();

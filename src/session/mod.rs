@@ -96,6 +96,7 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
         candidate,
         reuse_grace: rt.sessions.reuse_grace.as_secs() as i64,
         idle_timeout: rt.sessions.idle_timeout.as_secs() as i64,
+        leeway: rt.tokens.leeway.as_secs() as i64,
     };
     let outcome = match with_timeout(rt, ctx.gw.store.rotate(&req, ctx.now)).await {
         Ok(outcome) => outcome,

@@ -92,6 +92,11 @@ pub struct RotateRequest {
     pub candidate: TokenPair,
     pub reuse_grace: i64,
     pub idle_timeout: i64,
+    /// `[tokens] leeway`: the family's tokens are accepted this long past its
+    /// `expires_at`, so a reuse revocation must outlast it by as much (on
+    /// Redis, whose revocation keys expire; memory and embedded purge at
+    /// `now - leeway` and keep it anyway).
+    pub leeway: i64,
 }
 
 /// What the atomic step decided.
@@ -162,6 +167,7 @@ mod tests {
             candidate: pair(candidate),
             reuse_grace: 30,
             idle_timeout: 1000,
+            leeway: 0,
         }
     }
 

@@ -231,11 +231,12 @@ impl Store for RedisStore {
         Box::pin(async move {
             let (key, rkey) = (family_key(&req.fid), format!("{REVOKED_FID}{}", req.fid));
             let candidate = serde_json::to_string(&req.candidate).map_err(StoreError::new)?;
-            let (offset, grace, idle, kept) = (
+            let (offset, grace, idle, kept, leeway) = (
                 self.offset(),
                 req.reuse_grace.to_string(),
                 req.idle_timeout.to_string(),
                 ROTATED_KEPT.to_string(),
+                req.leeway.to_string(),
             );
             let args = [
                 offset.as_str(),
@@ -247,6 +248,7 @@ impl Store for RedisStore {
                 &idle,
                 CHANNEL,
                 &kept,
+                &leeway,
             ];
             let reply: Vec<String> = self
                 .scripts

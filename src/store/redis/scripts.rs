@@ -60,7 +60,7 @@ end
 ///
 /// KEYS: family, revoked-fid, prev zset, expiry zset.
 /// ARGV: offset, fid, presented jti, candidate jti, candidate pair (JSON),
-///       reuse_grace, idle_timeout, channel, ROTATED_KEPT.
+///       reuse_grace, idle_timeout, channel, ROTATED_KEPT, leeway.
 /// Returns {'dead'} | {'rotated'} | {'replayed', pair JSON} | {'reuse', until}.
 pub const ROTATE: &str = concat!(
     prelude!(),
@@ -100,10 +100,12 @@ if prev then
     end
   end
 end
--- rule 4: anything else is reuse; the family is revoked, on every instance
+-- rule 4: anything else is reuse; the family is revoked, on every instance,
+-- for as long as its tokens are accepted (expires_at plus the leeway)
+local till = expires_at + tonumber(ARGV[10])
 redis.call('HSET', KEYS[1], 'revoked', '1')
-revoke_fid(KEYS[2], KEYS[4], ARGV[8], fid, expires_at, now)
-return {'reuse', expires_at}
+revoke_fid(KEYS[2], KEYS[4], ARGV[8], fid, till, now)
+return {'reuse', till}
 "#
 );
 
