@@ -149,6 +149,11 @@ pub async fn revocations(s: Subject) {
     store.revoke_family("f4", T0 + MAX_SESSION + 100, s.at(T0 + 1)).await.unwrap();
     store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
     assert!(store.is_revoked(None, Some("f4"), s.at(T0 + MAX_SESSION + 50)).await.unwrap());
+    // Through its last second: a token of exp + leeway = until is still
+    // accepted at `until`, the instant the gateway's purge is given.
+    store.revoke_family("edge", T0 + MAX_SESSION + 200, s.at(T0 + MAX_SESSION + 100)).await.unwrap();
+    store.purge(s.at(T0 + MAX_SESSION + 200), GRACE).await.unwrap();
+    assert!(store.is_revoked(None, Some("edge"), s.at(T0 + MAX_SESSION + 200)).await.unwrap());
 }
 
 pub async fn purge(s: Subject) {
@@ -297,9 +302,10 @@ async fn redis_keeps_a_reuse_revocation_for_the_leeway_past_the_family() {
     first.rotate(&req("f", "r0", "r1"), at(&first, T0 + 1)).await.unwrap();
     let reuse = first.rotate(&req("f", "r0", "rX"), at(&first, T0 + 1 + GRACE)).await.unwrap();
     assert_eq!(reuse, RotateOutcome::ReuseDetected);
-    first.purge(at(&first, T0 + MAX_SESSION + 1), GRACE).await.unwrap();
+    // The gateway's purge at the revocation's last second keeps it.
+    first.purge(at(&first, T0 + MAX_SESSION + LEEWAY), GRACE).await.unwrap();
     let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + LEEWAY - 1)).await.unwrap());
+    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + LEEWAY)).await.unwrap());
 }
 
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));

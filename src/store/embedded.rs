@@ -4,9 +4,12 @@
 //! Revocations are also mirrored in memory, so the access path (one
 //! `is_revoked` per request) is a hash lookup, not a read transaction plus
 //! a JSON parse. The mirror is loaded at open and updated by the thread that
-//! committed, right after the commit: a caller that timed out or was dropped
-//! cannot leave the file revoked and the mirror not. redb locks its file to
-//! one process, so nothing else can write behind it.
+//! wrote, right after its commit (even a failed one, which redb says may
+//! still have reached the disk): a caller that timed out or was dropped
+//! cannot leave the file revoked and the mirror not. Updates only ever
+//! lengthen a revocation, so two writers' updates landing out of order agree
+//! with the file. redb locks its file to one process, so nothing else can
+//! write behind it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,6 +41,22 @@ struct Revoked {
 }
 
 impl Revoked {
+    /// Revoked until `until` at least (never shortened: see the module doc).
+    fn family(&mut self, fid: String, until: i64) {
+        self.families.entry(fid).and_modify(|u| *u = (*u).max(until)).or_insert(until);
+    }
+
+    fn jti(&mut self, jti: String, exp: i64) {
+        self.jtis.entry(jti).and_modify(|e| *e = (*e).max(exp)).or_insert(exp);
+    }
+
+    /// Forgets what a purge at `now` drops from the file: a revocation holds
+    /// through its last second.
+    fn purge(&mut self, now: i64) {
+        self.jtis.retain(|_, exp| *exp >= now);
+        self.families.retain(|_, expires_at| *expires_at >= now);
+    }
+
     fn load(db: &Database) -> Result<Revoked, StoreError> {
         let txn = db.begin_read().map_err(StoreError::new)?;
         let mut revoked = Revoked::default();
@@ -75,12 +94,14 @@ impl EmbeddedStore {
     }
 
     /// Runs `f` in one durable write transaction on the blocking pool; `f`
-    /// returns whether to commit (false = abort, no fsync). After a commit,
+    /// returns whether to commit (false = abort, no fsync). After the commit,
     /// `mirror` brings the revocation mirror up to date on the same thread.
     /// (After the `await` it would be skipped whenever the caller gave up
     /// first, the store `timeout` or a dropped request, while the commit went
     /// through: the file would say revoked, and `is_revoked`, which reads only
-    /// the mirror, would not, until a restart.)
+    /// the mirror, would not, until a restart.) It runs after a failed commit
+    /// too, since redb cannot say whether that reached the disk: `mirror` only
+    /// adds revocations, and one too many fails closed.
     async fn write<T, F, M>(&self, f: F, mirror: M) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -94,10 +115,11 @@ impl EmbeddedStore {
             txn.set_durability(Durability::Immediate).map_err(StoreError::new)?;
             let (value, commit) = f(&txn)?;
             if commit {
-                txn.commit().map_err(StoreError::new)?;
+                let committed = txn.commit();
                 // A panic elsewhere cannot leave the maps half-updated: every
-                // update is one insert or retain.
+                // update is one insert.
                 mirror(&value, &mut revoked.write().unwrap_or_else(|p| p.into_inner()));
+                committed.map_err(StoreError::new)?;
             } else {
                 txn.abort().map_err(StoreError::new)?;
             }
@@ -114,6 +136,9 @@ impl EmbeddedStore {
         parse(raw.value()).map(Some)
     }
 }
+
+/// For writes that revoke nothing.
+fn no_mirror<T>(_: &T, _: &mut Revoked) {}
 
 fn parse(raw: &[u8]) -> Result<Family, StoreError> {
     serde_json::from_slice(raw).map_err(|e| StoreError::new(format!("corrupt family record: {e}")))
@@ -135,7 +160,7 @@ fn get(txn: &redb::WriteTransaction, fid: &str) -> Result<Option<Family>, StoreE
 impl Store for EmbeddedStore {
     fn start_family<'a>(&'a self, family: &'a Family) -> StoreFuture<'a, ()> {
         let family = family.clone();
-        Box::pin(self.write(move |txn| put(txn, &family).map(|()| ((), true)), |_, _| {}))
+        Box::pin(self.write(move |txn| put(txn, &family).map(|()| ((), true)), no_mirror))
     }
 
     fn rotate<'a>(&'a self, req: &'a RotateRequest, now: i64) -> StoreFuture<'a, RotateOutcome> {
@@ -156,7 +181,7 @@ impl Store for EmbeddedStore {
             };
             let mirror = move |(outcome, expires_at): &(RotateOutcome, i64), r: &mut Revoked| {
                 if *outcome == RotateOutcome::ReuseDetected {
-                    r.families.insert(fid, *expires_at);
+                    r.family(fid, *expires_at);
                 }
             };
             Ok(self.write(write, mirror).await?.0)
@@ -176,9 +201,7 @@ impl Store for EmbeddedStore {
             family.expires_at = family.expires_at.max(until);
             put(txn, &family).map(|()| (family.expires_at, true))
         };
-        let mirror = move |expires_at: &i64, r: &mut Revoked| {
-            r.families.insert(mirrored, *expires_at);
-        };
+        let mirror = move |expires_at: &i64, r: &mut Revoked| r.family(mirrored, *expires_at);
         Box::pin(async move { self.write(write, mirror).await.map(|_| ()) })
     }
 
@@ -190,9 +213,7 @@ impl Store for EmbeddedStore {
             table.insert(owned.as_str(), exp).map_err(StoreError::new)?;
             Ok(((), true))
         };
-        Box::pin(self.write(write, move |_, r| {
-            r.jtis.insert(mirrored, exp);
-        }))
+        Box::pin(self.write(write, move |_, r| r.jti(mirrored, exp)))
     }
 
     fn is_revoked<'a>(
@@ -227,12 +248,12 @@ impl Store for EmbeddedStore {
             let mut dropped = 0;
             for batch in stale.batches(PURGE_BATCH) {
                 let write = move |txn: &redb::WriteTransaction| purge(txn, &batch, now, reuse_grace);
-                let mirror = move |_: &usize, r: &mut Revoked| {
-                    r.jtis.retain(|_, exp| *exp >= now);
-                    r.families.retain(|_, expires_at| *expires_at > now);
-                };
-                dropped += self.write(write, mirror).await?;
+                dropped += self.write(write, no_mirror).await?;
             }
+            // Once, not per batch: each pass holds the lock `is_revoked`
+            // waits on. Skipped when the caller gives up first, it only
+            // leaves expired revocations for the next purge.
+            self.revoked.write().unwrap_or_else(|p| p.into_inner()).purge(now);
             Ok(dropped)
         })
     }
@@ -290,7 +311,7 @@ fn stale(db: &Database, now: i64, reuse_grace: i64) -> Result<Stale, StoreError>
         let family = parse(raw.value())?;
         let mut trimmed = family.clone();
         trimmed.expire_prev_result(now, reuse_grace);
-        if family.expires_at <= now || trimmed.prev_result.is_none() != family.prev_result.is_none() {
+        if family.expires_at < now || trimmed.prev_result.is_none() != family.prev_result.is_none() {
             found.families.push(fid.value().to_owned());
         }
     }
@@ -320,7 +341,7 @@ fn purge(
     }
     for fid in &stale.families {
         let Some(mut family) = get(txn, fid)? else { continue };
-        if family.expires_at <= now {
+        if family.expires_at < now {
             let mut table = txn.open_table(FAMILIES).map_err(StoreError::new)?;
             table.remove(fid.as_str()).map_err(StoreError::new)?;
             dropped += 1;
@@ -332,4 +353,87 @@ fn purge(
         }
     }
     Ok((dropped, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TokenPair;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn open() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        (dir, store)
+    }
+
+    fn with_prev(fid: &str, rotated_at: i64, lifetime: i64) -> Family {
+        let mut f = Family::new(fid, "alice", "r1", T0, lifetime);
+        let pair = TokenPair {
+            access_token: "a".into(),
+            access_exp: T0 + 900,
+            refresh_token: "r".into(),
+            refresh_jti: "r1".into(),
+            refresh_exp: T0 + lifetime,
+        };
+        f.prev_result = Some(pair);
+        f.last_rotated_at = Some(rotated_at);
+        f
+    }
+
+    #[test]
+    fn mirror_updates_only_lengthen_a_revocation() {
+        // Two writers' updates may land out of order; the later end wins.
+        let mut r = Revoked::default();
+        r.family("f".into(), 200);
+        r.family("f".into(), 100);
+        r.jti("j".into(), 50);
+        r.jti("j".into(), 40);
+        assert_eq!((r.families["f"], r.jtis["j"]), (200, 50));
+    }
+
+    /// The batch judges each record again as it reads it in its own
+    /// transaction: what changed after the scan is not dropped or trimmed.
+    #[tokio::test]
+    async fn purge_rejudges_what_changed_after_its_scan() {
+        let (_dir, store) = open();
+        store.start_family(&with_prev("ending", T0, 100)).await.unwrap();
+        store.start_family(&with_prev("rotating", T0, 10_000)).await.unwrap();
+        let (now, grace) = (T0 + 200, 30);
+        let found = stale(&store.db, now, grace).unwrap();
+        assert_eq!(found.families.len(), 2, "past its end; prev_result past the grace");
+        // After the scan: a logout keeps `ending` revoked past `now`, and a
+        // new rotation gives `rotating` a fresh prev_result.
+        store.revoke_family("ending", now + 50, now).await.unwrap();
+        store.start_family(&with_prev("rotating", now - 1, 10_000)).await.unwrap();
+        for batch in found.batches(PURGE_BATCH) {
+            store.write(move |txn| purge(txn, &batch, now, grace), no_mirror).await.unwrap();
+        }
+        assert!(store.family("ending").await.unwrap().is_some_and(|f| f.revoked), "kept for the logout");
+        assert!(store.family("rotating").await.unwrap().unwrap().prev_result.is_some(), "the new one stays");
+    }
+
+    /// More stale records than one batch: every batch runs, and a family
+    /// revoked through `now` survives it, in the file and in the mirror.
+    #[tokio::test]
+    async fn purge_runs_every_batch_and_keeps_a_revocation_through_its_last_second() {
+        let (_dir, store) = open();
+        let n = PURGE_BATCH * 2 + 7;
+        let write = move |txn: &redb::WriteTransaction| {
+            for i in 0..n {
+                put(txn, &Family::new(&format!("f{i}"), "alice", "r0", T0, 10))?;
+            }
+            Ok(((), true))
+        };
+        store.write(write, no_mirror).await.unwrap();
+        store.revoke_family("edge", T0 + 100, T0).await.unwrap();
+        assert_eq!(store.purge(T0 + 100, 30).await.unwrap(), n);
+        assert!(store.family(&format!("f{}", n - 1)).await.unwrap().is_none(), "the last batch ran");
+        assert!(store.is_revoked(None, Some("edge"), T0 + 100).await.unwrap(), "revoked through T0 + 100");
+        assert!(store.family("edge").await.unwrap().is_some());
+        store.purge(T0 + 101, 30).await.unwrap();
+        assert!(!store.is_revoked(None, Some("edge"), T0 + 101).await.unwrap());
+        assert!(store.family("edge").await.unwrap().is_none());
+    }
 }

@@ -48,8 +48,10 @@ pub struct Family {
     pub last_rotated_at: Option<i64>,
     pub revoked: bool,
     pub last_used: i64,
-    /// auth_time + max_session: nothing of this family is valid after it, so
-    /// the record (revoked or not) may be dropped then.
+    /// auth_time + max_session when the family began: it cannot rotate after
+    /// it. A revoked family's record is kept until then or the end its
+    /// revocation asked for, whichever is later (logout asks for the leeway
+    /// past it), and dropped after.
     pub expires_at: i64,
 }
 
@@ -92,10 +94,11 @@ pub struct RotateRequest {
     pub candidate: TokenPair,
     pub reuse_grace: i64,
     pub idle_timeout: i64,
-    /// `[tokens] leeway`: the family's tokens are accepted this long past its
-    /// `expires_at`, so a reuse revocation must outlast it by as much (on
+    /// `[tokens] leeway`: tokens are accepted this long past their `exp`, so
+    /// a reuse revocation outlasts the family's `expires_at` by as much (on
     /// Redis, whose revocation keys expire; memory and embedded purge at
-    /// `now - leeway` and keep it anyway).
+    /// `now - leeway` and keep it anyway). Tokens minted after a reload that
+    /// raised `max_session` can outlive even that (README).
     pub leeway: i64,
 }
 

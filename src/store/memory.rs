@@ -88,7 +88,9 @@ impl Store for MemoryStore {
             let mut inner = self.lock();
             let before = inner.families.len() + inner.revoked_jtis.len();
             inner.revoked_jtis.retain(|_, exp| *exp >= now);
-            inner.families.retain(|_, f| f.expires_at > now);
+            // Through its last second, like a jti: a token of `exp = expires_at`
+            // is still accepted at `expires_at + leeway`, the `now` purge gets.
+            inner.families.retain(|_, f| f.expires_at >= now);
             for family in inner.families.values_mut() {
                 family.expire_prev_result(now, reuse_grace);
             }

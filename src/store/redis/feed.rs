@@ -112,7 +112,7 @@ impl Feed {
         let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
         let before = set.jtis.len() + set.fids.len();
         set.jtis.retain(|_, until| *until >= now);
-        set.fids.retain(|_, until| *until > now);
+        set.fids.retain(|_, until| *until >= now);
         before - set.jtis.len() - set.fids.len()
     }
 

@@ -42,10 +42,11 @@ local function clock(offset)
   return tonumber(t[1]) + tonumber(offset)
 end
 -- A revoked family: the index key the feed loads, its purge entry, and the
--- message every instance applies to its local set.
+-- message every instance applies to its local set. Kept through the second
+-- `till` (a token is still accepted AT exp + leeway), hence +1.
 local function revoke_fid(rkey, expiry, channel, fid, till, now)
-  redis.call('SET', rkey, till, 'EX', math.max(till - now, 1))
-  redis.call('ZADD', expiry, till, rkey)
+  redis.call('SET', rkey, till, 'EX', math.max(till - now + 1, 1))
+  redis.call('ZADD', expiry, till + 1, rkey)
   redis.call('PUBLISH', channel, 'fid ' .. till .. ' ' .. fid)
 end
 "#
