@@ -267,45 +267,51 @@ fn redis_settings(server: &redis_server::RedisServer) -> StoreSettings {
     }
 }
 
+/// Moves `store`'s script clock to `t`; returns `t`.
+fn at(store: &RedisStore, t: i64) -> i64 {
+    store.set_clock_offset(t - SystemClock.now());
+    t
+}
+
+/// A redis-server and a store on it, its clock at T0, with family `f` logged in.
+async fn redis_with_a_family() -> (redis_server::RedisServer, RedisStore) {
+    let server = redis_server::RedisServer::start();
+    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    at(&first, T0);
+    login(&first, "f").await;
+    (server, first)
+}
+
+/// Whether an instance that (re)loads the revocations from Redis at `t`
+/// finds family `f` revoked.
+async fn revoked_for_a_later_instance(server: &redis_server::RedisServer, t: i64) -> bool {
+    let later = RedisStore::connect(&redis_settings(server)).await.unwrap();
+    later.is_revoked(None, Some("f"), at(&later, t)).await.unwrap()
+}
+
 /// A logged-out family's tokens are accepted for the leeway after its end,
 /// so logout asks for the revocation to outlast the family by as much. An
 /// instance that (re)loads the revocations from Redis after a purge at the
 /// family's end must still find it.
 #[tokio::test]
 async fn redis_keeps_a_family_revocation_past_the_family_for_instances_loading_later() {
-    let server = redis_server::RedisServer::start();
-    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    let at = |store: &RedisStore, t: i64| {
-        store.set_clock_offset(t - SystemClock.now());
-        t
-    };
-    at(&first, T0);
-    login(&first, "f").await;
+    let (server, first) = redis_with_a_family().await;
     first.revoke_family("f", T0 + MAX_SESSION + 5, at(&first, T0)).await.unwrap();
     first.purge(at(&first, T0 + MAX_SESSION + 2), GRACE).await.unwrap();
-    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + 3)).await.unwrap());
+    assert!(revoked_for_a_later_instance(&server, T0 + MAX_SESSION + 3).await);
 }
 
 /// A reuse revocation too: the family's last access tokens are accepted for
 /// the leeway past its end.
 #[tokio::test]
 async fn redis_keeps_a_reuse_revocation_for_the_leeway_past_the_family() {
-    let server = redis_server::RedisServer::start();
-    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    let at = |store: &RedisStore, t: i64| {
-        store.set_clock_offset(t - SystemClock.now());
-        t
-    };
-    at(&first, T0);
-    login(&first, "f").await;
+    let (server, first) = redis_with_a_family().await;
     first.rotate(&req("f", "r0", "r1"), at(&first, T0 + 1)).await.unwrap();
     let reuse = first.rotate(&req("f", "r0", "rX"), at(&first, T0 + 1 + GRACE)).await.unwrap();
     assert_eq!(reuse, RotateOutcome::ReuseDetected);
     // The gateway's purge at the revocation's last second keeps it.
     first.purge(at(&first, T0 + MAX_SESSION + LEEWAY), GRACE).await.unwrap();
-    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
-    assert!(later.is_revoked(None, Some("f"), at(&later, T0 + MAX_SESSION + LEEWAY)).await.unwrap());
+    assert!(revoked_for_a_later_instance(&server, T0 + MAX_SESSION + LEEWAY).await);
 }
 
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
