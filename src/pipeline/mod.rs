@@ -45,6 +45,18 @@ pub enum TokenState {
     Expired(Box<Claims>),
 }
 
+impl TokenState {
+    /// The access token's claims, expired or not: what CSRF and implicit
+    /// refresh judge the session by.
+    pub fn signed(&self) -> Option<&Claims> {
+        match self {
+            TokenState::Valid(c) => Some(c),
+            TokenState::Expired(c) => Some(c),
+            TokenState::Absent => None,
+        }
+    }
+}
+
 /// Every response body jwtgate sends: a streamed upstream body or a local one.
 pub type Body = BoxBody<Bytes, BodyError>;
 

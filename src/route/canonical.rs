@@ -243,6 +243,11 @@ fn is_guarded_escape(byte: u8) -> bool {
     byte != b'*' && is_raw_path_char(byte)
 }
 
+/// The byte a guarded escape at `bytes[i]` (`%3A`) stands for, if one starts there.
+fn guarded_escape_at(bytes: &[u8], i: usize) -> Option<u8> {
+    hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_guarded_escape(b))
+}
+
 /// A canonical path with its escapes of sub-delims, `:` and `@` decoded
 /// (`/api/users%3Apurge` → `/api/users:purge`), the way nearly every app
 /// server reads it before routing; `None` when it has none. For the escape
@@ -257,7 +262,7 @@ pub(crate) fn decode_reserved_escapes(path: &str) -> Option<String> {
     let mut changed = false;
     let mut i = 0;
     while i < bytes.len() {
-        match hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_guarded_escape(b)) {
+        match guarded_escape_at(bytes, i) {
             Some(byte) => {
                 out.push(char::from(byte));
                 changed = true;
@@ -277,10 +282,7 @@ pub(crate) fn decode_reserved_escapes(path: &str) -> Option<String> {
 /// path, as (`%3A`, `:`): a route pattern must spell these raw.
 pub(crate) fn reserved_escape(path: &str) -> Option<(&str, char)> {
     let bytes = path.as_bytes();
-    (0..bytes.len()).find_map(|i| {
-        let byte = hex_pair(bytes, i + 1).filter(|&b| bytes[i] == b'%' && is_guarded_escape(b))?;
-        Some((&path[i..i + 3], char::from(byte)))
-    })
+    (0..bytes.len()).find_map(|i| guarded_escape_at(bytes, i).map(|byte| (&path[i..i + 3], char::from(byte))))
 }
 
 /// Rules 2 and 4 on the fully decoded text of one segment.

@@ -53,13 +53,8 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar, websocket: bool) -> Result<
     if !double_submit || !rt.csrf.enabled {
         return Ok(());
     }
-    let access_claims = match &ctx.token {
-        TokenState::Valid(c) => Some(c.csrf.clone()),
-        TokenState::Expired(c) => Some(c.csrf.clone()),
-        TokenState::Absent => None,
-    };
-    let expected = match access_claims {
-        Some(csrf) => csrf,
+    let expected = match ctx.token.signed() {
+        Some(access) => access.csrf.clone(),
         None => refresh_cookie_claims(ctx, jar).and_then(|c| c.csrf.clone()),
     };
     check_double_submit(&ctx.fetch, expected.as_deref())
@@ -82,11 +77,8 @@ fn usable_refresh(ctx: &RequestCtx, jar: &CookieJar) -> Option<Arc<Claims>> {
     let claims = ctx.snap.runtime.tokens.verifier.verify(std::str::from_utf8(raw).ok()?, ctx.now).ok()?;
     // An access cookie without `fid` (AuthX / flask-jwt-extended) belongs to
     // no jwtgate session, so to none a refresh cookie with one could renew.
-    let same_session = match &ctx.token {
-        TokenState::Valid(c) => c.fid.is_some() && c.fid == claims.fid,
-        TokenState::Expired(c) => c.fid.is_some() && c.fid == claims.fid,
-        TokenState::Absent => true,
-    };
+    let same_session =
+        ctx.token.signed().is_none_or(|access| access.fid.is_some() && access.fid == claims.fid);
     (claims.token_type == TokenType::Refresh && claims.fid.is_some() && same_session).then_some(claims)
 }
 

@@ -309,9 +309,7 @@ fn stale(db: &Database, now: i64, reuse_grace: i64) -> Result<Stale, StoreError>
     for entry in txn.open_table(FAMILIES).map_err(StoreError::new)?.iter().map_err(StoreError::new)? {
         let (fid, raw) = entry.map_err(StoreError::new)?;
         let family = parse(raw.value())?;
-        let mut trimmed = family.clone();
-        trimmed.expire_prev_result(now, reuse_grace);
-        if family.expires_at < now || trimmed.prev_result.is_none() != family.prev_result.is_none() {
+        if family.expires_at < now || family.prev_result_expired(now, reuse_grace) {
             found.families.push(fid.value().to_owned());
         }
     }
@@ -345,11 +343,9 @@ fn purge(
             let mut table = txn.open_table(FAMILIES).map_err(StoreError::new)?;
             table.remove(fid.as_str()).map_err(StoreError::new)?;
             dropped += 1;
-        } else if family.prev_result.is_some() {
-            family.expire_prev_result(now, reuse_grace);
-            if family.prev_result.is_none() {
-                put(txn, &family)?;
-            }
+        } else if family.prev_result_expired(now, reuse_grace) {
+            family.prev_result = None;
+            put(txn, &family)?;
         }
     }
     Ok((dropped, true))

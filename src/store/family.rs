@@ -79,9 +79,15 @@ impl Family {
 
     /// Drops `prev_result` once `reuse_grace` has passed since the last rotation.
     pub fn expire_prev_result(&mut self, now: i64, reuse_grace: i64) {
-        if self.last_rotated_at.is_some_and(|t| now.saturating_sub(t) >= reuse_grace) {
+        if self.prev_result_expired(now, reuse_grace) {
             self.prev_result = None;
         }
+    }
+
+    /// Whether there is a `prev_result` that [`Family::expire_prev_result`] would drop.
+    pub fn prev_result_expired(&self, now: i64, reuse_grace: i64) -> bool {
+        self.prev_result.is_some()
+            && self.last_rotated_at.is_some_and(|t| now.saturating_sub(t) >= reuse_grace)
     }
 }
 
