@@ -10,6 +10,7 @@ use common::raw::{get, request};
 use common::session::{cookie_values, set_cookies, Jar, SESSION_ROUTES};
 use common::*;
 use jwtgate::clock::ManualClock;
+use jwtgate::store::Store;
 
 const T0: i64 = 1_900_000_000;
 
@@ -661,4 +662,67 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
     let resp = get(gw.addr, "/api/x", &[("Cookie", &cookie)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(cookie_values(&resp).len(), 4);
+}
+
+/// The config text of `env`, with `max_session` set (for a reload).
+fn with_max_session(max_session: &str) -> impl Fn(String) -> String + '_ {
+    move |cfg| cfg.replace("[sessions]\n", &format!("[sessions]\nmax_session = \"{max_session}\"\n"))
+}
+
+/// Installs `cfg` as a reload would.
+fn reload(env: &Env, cfg: String) {
+    let text = cfg.replace("{upstream}", &env.up.addr.to_string());
+    env.gw.gateway.swap(jwtgate::config::parse(&text, std::path::Path::new(".")).unwrap());
+}
+
+fn session_config(max_session: &str) -> String {
+    let cfg = base_config(&routes())
+        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
+        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
+    with_max_session(max_session)(cfg)
+}
+
+/// A reload that raised `max_session` lengthens running sessions at their next
+/// rotation: the family lasts as long as the tokens it issued, so it keeps
+/// rotating past the end it began with, and a reuse revocation still stops
+/// its newest access token there.
+#[tokio::test]
+async fn a_raised_max_session_lengthens_running_sessions_and_their_revocation() {
+    let env = env_edited(&routes(), with_max_session("1h")).await;
+    let (_, old) = env.login().await;
+    reload(&env, session_config("2h"));
+    env.clock.advance(3500);
+    let first = env.with_jar("GET", "/api/a", &old, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let mut rotated_away = old.clone();
+    rotated_away.absorb(&first);
+    env.clock.advance(200); // past the hour the session began with
+    let second = env.with_jar("GET", "/api/b", &rotated_away, &[]).await;
+    assert_eq!(second.status, 200, "rotates past the first end: {}", second.body);
+    assert_eq!(set_cookies(&second).len(), 4);
+    let mut jar = rotated_away.clone();
+    jar.absorb(&second);
+    let newest = env.claims(jar.get("access_token_cookie").unwrap());
+    assert!(newest.exp.unwrap() as i64 > T0 + 3700);
+    env.clock.advance(31); // past reuse_grace
+    let reuse = env.with_jar("GET", "/api/c", &rotated_away, &[]).await;
+    reuse.assert_problem(401, "refresh_reuse");
+    env.gw.store.purge(T0 + 3731, 30).await.unwrap();
+    let resp = env.with_jar("GET", "/api/d", &jar, &[]).await;
+    resp.assert_problem(401, "token_revoked");
+}
+
+/// A reload that lowered `max_session` below a session's age ends it: no
+/// rotation into tokens that are born expired.
+#[tokio::test]
+async fn a_lowered_max_session_ends_older_sessions() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    env.clock.advance(1800);
+    reload(&env, session_config("20m"));
+    let seen = env.up.count();
+    let resp = env.with_jar("GET", "/api/a", &jar, &[]).await;
+    resp.assert_problem(401, "invalid_token");
+    assert!(set_cookies(&resp).is_empty(), "nothing rotated: {:?}", set_cookies(&resp));
+    assert_eq!(env.up.count(), seen, "the upstream was not reached");
 }

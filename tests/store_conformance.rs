@@ -142,8 +142,8 @@ pub async fn revocations(s: Subject) {
     store.revoke_family("f3", T0 + 500, s.at(T0)).await.unwrap();
     assert!(store.is_revoked(Some("other"), Some("f3"), s.at(T0 + 1)).await.unwrap());
     assert_eq!(store.rotate(&req("f3", "r0", "r1"), s.at(T0 + 2)).await.unwrap(), RotateOutcome::Dead);
-    // Asked to outlast the family (its tokens' leeway, a reload that raised
-    // max_session), the revocation does, purge or not.
+    // Asked to outlast the family (its tokens are accepted for the leeway
+    // past their exp), the revocation does, purge or not.
     s.at(T0);
     login(&**store, "f4").await;
     store.revoke_family("f4", T0 + MAX_SESSION + 100, s.at(T0 + 1)).await.unwrap();
@@ -154,6 +154,40 @@ pub async fn revocations(s: Subject) {
     store.revoke_family("edge", T0 + MAX_SESSION + 200, s.at(T0 + MAX_SESSION + 100)).await.unwrap();
     store.purge(s.at(T0 + MAX_SESSION + 200), GRACE).await.unwrap();
     assert!(store.is_revoked(None, Some("edge"), s.at(T0 + MAX_SESSION + 200)).await.unwrap());
+}
+
+/// A reload raised max_session: the rotation's tokens end after the family
+/// began to. The family then lasts as long as they do, and so does a reuse
+/// revocation of it; a rotation whose tokens end sooner never shortens it.
+pub async fn rotation_past_the_family_end(s: Subject) {
+    let store = &s.store;
+    let later = T0 + MAX_SESSION + 3600;
+    let with_end = |presented: &str, candidate: &str, end: i64| {
+        let mut r = req("long", presented, candidate);
+        r.candidate.refresh_exp = end;
+        r.idle_timeout = 2 * MAX_SESSION;
+        r
+    };
+    s.at(T0);
+    login(&**store, "long").await;
+    store.rotate(&with_end("r0", "r1", later), s.at(T0 + 10)).await.unwrap();
+    assert_eq!(store.family("long").await.unwrap().unwrap().expires_at, later);
+    store.rotate(&with_end("r1", "r2", T0 + 100), s.at(T0 + 20)).await.unwrap();
+    assert_eq!(store.family("long").await.unwrap().unwrap().expires_at, later, "never shortened");
+    assert!(matches!(
+        store.rotate(&with_end("r2", "r3", later), s.at(T0 + MAX_SESSION + 10)).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    store.purge(s.at(T0 + MAX_SESSION + 15), GRACE).await.unwrap();
+    assert!(store.family("long").await.unwrap().is_some(), "purge keeps it past the end it began with");
+    assert_eq!(
+        store.rotate(&with_end("r1", "rX", later), s.at(T0 + MAX_SESSION + 20)).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
+    // The purge the gateway runs at `now - leeway` keeps it through the end
+    // of the tokens the family issued, plus the leeway they are accepted for.
+    store.purge(s.at(later), GRACE).await.unwrap();
+    assert!(store.is_revoked(None, Some("long"), s.at(later + LEEWAY)).await.unwrap());
 }
 
 pub async fn purge(s: Subject) {
@@ -225,6 +259,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn revocations() {
                 super::revocations($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rotation_past_the_family_end() {
+                super::rotation_past_the_family_end($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn purge() {
@@ -312,6 +350,21 @@ async fn redis_keeps_a_reuse_revocation_for_the_leeway_past_the_family() {
     // The gateway's purge at the revocation's last second keeps it.
     first.purge(at(&first, T0 + MAX_SESSION + LEEWAY), GRACE).await.unwrap();
     assert!(revoked_for_a_later_instance(&server, T0 + MAX_SESSION + LEEWAY).await);
+}
+
+/// Redis drops a family by its key's TTL too: a rotation that lengthens the
+/// family lengthens the TTL, or the family would vanish at the end it began
+/// with.
+#[tokio::test]
+async fn redis_lengthens_the_family_key_ttl_with_the_family() {
+    let (server, first) = redis_with_a_family().await;
+    let mut longer = req("f", "r0", "r1");
+    longer.candidate.refresh_exp = T0 + 2 * MAX_SESSION;
+    first.rotate(&longer, at(&first, T0 + 1)).await.unwrap();
+    let mut conn =
+        ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = ::redis::cmd("TTL").arg("jwtgate:family:f").query_async(&mut conn).await.unwrap();
+    assert!(ttl > MAX_SESSION, "the key outlives the end the family began with: TTL {ttl}");
 }
 
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));

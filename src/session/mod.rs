@@ -89,6 +89,12 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
     let extra = refresh.extra();
     let seed = SessionSeed::from_refresh(refresh, &extra).ok_or(NO_FAMILY)?;
     let presented = refresh.jti.clone().ok_or(NO_FAMILY)?;
+    // A reload lowered max_session below this session's age: it is over,
+    // rather than rotated into a pair that is born expired.
+    if seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64) <= ctx.now {
+        ctx.gw.metrics.refresh_outcome(mode, "dead");
+        return Err(NO_FAMILY);
+    }
     let candidate = mint_pair(rt, &seed, false, ctx.now)?;
     let req = RotateRequest {
         fid: seed.fid.to_owned(),

@@ -197,7 +197,7 @@ impl Store for EmbeddedStore {
             family.prev_result = None;
             // Kept (and so revoked) until `until` at least, as on Redis: the
             // tokens it was asked to stop may outlive the family's own end
-            // (the leeway; a `max_session` raised by a reload).
+            // (by the leeway).
             family.expires_at = family.expires_at.max(until);
             put(txn, &family).map(|()| (family.expires_at, true))
         };

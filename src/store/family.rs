@@ -49,9 +49,11 @@ pub struct Family {
     pub revoked: bool,
     pub last_used: i64,
     /// auth_time + max_session when the family began: it cannot rotate after
-    /// it. A revoked family's record is kept until then or the end its
-    /// revocation asked for, whichever is later (logout asks for the leeway
-    /// past it), and dropped after.
+    /// it. A rotation whose tokens end later (a reload raised `max_session`)
+    /// moves it to their end, so the family, and a reuse revocation of it,
+    /// lasts as long as any token it issued. A revoked family's record is kept
+    /// until then or the end its revocation asked for, whichever is later
+    /// (logout asks for the leeway past it), and dropped after.
     pub expires_at: i64,
 }
 
@@ -103,8 +105,7 @@ pub struct RotateRequest {
     /// `[tokens] leeway`: tokens are accepted this long past their `exp`, so
     /// a reuse revocation outlasts the family's `expires_at` by as much (on
     /// Redis, whose revocation keys expire; memory and embedded purge at
-    /// `now - leeway` and keep it anyway). Tokens minted after a reload that
-    /// raised `max_session` can outlive even that (README).
+    /// `now - leeway` and keep it anyway).
     pub leeway: i64,
 }
 
@@ -137,6 +138,8 @@ pub fn decide(family: &mut Family, req: &RotateRequest, now: i64) -> RotateOutco
         family.prev_result = Some(req.candidate.clone());
         family.last_rotated_at = Some(now);
         family.last_used = now;
+        // Never shortened: a lowered max_session ends the new tokens sooner.
+        family.expires_at = family.expires_at.max(req.candidate.refresh_exp);
         return RotateOutcome::Rotated(req.candidate.clone());
     }
     let in_grace = family

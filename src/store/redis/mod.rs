@@ -231,12 +231,13 @@ impl Store for RedisStore {
         Box::pin(async move {
             let (key, rkey) = (family_key(&req.fid), format!("{REVOKED_FID}{}", req.fid));
             let candidate = serde_json::to_string(&req.candidate).map_err(StoreError::new)?;
-            let (offset, grace, idle, kept, leeway) = (
+            let (offset, grace, idle, kept, leeway, tokens_end) = (
                 self.offset(),
                 req.reuse_grace.to_string(),
                 req.idle_timeout.to_string(),
                 ROTATED_KEPT.to_string(),
                 req.leeway.to_string(),
+                req.candidate.refresh_exp.to_string(),
             );
             let args = [
                 offset.as_str(),
@@ -249,6 +250,7 @@ impl Store for RedisStore {
                 CHANNEL,
                 &kept,
                 &leeway,
+                &tokens_end,
             ];
             let reply: Vec<String> = self
                 .scripts

@@ -61,7 +61,8 @@ end
 ///
 /// KEYS: family, revoked-fid, prev zset, expiry zset.
 /// ARGV: offset, fid, presented jti, candidate jti, candidate pair (JSON),
-///       reuse_grace, idle_timeout, channel, ROTATED_KEPT, leeway.
+///       reuse_grace, idle_timeout, channel, ROTATED_KEPT, leeway,
+///       candidate refresh exp.
 /// Returns {'dead'} | {'rotated'} | {'replayed', pair JSON} | {'reuse', until}.
 pub const ROTATE: &str = concat!(
     prelude!(),
@@ -90,6 +91,13 @@ if f[1] == presented then
   redis.call('HSET', KEYS[1], 'current_jti', ARGV[4], 'rotated', cjson.encode(rotated),
     'prev_result', ARGV[5], 'last_rotated_at', now, 'last_used', now)
   redis.call('ZADD', KEYS[3], now, fid)
+  -- the family lasts as long as its newest tokens (a raised max_session)
+  local tokens_end = tonumber(ARGV[11])
+  if tokens_end > expires_at then
+    redis.call('HSET', KEYS[1], 'expires_at', tokens_end)
+    redis.call('EXPIRE', KEYS[1], math.max(tokens_end - now, 1))
+    redis.call('ZADD', KEYS[4], tokens_end, KEYS[1])
+  end
   return {'rotated'}
 end
 -- rule 3: a jti rotated away less than reuse_grace ago gets the current pair
