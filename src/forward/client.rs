@@ -168,8 +168,11 @@ impl Upstream {
             parts.headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         // HTTP/1.1 to an origin server: origin-form; Host carries the rest.
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(path);
+        // (A URI without scheme or authority is in origin-form already.)
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(path);
+        }
         // A request with a body: the wait for its response head runs from
         // the body's last progress (see `Deadline`).
         let upload = has_body.then(|| BodyProgress::new(tokio::time::Instant::from_std(sent), self.timeout));

@@ -1,6 +1,7 @@
 //! Phases that talk to the upstream and shape the response: rewrite, forward,
 //! the final response touches, error responses and the access log.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use futures_util::future::{Either, FutureExt};
@@ -48,13 +49,25 @@ pub fn rewrite(
         hdrs.insert(HOST, host);
     }
     let canonical = ctx.canonical.as_ref().ok_or(GatewayError::Internal)?;
-    let mut target = route.upstream_path(&canonical.path);
-    if let Some(query) = forwarded_query(ctx) {
-        target.push('?');
-        target.push_str(&query);
+    let query = forwarded_query(ctx);
+    // The common request goes on as it came: an origin-form target whose
+    // path is canonical already, no prefix to strip, the query verbatim.
+    // Its URI is kept rather than rebuilt from the same bytes.
+    let uri = req.uri();
+    let as_sent = route.strip_prefix.is_none()
+        && uri.scheme().is_none()
+        && uri.authority().is_none()
+        && uri.path() == canonical.path
+        && uri.query() == query.as_deref();
+    if !as_sent {
+        let mut target = route.upstream_path(&canonical.path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(&query);
+        }
+        let pq = PathAndQuery::try_from(target).map_err(|_| GatewayError::Internal)?;
+        *req.uri_mut() = Uri::from(pq);
     }
-    let pq = PathAndQuery::try_from(target).map_err(|_| GatewayError::Internal)?;
-    *req.uri_mut() = Uri::from(pq);
     // The version stays the client's: `Upstream::send` frames an HTTP/2
     // request's body by it, then sends HTTP/1.1.
     Ok(())
@@ -65,15 +78,15 @@ pub fn rewrite(
 /// location, as every Bearer goes: when a header or cookie decided, an
 /// unverified `?token=` beside it would reach an app that reads the query
 /// first. Where the query is no token location, `token=` is the app's own.
-fn forwarded_query(ctx: &RequestCtx) -> Option<String> {
+fn forwarded_query(ctx: &RequestCtx) -> Option<Cow<'_, str>> {
     let query = ctx.canonical.as_ref()?.query.as_deref()?;
     let tokens = &ctx.snap.runtime.tokens;
     let from_query = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Query);
     let strip = ctx.snap.runtime.forward.token == Keep::Strip && tokens.locations.contains(&Location::Query);
     if from_query || strip {
-        Some(query_without(query, &tokens.query_param))
+        Some(Cow::Owned(query_without(query, &tokens.query_param)))
     } else {
-        Some(query.to_owned())
+        Some(Cow::Borrowed(query))
     }
 }
 
