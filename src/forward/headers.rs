@@ -45,10 +45,31 @@ static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
 #[allow(clippy::ptr_arg)]
 #[inline]
 fn is_hop_by_hop(name: &HeaderName, folded: &Cow<'_, str>) -> bool {
+    if !hop_by_hop_length(folded.len()) {
+        return false;
+    }
     match folded {
         Cow::Borrowed(_) => HOP_BY_HOP_NAMES.contains(name),
         Cow::Owned(folded) => HOP_BY_HOP.contains(&folded.as_str()),
     }
+}
+
+/// The lengths of the [`HOP_BY_HOP`] names, one bit each.
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let (mut mask, mut i) = (0u32, 0);
+    while i < HOP_BY_HOP.len() {
+        assert!(HOP_BY_HOP[i].len() < 32);
+        mask |= 1 << HOP_BY_HOP[i].len();
+        i += 1;
+    }
+    mask
+};
+
+/// Whether a name this long may be hop-by-hop: most names are not, and
+/// are told by their length alone (folding keeps it).
+#[inline]
+fn hop_by_hop_length(len: usize) -> bool {
+    len < 32 && HOP_BY_HOP_LENGTHS & (1 << len) != 0
 }
 
 /// Headers some frameworks read as the "real" URL or method: an attacker could
@@ -155,6 +176,17 @@ type Few<T> = SmallVec<[T; 4]>;
 fn connection_listed(headers: &HeaderMap) -> Few<Cow<'_, str>> {
     let mut listed = Few::new();
     for value in headers.get_all(CONNECTION) {
+        // The usual values whole, without the split: `keep-alive` lists only
+        // a name that is hop-by-hop anyway, `close` only itself. (Every
+        // HTTP/1.1 response from nginx says `keep-alive`.)
+        let bytes = value.as_bytes();
+        if bytes.eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        if bytes.eq_ignore_ascii_case(b"close") {
+            listed.push(Cow::Borrowed("close"));
+            continue;
+        }
         let Ok(text) = value.to_str() else { continue };
         for name in text.split(',') {
             let name = fold_name(name.trim());
@@ -187,6 +219,13 @@ pub fn strip_response(headers: &mut HeaderMap, identity: &HeaderName) {
         headers
             .keys()
             .filter(|name| {
+                // Folding keeps a name's length: one that no hop-by-hop
+                // name and not `identity` has needs no folding, unless
+                // `Connection` listed names.
+                let len = name.as_str().len();
+                if listed.is_empty() && len != identity.len() && !hop_by_hop_length(len) {
+                    return false;
+                }
                 let folded = fold_header(name);
                 is_hop_by_hop(name, &folded) || listed.contains(&folded) || folded == identity
             })
@@ -355,6 +394,31 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_told_by_length_first() {
+        for name in HOP_BY_HOP {
+            assert!(hop_by_hop_length(name.len()), "{name}");
+        }
+        for len in [0, 1, 3, 4, 6, 12, 14, 20, 31, 32, 64, 1000] {
+            assert!(!hop_by_hop_length(len), "{len}");
+        }
+    }
+
+    #[test]
+    fn a_response_loses_the_underscore_spellings_of_hop_by_hop_names_and_identity() {
+        let mut h = map(&[
+            ("Transfer_Encoding", "chunked"),
+            ("keep_alive", "5"),
+            ("X_Jwtgate_Identity", "{}"),
+            ("x_other_header", "1"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_response(&mut h, &HeaderName::from_static("x-jwtgate-identity"));
+        let mut kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["content-type", "x_other_header"]);
     }
 
     #[test]
