@@ -252,6 +252,19 @@ async fn a_refresh_route_keeps_the_refresh_cookie_it_authenticated_with() {
     assert_eq!(up.last().header("cookie"), Some("a=1"));
 }
 
+#[tokio::test]
+async fn a_cookie_header_with_nothing_left_to_forward_is_dropped_and_none_is_made_up() {
+    let (up, gw) = env("").await;
+    let bearer = format!("Bearer {}", token(&gw));
+    for cookie in [Some(";"), Some("refresh_token_cookie=r"), Some(""), None] {
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        headers.extend(cookie.map(|c| ("Cookie", c)));
+        let resp = get(gw.addr, "/api/x", &headers).await;
+        assert_eq!(resp.status, 200, "{cookie:?}: {}", resp.body);
+        assert!(up.last().headers.get("cookie").is_none(), "{cookie:?}");
+    }
+}
+
 /// DESIGN.md §6: the identity header never reaches the client, not even as a
 /// trailer of a chunked response. (HTTP/2 clients get trailers; HTTP/1.1 ones
 /// do not, since `Trailer` is hop-by-hop and hyper sends only declared ones.)

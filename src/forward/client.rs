@@ -150,9 +150,13 @@ impl Upstream {
         sent: Instant,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + 'static {
         let (mut parts, body) = req.into_parts();
-        if !parts.headers.contains_key(HOST) {
-            if let Some(value) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                parts.headers.insert(HOST, value);
+        // Only a URI with an authority (HTTP/2's) has a Host to give: an
+        // origin-form one skips the lookup.
+        if let Some(authority) = parts.uri.authority() {
+            if !parts.headers.contains_key(HOST) {
+                if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(HOST, value);
+                }
             }
         }
         // HTTP/1.1 whatever the client spoke: an HTTP/1.0 request line would

@@ -32,12 +32,15 @@ impl std::fmt::Debug for Credential {
 #[derive(Debug, Default, Clone)]
 pub struct CookieJar {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether the request had a Cookie header at all, empty ones included.
+    sent: bool,
 }
 
 impl CookieJar {
     pub fn parse(headers: &HeaderMap) -> CookieJar {
-        let mut pairs = Vec::new();
+        let (mut pairs, mut sent) = (Vec::new(), false);
         for value in headers.get_all(COOKIE) {
+            sent = true;
             for piece in value.as_bytes().split(|&b| b == b';') {
                 let piece = piece.strip_prefix(b" ").unwrap_or(piece);
                 if piece.is_empty() {
@@ -50,7 +53,13 @@ impl CookieJar {
                 pairs.push((name.to_vec(), val.to_vec()));
             }
         }
-        CookieJar { pairs }
+        CookieJar { pairs, sent }
+    }
+
+    /// Whether the request had a Cookie header (an empty one too): without
+    /// one, and with nothing set since, there is no Cookie to rewrite.
+    pub fn sent(&self) -> bool {
+        self.sent
     }
 
     /// The value of `name` (compared as raw bytes, no trimming or decoding).

@@ -14,6 +14,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use smallvec::SmallVec;
 
 use super::extract::{query_without, CookieJar, Source};
 use super::{full, Body, RequestCtx};
@@ -112,7 +113,7 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
     // strip options never remove the credential a route authenticated with.
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
-    let mut drop: Vec<&str> = Vec::new();
+    let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
         let header_authenticated = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
         if !refresh_route {
@@ -128,6 +129,10 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     }
     if fwd.refresh_cookie == Keep::Strip && !refresh_route {
         drop.push(&cookies.refresh);
+    }
+    // No Cookie header sent and none swapped in: nothing to remove or render.
+    if !jar.sent() && ctx.refreshed.is_none() {
+        return;
     }
     hdrs.remove(COOKIE);
     if let Some(value) = jar.render_without(&drop).and_then(|v| HeaderValue::from_bytes(&v).ok()) {
