@@ -253,20 +253,25 @@ pub struct Hop<'a> {
 /// trusted proxy they are kept and extended. Their underscore spellings are
 /// `strip_request`'s, which runs first. Runs on every proxied request, so
 /// each value is built in one buffer that becomes the header without a copy.
+/// The buffers are sized exactly: `Bytes` takes a full `Vec` as it is, while
+/// one with spare capacity costs it an allocation of its own.
 pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     let (xff, xfp, xfh, fwd) =
         (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED);
-    let mut peer = String::with_capacity(15);
-    push_ip(&mut peer, hop.peer);
-    let mut element = String::with_capacity(32 + peer.len() + hop.host.len());
+    let peer = ip_text(hop.peer);
+    let v6 = hop.peer.is_ipv6();
+    // `;host=…` goes only into an untrusted peer's element (below).
+    let host_token = is_token(hop.host);
+    let host_len = if hop.peer_trusted { 0 } else { 6 + hop.host.len() + if host_token { 0 } else { 2 } };
+    let for_len = peer.len() + if v6 { 4 } else { 0 };
+    let mut element = String::with_capacity(4 + for_len + 7 + hop.proto.len() + host_len);
     element.push_str("for=");
-    match hop.peer {
-        IpAddr::V4(_) => element.push_str(&peer),
-        IpAddr::V6(_) => {
-            element.push_str("\"[");
-            element.push_str(&peer);
-            element.push_str("]\"");
-        }
+    if v6 {
+        element.push_str("\"[");
+        element.push_str(&peer);
+        element.push_str("]\"");
+    } else {
+        element.push_str(&peer);
     }
     element.push_str(";proto=");
     element.push_str(hop.proto);
@@ -284,17 +289,20 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         }
         return;
     }
-    // One pass over the (few) headers sent beats a hashed lookup per name.
-    let doomed: Few<HeaderName> =
-        headers.keys().filter(|name| UNTRUSTED_ADDRESS_HEADERS.contains(name)).cloned().collect();
-    for name in doomed {
-        headers.remove(name);
+    // One pass over the (few) headers sent beats a hashed lookup per name;
+    // a list of them is made only when one is there (seldom).
+    let untrusted = |name: &&HeaderName| UNTRUSTED_ADDRESS_HEADERS.contains(*name);
+    if headers.keys().any(|name| untrusted(&name)) {
+        let doomed: Few<HeaderName> = headers.keys().filter(untrusted).cloned().collect();
+        for name in doomed {
+            headers.remove(name);
+        }
     }
     set(headers, xff, peer);
     headers.insert(xfp, HeaderValue::from_static(hop.proto));
     set(headers, xfh, hop.host.to_owned());
     element.push_str(";host=");
-    if is_token(hop.host) {
+    if host_token {
         element.push_str(hop.host);
     } else {
         element.push('"');
@@ -304,15 +312,17 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     set(headers, fwd, element);
 }
 
-/// The address as `Display` writes it. IPv4, the common case, without the
-/// formatting machinery, which costs more than the rest of this header work.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    use std::fmt::Write;
+/// The address as `Display` writes it, in a buffer of exactly its length.
+/// IPv4, the common case, without the formatting machinery, which costs
+/// more than the rest of this header work.
+fn ip_text(ip: IpAddr) -> String {
     let IpAddr::V4(v4) = ip else {
-        let _ = write!(out, "{ip}");
-        return;
+        return ip.to_string();
     };
-    for (i, octet) in v4.octets().into_iter().enumerate() {
+    let octets = v4.octets();
+    let digits = |o: u8| 1 + usize::from(o >= 10) + usize::from(o >= 100);
+    let mut out = String::with_capacity(3 + octets.iter().map(|&o| digits(o)).sum::<usize>());
+    for (i, octet) in octets.into_iter().enumerate() {
         if i > 0 {
             out.push('.');
         }
@@ -324,6 +334,7 @@ fn push_ip(out: &mut String, ip: IpAddr) {
         }
         out.push(char::from(b'0' + octet % 10));
     }
+    out
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -344,8 +355,31 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: String) {
     }
 }
 
+/// RFC 9110 token. The punctuation as a `matches!`, which compiles to a bit
+/// test: a `contains` on a list of it ran a `memchr` for each `.` and `:`
+/// of every request's Host.
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || is_token_punctuation(b))
+}
+
+fn is_token_punctuation(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'_'
+            | b'`'
+            | b'|'
+            | b'~'
+    )
 }
 
 #[cfg(test)]
@@ -523,15 +557,20 @@ mod tests {
         let samples = ["0.0.0.0", "9.10.99.100", "255.255.255.255", "127.0.0.1", "::1", "fe80::1:2"];
         for text in samples {
             let ip: IpAddr = text.parse().unwrap();
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            assert_eq!(ip_text(ip), ip.to_string());
         }
         for octet in 0..=255u8 {
             let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
-            let mut out = String::new();
-            push_ip(&mut out, ip);
+            let out = ip_text(ip);
             assert_eq!(out, ip.to_string());
+            assert_eq!(out.len(), out.capacity(), "{out}: sized exactly");
+        }
+    }
+
+    #[test]
+    fn token_punctuation_is_rfc_9110s() {
+        for b in 0..=255u8 {
+            assert_eq!(is_token_punctuation(b), b"!#$%&'*+-.^_`|~".contains(&b), "{b}");
         }
     }
 
