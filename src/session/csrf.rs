@@ -30,20 +30,35 @@ pub struct FetchMeta {
 
 impl FetchMeta {
     pub fn capture(headers: &HeaderMap, rt: &Runtime, peer_trusted: bool) -> FetchMeta {
-        let one = |name: HeaderName| headers.get(name).cloned();
-        let mut csrf = headers.get_all(&rt.csrf.header).iter();
-        let csrf_header = match (csrf.next(), csrf.next()) {
-            (Some(v), None) => v.to_str().ok().map(str::to_owned),
+        let mut meta = FetchMeta::default();
+        // The CSRF header's value, and whether it came more than once.
+        let (mut csrf, mut csrf_again) = (None, false);
+        // One pass over the (few) headers sent beats a hashed lookup per
+        // name. Each slot keeps a name's first value, as `get` gives it.
+        for (name, value) in headers {
+            let first = |slot: &mut Option<HeaderValue>| {
+                slot.get_or_insert_with(|| value.clone());
+            };
+            if *name == rt.csrf.header {
+                csrf_again |= csrf.replace(value).is_some();
+            }
+            if name == ORIGIN {
+                first(&mut meta.origin);
+            } else if name == SEC_FETCH_SITE {
+                first(&mut meta.sec_fetch_site);
+            } else if name == SEC_FETCH_MODE {
+                first(&mut meta.sec_fetch_mode);
+            } else if peer_trusted && name == X_FORWARDED_PROTO {
+                first(&mut meta.forwarded_proto);
+            } else if peer_trusted && name == X_FORWARDED_HOST {
+                first(&mut meta.forwarded_host);
+            }
+        }
+        meta.csrf_header = match (csrf, csrf_again) {
+            (Some(v), false) => v.to_str().ok().map(str::to_owned),
             _ => None,
         };
-        FetchMeta {
-            origin: headers.get(ORIGIN).cloned(),
-            sec_fetch_site: one(SEC_FETCH_SITE),
-            sec_fetch_mode: one(SEC_FETCH_MODE),
-            forwarded_proto: if peer_trusted { one(X_FORWARDED_PROTO) } else { None },
-            forwarded_host: if peer_trusted { one(X_FORWARDED_HOST) } else { None },
-            csrf_header,
-        }
+        meta
     }
 
     /// `Sec-Fetch-Site: cross-site` without `Sec-Fetch-Mode: navigate`: such a
@@ -121,6 +136,47 @@ mod tests {
         assert_eq!(normalize_origin("https://app.test:443"), "https://app.test");
         assert_eq!(normalize_origin("http://app.test:8080"), "http://app.test:8080");
         assert_eq!(normalize_origin("https://app.test:80"), "https://app.test:80");
+    }
+
+    fn runtime() -> Runtime {
+        let text = "[tokens]\nsecret = \"csrf-test-secret-0123456789abcdef\"\n\n[store]\nbackend = \"memory\"\n\n\
+                    [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:1\"]\n\n\
+                    [[routes]]\npath = \"/**\"\npolicy = \"access\"\nupstream = \"app\"\n";
+        crate::config::parse(text, std::path::Path::new(".")).unwrap()
+    }
+
+    /// The one-pass capture gives what a lookup per name gives: each name's
+    /// first value, the CSRF header only when sent once, the forwarded pair
+    /// only from a trusted peer.
+    #[test]
+    fn capture_takes_first_values_and_a_single_csrf_header() {
+        let rt = runtime();
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://a.test"),
+            ("x-forwarded-host", "front.test"),
+            ("origin", "https://b.test"),
+            ("sec-fetch-mode", "cors"),
+            ("x-csrf-token", "tok"),
+            ("x-forwarded-proto", "https"),
+            ("sec-fetch-site", "cross-site"),
+        ] {
+            h.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let direct = FetchMeta::capture(&h, &rt, false);
+        assert_eq!(direct.origin, h.get(ORIGIN).cloned());
+        assert_eq!(direct.origin.as_ref().unwrap(), "https://a.test");
+        assert_eq!(direct.sec_fetch_site.as_ref().unwrap(), "same-origin");
+        assert_eq!(direct.sec_fetch_mode.as_ref().unwrap(), "cors");
+        assert_eq!(direct.csrf_header.as_deref(), Some("tok"));
+        assert!(direct.forwarded_proto.is_none() && direct.forwarded_host.is_none(), "untrusted peer");
+        let trusted = FetchMeta::capture(&h, &rt, true);
+        assert_eq!(trusted.forwarded_proto.as_ref().unwrap(), "https");
+        assert_eq!(trusted.forwarded_host.as_ref().unwrap(), "front.test");
+        h.append(HeaderName::from_static("x-csrf-token"), HeaderValue::from_static("tok"));
+        assert_eq!(FetchMeta::capture(&h, &rt, false).csrf_header, None, "sent twice");
+        assert_eq!(FetchMeta::capture(&HeaderMap::new(), &rt, true).origin, None);
     }
 
     #[test]
