@@ -139,9 +139,22 @@ mod tests {
     }
 
     fn runtime() -> Runtime {
-        let text = "[tokens]\nsecret = \"csrf-test-secret-0123456789abcdef\"\n\n[store]\nbackend = \"memory\"\n\n\
-                    [[upstreams]]\nname = \"app\"\nurls = [\"http://127.0.0.1:1\"]\n\n\
-                    [[routes]]\npath = \"/**\"\npolicy = \"access\"\nupstream = \"app\"\n";
+        let text = r#"
+[tokens]
+secret = "csrf-test-secret-0123456789abcdef"
+
+[store]
+backend = "memory"
+
+[[upstreams]]
+name = "app"
+urls = ["http://127.0.0.1:1"]
+
+[[routes]]
+path = "/**"
+policy = "access"
+upstream = "app"
+"#;
         crate::config::parse(text, std::path::Path::new(".")).unwrap()
     }
 
