@@ -3,10 +3,12 @@
 //! (RS256/ES256) against ~1.5 µs for a hit. An entry is
 //! the signature-checked, decoded claims of one token, keyed by the SHA-256 of
 //! the whole token (never a short or non-cryptographic hash: a collision would
-//! let one token pass as another). The time, issuer and audience checks run on
-//! every hit, so an entry is never served past `exp`; type, freshness,
-//! `require` and revocation are the pipeline's, checked on every request too.
-//! The cache belongs to one [`super::Verifier`], so to one config snapshot.
+//! let one token pass as another). Only tokens that passed every check are
+//! inserted. The cache belongs to one [`super::Verifier`], so to one config
+//! snapshot and its fixed claim rules: a hit re-runs only the checks the clock
+//! moves (nbf, iat, lifetime, exp), so an entry is never served past `exp`;
+//! type, freshness, `require` and revocation are the pipeline's, checked on
+//! every request too.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

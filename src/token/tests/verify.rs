@@ -410,6 +410,25 @@ mod cache {
         assert!(s.verifier.verify(&forged, 1_000_000).is_err());
     }
 
+    /// A hit re-runs only the time checks: that is sound because only a
+    /// token that passed the fixed rules (required claims, iss, aud) is ever
+    /// cached, and a reload's new rules come with a new verifier and cache.
+    #[test]
+    fn a_token_failing_a_fixed_rule_is_never_cached_and_new_rules_start_cold() {
+        let mut raw = raw_secret("HS256", SECRET);
+        raw.issuer = "iss-a".into();
+        let strict = build_ok(&raw, Path::new(".")).verifier;
+        let wrong = forge_hs(r#"{"alg":"HS256"}"#, &payload(r#""iss":"iss-b""#));
+        for _ in 0..2 {
+            assert!(matches!(strict.verify(&wrong, NOW), Err(TokenError::BadIssuer)));
+        }
+        assert_eq!(strict.cache.as_ref().unwrap().len(), 0);
+        let loose = hs_settings().verifier;
+        assert!(loose.verify(&wrong, NOW).is_ok(), "no issuer rule here");
+        assert_eq!(loose.cache.as_ref().unwrap().len(), 1);
+        assert!(matches!(strict.verify(&wrong, NOW), Err(TokenError::BadIssuer)), "caches are not shared");
+    }
+
     #[test]
     fn forgetting_drops_the_entry() {
         let (s, _dir) = es256();
