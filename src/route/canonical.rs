@@ -134,7 +134,10 @@ fn canonical_path(raw_path: &str, allow_semicolon: bool) -> Result<String, PathE
 /// its escapes or its decoded text are ambiguous.
 fn canonical_segment(segment: &str, allow_semicolon: bool, out: &mut String) -> Result<(), PathError> {
     let bytes = segment.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
+    // Without escapes the decoded text is the segment itself, byte for
+    // byte: no buffer for it.
+    let escapes = bytes.contains(&b'%');
+    let mut decoded = if escapes { Vec::with_capacity(bytes.len()) } else { Vec::new() };
     let mut i = 0;
     while i < bytes.len() {
         let (byte, escaped) = match bytes[i] {
@@ -148,10 +151,16 @@ fn canonical_segment(segment: &str, allow_semicolon: bool, out: &mut String) -> 
         i += 1;
         check_byte(byte, escaped, allow_semicolon)?;
         push_canonical(byte, escaped, out);
-        decoded.push(byte);
+        if escapes {
+            decoded.push(byte);
+        }
     }
-    let text = std::str::from_utf8(&decoded)
-        .map_err(|_| Ambiguous("percent-escapes in path that do not decode to valid UTF-8"))?;
+    let text = if escapes {
+        std::str::from_utf8(&decoded)
+            .map_err(|_| Ambiguous("percent-escapes in path that do not decode to valid UTF-8"))?
+    } else {
+        segment
+    };
     check_decoded_segment(text)
 }
 
