@@ -726,3 +726,56 @@ async fn a_lowered_max_session_ends_older_sessions() {
     assert!(set_cookies(&resp).is_empty(), "nothing rotated: {:?}", set_cookies(&resp));
     assert_eq!(env.up.count(), seen, "the upstream was not reached");
 }
+
+/// A config with `rotate_refresh = false`.
+fn rotation_off(cfg: String) -> String {
+    cfg.replace("[sessions]\n", "[sessions]\nrotate_refresh = false\n")
+}
+
+/// `env`'s config with `rotate_refresh = false` and `max_session` set.
+fn no_rotation(max_session: &str) -> String {
+    rotation_off(session_config(max_session))
+}
+
+/// Without rotation, the explicit refresh mints only an access token: a
+/// lowered `max_session` ends the session there too, rather than minting a
+/// token that is born expired.
+#[tokio::test]
+async fn without_rotation_a_lowered_max_session_ends_older_sessions() {
+    let env = env_edited(&routes(), rotation_off).await;
+    let (login, _) = env.login().await;
+    let refresh = format!("Bearer {}", login.json()["refresh_token"].as_str().unwrap());
+    env.clock.advance(1800);
+    reload(&env, no_rotation("20m"));
+    let resp = get(env.gw.addr, "/refresh", &[("Authorization", &refresh)]).await;
+    resp.assert_problem(401, "invalid_token");
+}
+
+/// Without rotation, after a reload raised `max_session`, the access token
+/// the explicit refresh mints ends with the refresh token that stays (and so
+/// with the family): a reuse revocation, which lasts until the family's end,
+/// still covers it.
+#[tokio::test]
+async fn without_rotation_a_new_access_token_ends_with_its_refresh_token() {
+    let env = env_edited(&routes(), with_max_session("1h")).await;
+    let (login, old) = env.login().await;
+    let login_refresh = format!("Bearer {}", login.json()["refresh_token"].as_str().unwrap());
+    env.clock.advance(100);
+    let implicit = env.with_jar("GET", "/api/a", &old, &[]).await;
+    assert_eq!(set_cookies(&implicit).len(), 4);
+    let mut current = old.clone();
+    current.absorb(&implicit);
+    let current_refresh = format!("Bearer {}", current.get("refresh_token_cookie").unwrap());
+    reload(&env, no_rotation("2h"));
+    env.clock.advance(3490); // T0 + 3590: 10 s left of the family's hour
+    let kept = get(env.gw.addr, "/refresh", &[("Authorization", &current_refresh)]).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let access = kept.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(env.claims(&access).exp, Some((T0 + 3600) as f64), "ends with the refresh token");
+    env.clock.advance(5);
+    get(env.gw.addr, "/refresh", &[("Authorization", &login_refresh)])
+        .await
+        .assert_problem(401, "refresh_reuse");
+    let resp = get(env.gw.addr, "/api/d", &[("Authorization", &format!("Bearer {access}"))]).await;
+    resp.assert_problem(401, "token_revoked");
+}

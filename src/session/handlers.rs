@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::csrf::{check_double_submit, check_origin, is_safe};
-use super::{cookie_mode, cookies, mint_pair, rotate, with_timeout, SessionSeed};
+use super::{cookie_mode, cookies, mint_access, mint_pair, rotate, with_timeout, SessionSeed};
 use crate::error::GatewayError;
 use crate::pipeline::extract::{bearer, CookieJar};
 use crate::pipeline::{check_revoked, full, outbound, Body, RequestCtx};
@@ -211,10 +211,19 @@ async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Resu
     }
     let extra = claims.extra();
     let seed = SessionSeed::from_refresh(claims, &extra).ok_or(NO_FAMILY)?;
-    let mut pair = mint_pair(rt, &seed, false, ctx.now)?;
-    pair.refresh_token = token.to_owned();
-    pair.refresh_jti = claims.jti.clone().unwrap_or_default();
-    pair.refresh_exp = claims.exp.map_or(pair.refresh_exp, |e| e as i64);
+    // A refresh token without exp (not one jwtgate mints) lasts the session.
+    let refresh_exp = claims.exp.map_or(family.expires_at, |e| e as i64);
+    // Capped at the family's end too: a refresh token minted before a reload
+    // raised max_session may end after it.
+    let until = refresh_exp.min(family.expires_at);
+    let access = mint_access(rt, &seed, until, ctx.now)?.ok_or(NO_FAMILY)?;
+    let pair = TokenPair {
+        access_token: access.token,
+        access_exp: access.exp,
+        refresh_token: token.to_owned(),
+        refresh_jti: claims.jti.clone().unwrap_or_default(),
+        refresh_exp,
+    };
     if cookie_mode(rt) {
         ctx.set_cookies = cookies::for_session(rt, &pair, seed.csrf, ctx.now);
     }

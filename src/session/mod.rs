@@ -16,7 +16,7 @@ use crate::config::Runtime;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
 use crate::store::{RotateOutcome, RotateRequest, StoreError, TokenPair};
-use crate::token::{Claims, Location, MintSpec, TokenType};
+use crate::token::{Claims, Location, MintSpec, Minted, TokenType};
 
 /// What every token of one family shares.
 #[derive(Debug, Clone)]
@@ -42,6 +42,12 @@ impl<'a> SessionSeed<'a> {
     }
 }
 
+/// When a session that began at `auth_time` ends: `auth_time + max_session`
+/// by the config in force, which a reload may have moved either way.
+fn session_end(rt: &Runtime, seed: &SessionSeed<'_>) -> i64 {
+    seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64)
+}
+
 /// Mints an access + refresh pair. The refresh token ends at
 /// min(now + refresh_ttl, auth_time + max_session); rotation never extends it.
 pub fn mint_pair(
@@ -51,8 +57,7 @@ pub fn mint_pair(
     now: i64,
 ) -> Result<TokenPair, GatewayError> {
     let tokens = &rt.tokens;
-    let session_end = seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64);
-    let refresh_exp = now.saturating_add(tokens.refresh_ttl.as_secs() as i64).min(session_end);
+    let refresh_exp = now.saturating_add(tokens.refresh_ttl.as_secs() as i64).min(session_end(rt, seed));
     let access_exp = now.saturating_add(tokens.access_ttl.as_secs() as i64).min(refresh_exp);
     let spec = |token_type, fresh, exp| MintSpec {
         sub: seed.sub,
@@ -75,6 +80,35 @@ pub fn mint_pair(
     })
 }
 
+/// A new access token for a refresh token that stays (`rotate_refresh =
+/// false`). It ends by `until` (the caller's: that refresh token's `exp` and
+/// the family record's end, which a reuse revocation covers) and by the
+/// session's end. `None` when no time is left: a reload lowered
+/// `max_session` below the session's age, or the refresh token is past its
+/// `exp` (accepted only for the leeway).
+pub fn mint_access(
+    rt: &Runtime,
+    seed: &SessionSeed<'_>,
+    until: i64,
+    now: i64,
+) -> Result<Option<Minted>, GatewayError> {
+    let until = until.min(session_end(rt, seed));
+    if until <= now {
+        return Ok(None);
+    }
+    let spec = MintSpec {
+        sub: seed.sub,
+        token_type: TokenType::Access,
+        fresh: false,
+        csrf: seed.csrf,
+        fid: Some(seed.fid),
+        auth_time: Some(seed.auth_time),
+        exp: Some(now.saturating_add(rt.tokens.access_ttl.as_secs() as i64).min(until)),
+        extra: seed.extra,
+    };
+    Ok(Some(rt.tokens.minter.mint(&spec, now)?))
+}
+
 /// Does this config keep sessions in cookies?
 pub fn cookie_mode(rt: &Runtime) -> bool {
     rt.tokens.locations.contains(&Location::Cookies)
@@ -91,7 +125,7 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
     let presented = refresh.jti.clone().ok_or(NO_FAMILY)?;
     // A reload lowered max_session below this session's age: it is over,
     // rather than rotated into a pair that is born expired.
-    if seed.auth_time.saturating_add(rt.sessions.max_session.as_secs() as i64) <= ctx.now {
+    if session_end(rt, &seed) <= ctx.now {
         ctx.gw.metrics.refresh_outcome(mode, "dead");
         return Err(NO_FAMILY);
     }
