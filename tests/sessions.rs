@@ -33,6 +33,14 @@ async fn env_with(routes: &str) -> Env {
     env_edited(routes, |cfg| cfg).await
 }
 
+/// The config text of `env_with`: one-minute access tokens, cookies over
+/// plain HTTP.
+fn env_config(routes: &str) -> String {
+    base_config(routes)
+        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
+        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n")
+}
+
 /// `env_with`, the config text passed through `edit` first.
 async fn env_edited(routes: &str, edit: impl Fn(String) -> String) -> Env {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
@@ -41,10 +49,7 @@ async fn env_edited(routes: &str, edit: impl Fn(String) -> String) -> Env {
         .unwrap()
         .push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice","roles":["dev"]}"#.into()));
     let clock = Arc::new(ManualClock::new(T0));
-    let cfg = base_config(routes)
-        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
-        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
-    let gw = start_gateway(&edit(cfg), up.addr, Some(clock.clone())).await;
+    let gw = start_gateway(&edit(env_config(routes)), up.addr, Some(clock.clone())).await;
     Env { up, gw, clock }
 }
 
@@ -675,11 +680,9 @@ fn reload(env: &Env, cfg: String) {
     env.gw.gateway.swap(jwtgate::config::parse(&text, std::path::Path::new(".")).unwrap());
 }
 
+/// `env`'s config with `max_session` set.
 fn session_config(max_session: &str) -> String {
-    let cfg = base_config(&routes())
-        .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
-        .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
-    with_max_session(max_session)(cfg)
+    with_max_session(max_session)(env_config(&routes()))
 }
 
 /// A reload that raised `max_session` lengthens running sessions at their next
