@@ -591,11 +591,12 @@ impl jwtgate::store::Store for Flaky {
         &'a self,
         fid: &'a str,
         until: i64,
+        leeway: i64,
         now: i64,
     ) -> jwtgate::store::StoreFuture<'a, ()> {
         Box::pin(async move {
             self.check()?;
-            self.inner.revoke_family(fid, until, now).await
+            self.inner.revoke_family(fid, until, leeway, now).await
         })
     }
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> jwtgate::store::StoreFuture<'a, ()> {

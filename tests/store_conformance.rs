@@ -135,23 +135,23 @@ pub async fn revocations(s: Subject) {
         !store.is_revoked(None, Some("unknown"), s.at(T0)).await.unwrap(),
         "unknown family is not revoked"
     );
-    store.revoke_family("never-seen", T0 + 500, s.at(T0)).await.unwrap();
+    store.revoke_family("never-seen", T0 + 500, LEEWAY, s.at(T0)).await.unwrap();
     assert!(store.is_revoked(None, Some("never-seen"), s.at(T0 + 1)).await.unwrap());
     s.at(T0);
     login(&**store, "f3").await;
-    store.revoke_family("f3", T0 + 500, s.at(T0)).await.unwrap();
+    store.revoke_family("f3", T0 + 500, LEEWAY, s.at(T0)).await.unwrap();
     assert!(store.is_revoked(Some("other"), Some("f3"), s.at(T0 + 1)).await.unwrap());
     assert_eq!(store.rotate(&req("f3", "r0", "r1"), s.at(T0 + 2)).await.unwrap(), RotateOutcome::Dead);
     // Asked to outlast the family (its tokens are accepted for the leeway
     // past their exp), the revocation does, purge or not.
     s.at(T0);
     login(&**store, "f4").await;
-    store.revoke_family("f4", T0 + MAX_SESSION + 100, s.at(T0 + 1)).await.unwrap();
+    store.revoke_family("f4", T0 + MAX_SESSION + 100, LEEWAY, s.at(T0 + 1)).await.unwrap();
     store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
     assert!(store.is_revoked(None, Some("f4"), s.at(T0 + MAX_SESSION + 50)).await.unwrap());
     // Through its last second: a token of exp + leeway = until is still
     // accepted at `until`, the instant the gateway's purge is given.
-    store.revoke_family("edge", T0 + MAX_SESSION + 200, s.at(T0 + MAX_SESSION + 100)).await.unwrap();
+    store.revoke_family("edge", T0 + MAX_SESSION + 200, LEEWAY, s.at(T0 + MAX_SESSION + 100)).await.unwrap();
     store.purge(s.at(T0 + MAX_SESSION + 200), GRACE).await.unwrap();
     assert!(store.is_revoked(None, Some("edge"), s.at(T0 + MAX_SESSION + 200)).await.unwrap());
 }
@@ -201,7 +201,7 @@ pub async fn purge(s: Subject) {
     let fam = store.family("p1").await.unwrap().unwrap();
     assert!(fam.prev_result.is_none(), "prev_result erased after the grace");
     assert!(!store.is_revoked(Some("short"), None, s.at(T0 + 11)).await.unwrap());
-    store.revoke_family("gone-later", T0 + 20, s.at(T0 + 11)).await.unwrap();
+    store.revoke_family("gone-later", T0 + 20, LEEWAY, s.at(T0 + 11)).await.unwrap();
     assert!(store.is_revoked(None, Some("gone-later"), s.at(T0 + 12)).await.unwrap());
     let dropped = store.purge(s.at(T0 + MAX_SESSION + 1), GRACE).await.unwrap();
     assert_eq!(dropped, 2, "the family past max_session and the revoked one past its until are dropped");
@@ -334,7 +334,7 @@ async fn revoked_for_a_later_instance(server: &redis_server::RedisServer, t: i64
 #[tokio::test]
 async fn redis_keeps_a_family_revocation_past_the_family_for_instances_loading_later() {
     let (server, first) = redis_with_a_family().await;
-    first.revoke_family("f", T0 + MAX_SESSION + 5, at(&first, T0)).await.unwrap();
+    first.revoke_family("f", T0 + MAX_SESSION + 5, LEEWAY, at(&first, T0)).await.unwrap();
     first.purge(at(&first, T0 + MAX_SESSION + 2), GRACE).await.unwrap();
     assert!(revoked_for_a_later_instance(&server, T0 + MAX_SESSION + 3).await);
 }
@@ -350,6 +350,22 @@ async fn redis_keeps_a_reuse_revocation_for_the_leeway_past_the_family() {
     // The gateway's purge at the revocation's last second keeps it.
     first.purge(at(&first, T0 + MAX_SESSION + LEEWAY), GRACE).await.unwrap();
     assert!(revoked_for_a_later_instance(&server, T0 + MAX_SESSION + LEEWAY).await);
+}
+
+/// A logout's `until` may end before the family's own end (a reload raised
+/// max_session, a rotation moved the end, a reload lowered it again): the
+/// family's last tokens are still accepted for the leeway past that end, so
+/// the revocation lasts that long for instances loading it later.
+#[tokio::test]
+async fn redis_keeps_a_logout_revocation_for_the_leeway_past_the_family_end() {
+    let (server, first) = redis_with_a_family().await;
+    let end = T0 + MAX_SESSION + 3600;
+    let mut longer = req("f", "r0", "r1");
+    longer.candidate.refresh_exp = end;
+    first.rotate(&longer, at(&first, T0 + 1)).await.unwrap();
+    first.revoke_family("f", T0 + MAX_SESSION, LEEWAY, at(&first, T0 + 2)).await.unwrap();
+    first.purge(at(&first, end + LEEWAY), GRACE).await.unwrap();
+    assert!(revoked_for_a_later_instance(&server, end + LEEWAY).await);
 }
 
 /// Redis drops a family by its key's TTL too: a rotation that lengthens the
@@ -391,7 +407,7 @@ async fn embedded_revocations_whose_caller_gave_up_still_reach_the_access_path()
     login(&store, "logged-out").await;
     store.rotate(&req("reused", "r0", "r1"), T0 + 1).await.unwrap();
     assert!(gave_up(store.rotate(&req("reused", "r0", "rX"), T0 + 100)).await, "reuse, given up");
-    assert!(gave_up(store.revoke_family("logged-out", T0 + 500, T0 + 100)).await);
+    assert!(gave_up(store.revoke_family("logged-out", T0 + 500, LEEWAY, T0 + 100)).await);
     assert!(gave_up(store.revoke_jti("j1", T0 + 900, T0 + 100)).await);
     let started = std::time::Instant::now();
     loop {
@@ -425,7 +441,7 @@ async fn embedded_state_survives_reopen() {
         store.rotate(&req("durable", "r0", "x"), T0 + 60).await.unwrap(),
         RotateOutcome::ReuseDetected
     );
-    store.revoke_family("logged-out", T0 + 500, T0 + 61).await.unwrap();
+    store.revoke_family("logged-out", T0 + 500, LEEWAY, T0 + 61).await.unwrap();
     drop(store);
     // The access path reads revocations from memory: they must be reloaded from the file.
     let store = jwtgate::store::EmbeddedStore::open(&path).unwrap();

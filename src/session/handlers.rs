@@ -299,7 +299,7 @@ async fn revoke(ctx: &RequestCtx, claims: &Claims) -> Result<(), GatewayError> {
             .saturating_add(rt.sessions.max_session.as_secs() as i64)
             .saturating_add(leeway);
         let until = session_end.max(accepted_until).min(forever);
-        with_timeout(rt, ctx.gw.store.revoke_family(fid, until, ctx.now)).await?;
+        with_timeout(rt, ctx.gw.store.revoke_family(fid, until, leeway, ctx.now)).await?;
     }
     if let Some(jti) = &claims.jti {
         with_timeout(rt, ctx.gw.store.revoke_jti(jti, accepted_until, ctx.now)).await?;

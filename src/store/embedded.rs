@@ -188,7 +188,9 @@ impl Store for EmbeddedStore {
         })
     }
 
-    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()> {
+    /// `leeway` needs nothing here, as in memory: purge runs at
+    /// `now - leeway`.
+    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, _leeway: i64, now: i64) -> StoreFuture<'a, ()> {
         let owned = fid.to_owned();
         let mirrored = fid.to_owned();
         let write = move |txn: &redb::WriteTransaction| {
@@ -401,7 +403,7 @@ mod tests {
         assert_eq!(found.families.len(), 2, "past its end; prev_result past the grace");
         // After the scan: a logout keeps `ending` revoked past `now`, and a
         // new rotation gives `rotating` a fresh prev_result.
-        store.revoke_family("ending", now + 50, now).await.unwrap();
+        store.revoke_family("ending", now + 50, 0, now).await.unwrap();
         store.start_family(&with_prev("rotating", now - 1, 10_000)).await.unwrap();
         for batch in found.batches(PURGE_BATCH) {
             store.write(move |txn| purge(txn, &batch, now, grace), no_mirror).await.unwrap();
@@ -423,7 +425,7 @@ mod tests {
             Ok(((), true))
         };
         store.write(write, no_mirror).await.unwrap();
-        store.revoke_family("edge", T0 + 100, T0).await.unwrap();
+        store.revoke_family("edge", T0 + 100, 0, T0).await.unwrap();
         assert_eq!(store.purge(T0 + 100, 30).await.unwrap(), n);
         assert!(store.family(&format!("f{}", n - 1)).await.unwrap().is_none(), "the last batch ran");
         assert!(store.is_revoked(None, Some("edge"), T0 + 100).await.unwrap(), "revoked through T0 + 100");

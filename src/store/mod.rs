@@ -47,8 +47,10 @@ pub trait Store: Send + Sync + 'static {
     /// persist, all-or-nothing. Unknown family → [`RotateOutcome::Dead`].
     fn rotate<'a>(&'a self, req: &'a RotateRequest, now: i64) -> StoreFuture<'a, RotateOutcome>;
     /// Revokes a family (logout, reuse). An unknown fid is remembered as
-    /// revoked until `until`, so its tokens stop working too.
-    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;
+    /// revoked until `until`, so its tokens stop working too; a known one
+    /// until `until` or its own `expires_at` plus `leeway` (its last tokens
+    /// are accepted that long past their `exp`), whichever is later.
+    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, leeway: i64, now: i64) -> StoreFuture<'a, ()>;
     /// Revokes one token id until `until` (the caller's: `exp` plus the
     /// verifier's leeway, when the token stops being accepted).
     fn revoke_jti<'a>(&'a self, jti: &'a str, until: i64, now: i64) -> StoreFuture<'a, ()>;

@@ -274,14 +274,18 @@ impl Store for RedisStore {
         })
     }
 
-    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, _now: i64) -> StoreFuture<'a, ()> {
+    fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, leeway: i64, _now: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let (key, rkey) = (family_key(fid), format!("{REVOKED_FID}{fid}"));
-            let (offset, until) = (self.offset(), until.to_string());
+            let (offset, until, leeway) = (self.offset(), until.to_string(), leeway.to_string());
             let till: i64 = self
                 .scripts
                 .revoke_family
-                .call(&mut self.conn(), &[&key, &rkey, EXPIRY, PREV], &[&offset, fid, &until, CHANNEL])
+                .call(
+                    &mut self.conn(),
+                    &[&key, &rkey, EXPIRY, PREV],
+                    &[&offset, fid, &until, CHANNEL, &leeway],
+                )
                 .await
                 .map_err(redis_err)?;
             self.feed.insert(Kind::Fid, fid, till);

@@ -136,10 +136,10 @@ return 1
 
 /// Logout / revocation of a family. A family this store never saw gets a
 /// revoked tombstone until `until` (as `memory::tombstone`); a known one stays
-/// revoked until its own `expires_at` or `until`, whichever is later (logout
-/// asks for the leeway past the family's end). Returns that time.
+/// revoked until its own `expires_at` plus the leeway (its last tokens are
+/// accepted that long) or `until`, whichever is later. Returns that time.
 ///
-/// KEYS: family, revoked-fid, expiry zset, prev zset. ARGV: offset, fid, until, channel.
+/// KEYS: family, revoked-fid, expiry zset, prev zset. ARGV: offset, fid, until, channel, leeway.
 pub const REVOKE_FAMILY: &str = concat!(
     prelude!(),
     r#"
@@ -147,7 +147,7 @@ local now = clock(ARGV[1])
 local fid, till = ARGV[2], tonumber(ARGV[3])
 local expires_at = redis.call('HGET', KEYS[1], 'expires_at')
 if expires_at then
-  till = math.max(tonumber(expires_at), till)
+  till = math.max(tonumber(expires_at) + tonumber(ARGV[5]), till)
   redis.call('HSET', KEYS[1], 'revoked', '1')
   redis.call('HDEL', KEYS[1], 'prev_result')
   redis.call('ZREM', KEYS[4], fid)
