@@ -42,6 +42,22 @@ impl<'a> SessionSeed<'a> {
     }
 }
 
+impl SessionSeed<'_> {
+    /// What a token of this family is minted from.
+    fn spec(&self, token_type: TokenType, fresh: bool, exp: i64) -> MintSpec<'_> {
+        MintSpec {
+            sub: self.sub,
+            token_type,
+            fresh,
+            csrf: self.csrf,
+            fid: Some(self.fid),
+            auth_time: Some(self.auth_time),
+            exp: Some(exp),
+            extra: self.extra,
+        }
+    }
+}
+
 /// When a session that began at `auth_time` ends: `auth_time + max_session`
 /// by the config in force, which a reload may have moved either way.
 fn session_end(rt: &Runtime, seed: &SessionSeed<'_>) -> i64 {
@@ -59,18 +75,8 @@ pub fn mint_pair(
     let tokens = &rt.tokens;
     let refresh_exp = now.saturating_add(tokens.refresh_ttl.as_secs() as i64).min(session_end(rt, seed));
     let access_exp = now.saturating_add(tokens.access_ttl.as_secs() as i64).min(refresh_exp);
-    let spec = |token_type, fresh, exp| MintSpec {
-        sub: seed.sub,
-        token_type,
-        fresh,
-        csrf: seed.csrf,
-        fid: Some(seed.fid),
-        auth_time: Some(seed.auth_time),
-        exp: Some(exp),
-        extra: seed.extra,
-    };
-    let access = tokens.minter.mint(&spec(TokenType::Access, fresh, access_exp), now)?;
-    let refresh = tokens.minter.mint(&spec(TokenType::Refresh, false, refresh_exp), now)?;
+    let access = tokens.minter.mint(&seed.spec(TokenType::Access, fresh, access_exp), now)?;
+    let refresh = tokens.minter.mint(&seed.spec(TokenType::Refresh, false, refresh_exp), now)?;
     Ok(TokenPair {
         access_token: access.token,
         access_exp: access.exp,
@@ -96,17 +102,8 @@ pub fn mint_access(
     if until <= now {
         return Ok(None);
     }
-    let spec = MintSpec {
-        sub: seed.sub,
-        token_type: TokenType::Access,
-        fresh: false,
-        csrf: seed.csrf,
-        fid: Some(seed.fid),
-        auth_time: Some(seed.auth_time),
-        exp: Some(now.saturating_add(rt.tokens.access_ttl.as_secs() as i64).min(until)),
-        extra: seed.extra,
-    };
-    Ok(Some(rt.tokens.minter.mint(&spec, now)?))
+    let exp = now.saturating_add(rt.tokens.access_ttl.as_secs() as i64).min(until);
+    Ok(Some(rt.tokens.minter.mint(&seed.spec(TokenType::Access, false, exp), now)?))
 }
 
 /// Does this config keep sessions in cookies?
