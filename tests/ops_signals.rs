@@ -46,16 +46,27 @@ async fn sigterm_drains(workers: Option<usize>) {
     let mut gw = GatewayProc::start(ProcConfig { workers, ..ProcConfig::new(app.addr) }).await;
     let listen = gw.config.listen;
 
-    // 16 requests on their own connections plus 4 on kept-alive ones, all in flight.
+    // 4 connections kept alive after a first answer (the app answers each
+    // request after 2 s, so these come first, not beside the rest)...
+    let mut warmed = Vec::new();
+    for _ in 0..4 {
+        warmed.push(tokio::spawn(async move {
+            let mut conn = KeepAlive::connect(listen).await?;
+            conn.get("/public/warm").await.map(|_| conn)
+        }));
+    }
+    let mut kept = Vec::new();
+    for task in warmed {
+        kept.push(task.await.unwrap().expect("warm-up request answered"));
+    }
+    // ...then 16 requests on their own connections and 4 on those, all in flight.
     let mut inflight = Vec::new();
     for i in 0..20 {
+        let conn = if i % 5 == 0 { kept.pop() } else { None };
         inflight.push(tokio::spawn(async move {
-            if i % 5 == 0 {
-                let mut conn = KeepAlive::connect(listen).await?;
-                conn.get("/public/warm").await?;
-                conn.get(&format!("/public/slow/{i}")).await
-            } else {
-                get_once(listen, &format!("/public/slow/{i}")).await
+            match conn {
+                Some(mut conn) => conn.get(&format!("/public/slow/{i}")).await,
+                None => get_once(listen, &format!("/public/slow/{i}")).await,
             }
         }));
     }
@@ -80,9 +91,15 @@ async fn sigterm_drains(workers: Option<usize>) {
     let ready = get_once(gw.config.admin, "/readyz").await.expect("admin answers while draining");
     assert_eq!((ready.status, ready.body.as_str()), (503, "draining\n"));
 
+    // Each answer in flight at SIGTERM tells its client the connection ends.
     for (i, task) in inflight.into_iter().enumerate() {
         let answer = task.await.unwrap().unwrap_or_else(|e| panic!("request {i} failed: {e}"));
-        assert_eq!((answer.status, answer.body.as_str()), (200, "slow"), "request {i}");
+        assert_eq!(
+            (answer.status, answer.body.as_str(), answer.closing),
+            (200, "slow", true),
+            "request {i}: {}",
+            gw.log()
+        );
     }
     let status = gw.wait_exit(Duration::from_secs(10)).await.expect("exited within 10 s of SIGTERM");
     assert_eq!(status.code(), Some(0), "log:\n{}", gw.log());

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// The gateway said `Connection: close`: it ends the connection after this answer.
+    pub closing: bool,
 }
 
 /// Every exchange is bounded: a hung gateway fails the test instead of stalling it.
@@ -44,8 +46,13 @@ impl KeepAlive {
             let req = Request::get(path).header("host", "app.test").body(Empty::new()).unwrap();
             let resp = self.sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
             let status = resp.status().as_u16();
+            let closing = resp
+                .headers()
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-            Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
+            Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned(), closing })
         };
         tokio::time::timeout(EXCHANGE_LIMIT, exchange)
             .await
