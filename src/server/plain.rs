@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -166,6 +166,12 @@ const LINGER: Duration = Duration::from_millis(500);
 ///   connection is first seen quiet at a tick after its last activity ended
 ///   (or, for the first head, when this connection starts, as hyper's does),
 ///   so the cut comes at most one tick after hyper's would have.
+///
+/// The timer and the `stop` watch keep the task's waker between polls, so
+/// the many wakes of a busy connection poll only hyper: the other two are
+/// polled again when the waker changes, the timer has fired or was reset,
+/// or the watch changed. Polling all three on every wake cost about 800
+/// instructions per request (BENCHMARKS.md).
 async fn drive<C>(
     http: &mut C,
     state: &ConnState,
@@ -175,6 +181,8 @@ async fn drive<C>(
 where
     C: Future<Output = hyper::Result<()>> + Unpin + GracefulShutdown,
 {
+    // Tells, without a poll, whether `stop` was sent since `stopped` last looked.
+    let mut stop_sent = stop.clone();
     let stopped = stop.wait_for(|s| *s);
     tokio::pin!(stopped);
     let mut stopping = false;
@@ -184,20 +192,39 @@ where
     let mut quiet_since = Some(started);
     let linger = tokio::time::sleep_until(started + tick);
     tokio::pin!(linger);
+    // The waker the timer and the watch hold; the timer holds it only from
+    // a pending poll until it fires or is reset.
+    let mut registered: Option<Waker> = None;
+    let mut linger_holds_waker = false;
     let mut served_then = state.served.load(Relaxed);
     let mut closing = false;
     poll_fn(|cx| {
-        if !stopping && stopped.as_mut().poll(cx).is_ready() {
-            stopping = true;
-            Pin::new(&mut *http).shut_down();
+        let same_waker = registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if !same_waker {
+            registered = Some(cx.waker().clone());
+            linger_holds_waker = false;
+        }
+        // Sent (or the sender gone) since the last look: look again.
+        if !stopping && (!same_waker || stop_sent.has_changed().unwrap_or(true)) {
+            stop_sent.mark_unchanged();
+            if stopped.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                Pin::new(&mut *http).shut_down();
+            }
         }
         loop {
             if let Poll::Ready(res) = Pin::new(&mut *http).poll(cx) {
                 return Poll::Ready(res.map(|()| false).map_err(Into::into));
             }
-            if linger.as_mut().poll(cx).is_pending() {
+            if linger_holds_waker && !linger.is_elapsed() {
                 return Poll::Pending;
             }
+            if linger.as_mut().poll(cx).is_pending() {
+                linger_holds_waker = true;
+                return Poll::Pending;
+            }
+            // Fired: every way on from here resets it or returns.
+            linger_holds_waker = false;
             let now = tokio::time::Instant::now();
             if state.busy() {
                 // The exchange may end any moment after this tick: the quiet
