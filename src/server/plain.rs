@@ -170,7 +170,7 @@ const LINGER: Duration = Duration::from_millis(500);
 /// The timer and the `stop` watch keep the task's waker between polls, so
 /// the many wakes of a busy connection poll only hyper: the other two are
 /// polled again when the waker changes, the timer has fired or was reset,
-/// or the watch changed. Polling all three on every wake cost about 800
+/// or the watch changed. Polling all three on every wake cost about 500
 /// instructions per request (BENCHMARKS.md).
 async fn drive<C>(
     http: &mut C,
