@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::raw::{get, request};
-use common::session::{cookie_values, set_cookies, Jar, SESSION_ROUTES};
+use common::session::{assert_cleared, cookie_values, set_cookies, Jar, SESSION_ROUTES};
 use common::*;
 use jwtgate::clock::ManualClock;
 use jwtgate::store::Store;
@@ -118,6 +118,29 @@ async fn login_mints_a_fresh_pair_sets_cookies_and_hides_the_identity_header() {
     assert!(cookies
         .iter()
         .any(|c| c.starts_with(&format!("csrf_access_token={}", access.csrf.clone().unwrap()))));
+}
+
+/// `login_response = "upstream"`: the app's own answer goes back with the
+/// cookies added and without the identity header; a refused login (not 2xx
+/// or 3xx) goes back as the app sent it, minus that header.
+#[tokio::test]
+async fn login_response_upstream_passes_the_apps_answer_without_the_identity_header() {
+    let upstream_answer =
+        |cfg: String| cfg.replace("[sessions]\n", "[sessions]\nlogin_response = \"upstream\"\n");
+    let env = env_edited(&routes(), upstream_answer).await;
+    let (resp, jar) = env.login().await;
+    assert_eq!(resp.body, "upstream ok");
+    assert!(resp.header("x-jwtgate-identity").is_none(), "identity header leaked to the client");
+    assert!(jar.get("access_token_cookie").is_some() && jar.get("refresh_token_cookie").is_some());
+
+    let refusal =
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nX-Jwtgate-Identity: {\"sub\":\"alice\"}\r\n\r\nno";
+    let (app, _) = common::raw::answering_upstream(refusal.to_owned()).await;
+    let gw = start_gateway(&upstream_answer(env_config(&routes())), app, None).await;
+    let refused = request(gw.addr, "POST", "/login", &[], "").await;
+    assert_eq!((refused.status, refused.body.as_str()), (401, "no"));
+    assert!(refused.header("x-jwtgate-identity").is_none(), "identity header leaked on a refused login");
+    assert!(refused.all("set-cookie").is_empty());
 }
 
 /// With CSRF protection off, jwtgate sets no CSRF cookies (as AuthX and
@@ -239,11 +262,7 @@ async fn replay_within_grace_gets_the_same_pair_and_after_it_kills_the_family() 
     env.clock.advance(30);
     let reuse = env.with_jar("GET", "/api/c", &old, &[]).await;
     reuse.assert_problem(401, "refresh_reuse");
-    assert!(
-        set_cookies(&reuse).iter().all(|c| c.contains("Max-Age=0")),
-        "cookies cleared: {:?}",
-        set_cookies(&reuse)
-    );
+    assert_cleared(&reuse);
     // The family's access tokens stop working at once.
     let resp = env.with_jar("GET", "/api/d", &current, &[]).await;
     resp.assert_problem(401, "token_revoked");
@@ -327,6 +346,41 @@ async fn unsafe_cookie_requests_need_csrf_before_anything_rotates() {
     let resp = env.with_jar("POST", "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(set_cookies(&resp).len(), 4);
+}
+
+/// A browser whose access cookie is gone (its Max-Age passed) still sends the
+/// refresh cookie, and that is a cookie session too: an unsafe request
+/// without the double submit is refused before anything rotates or reaches
+/// the app.
+#[tokio::test]
+async fn a_refresh_cookie_alone_still_needs_csrf_on_unsafe_requests() {
+    let env = env().await;
+    let (_, mut jar) = env.login().await;
+    jar.0.remove("access_token_cookie");
+    let before = env.up.count();
+    let resp = env.with_jar("POST", "/api/x", &jar, &[]).await;
+    resp.assert_problem(403, "csrf_failed");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotated on a CSRF failure");
+    assert_eq!(env.up.count(), before, "the app saw the refused request");
+}
+
+/// The refresh cookie must hold a refresh token: an access token planted there
+/// (still valid, and signed by the same key) neither refreshes the session
+/// nor counts as a reuse that would end the real one.
+#[tokio::test]
+async fn an_access_token_in_the_refresh_cookie_is_not_a_refresh_token() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    let mut planted = jar.clone();
+    let access = jar.get("access_token_cookie").unwrap().to_owned();
+    planted.0.insert("refresh_token_cookie".into(), access);
+    planted.0.remove("access_token_cookie");
+    let before = env.up.count();
+    let resp = env.with_jar("GET", "/api/x", &planted, &[]).await;
+    resp.assert_problem(401, "missing_token");
+    assert!(resp.all("set-cookie").is_empty(), "nothing minted from an access token");
+    assert_eq!(env.up.count(), before);
+    assert_eq!(env.with_jar("GET", "/api/y", &jar, &[]).await.status, 200, "the real session lives on");
 }
 
 /// The csrf phase judges a request by its access cookie; the refresh cookie
@@ -418,6 +472,9 @@ async fn explicit_refresh_by_bearer_body_and_cookie() {
     let (_, jar2) = env2.login().await;
     let csrf = jar2.get("csrf_refresh_token").unwrap().to_owned();
     env2.with_jar("POST", "/refresh", &jar2, &[]).await.assert_problem(403, "csrf_failed");
+    env2.with_jar("POST", "/refresh", &jar2, &[("X-CSRF-TOKEN", &csrf), ("Origin", "https://evil.test")])
+        .await
+        .assert_problem(403, "csrf_failed");
     env2.with_jar("GET", "/refresh", &jar2, &[]).await.assert_problem(401, "missing_token");
     let r3 = env2.with_jar("POST", "/refresh", &jar2, &[("X-CSRF-TOKEN", &csrf)]).await;
     assert_eq!(r3.status, 200, "{}", r3.body);
@@ -433,11 +490,16 @@ async fn logout_revokes_the_family_and_clears_cookies() {
     let access = body["access_token"].as_str().unwrap().to_owned();
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    // By cookie, logout is an unsafe request like any other: another site's
+    // page cannot end the session (double submit, then Origin).
+    env.with_jar("POST", "/logout", &jar, &[]).await.assert_problem(403, "csrf_failed");
+    env.with_jar("POST", "/logout", &jar, &[("X-CSRF-TOKEN", &csrf), ("Origin", "https://evil.test")])
+        .await
+        .assert_problem(403, "csrf_failed");
+    assert_eq!(env.with_jar("GET", "/api/x", &jar, &[]).await.status, 200, "refused logouts revoked nothing");
     let out = env.with_jar("POST", "/logout", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
     assert_eq!(out.status, 204, "{}", out.body);
-    let cleared = set_cookies(&out);
-    assert_eq!(cleared.len(), 4);
-    assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
+    assert_cleared(&out);
     get(env.gw.addr, "/refresh", &[("Authorization", &format!("Bearer {refresh}"))])
         .await
         .assert_problem(401, "token_revoked");

@@ -73,3 +73,14 @@ pub fn cookie_values(resp: &RawResponse) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The session's four cookies (default names), each deleted by `resp` and
+/// nothing else set: a check that an empty list would pass is no check.
+pub fn assert_cleared(resp: &RawResponse) {
+    let lines = set_cookies(resp);
+    for name in ["access_token_cookie", "csrf_access_token", "csrf_refresh_token", "refresh_token_cookie"] {
+        let cleared = lines.iter().filter(|l| l.starts_with(&format!("{name}=")) && l.contains("Max-Age=0"));
+        assert_eq!(cleared.count(), 1, "{name} not cleared once: {lines:?}");
+    }
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
