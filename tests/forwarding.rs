@@ -109,6 +109,25 @@ async fn headers_named_in_connection_are_dropped() {
     assert_eq!(seen.header("x-kept"), Some("2"));
 }
 
+/// The names jwtgate writes itself cannot be listed away in `Connection`:
+/// hop-by-hop names are removed before jwtgate adds its own headers.
+#[tokio::test]
+async fn connection_cannot_name_away_the_headers_jwtgate_writes() {
+    let (up, gw) = env("").await;
+    let auth = format!("Bearer {}", token(&gw));
+    let listed =
+        "X-Forwarded-For, Forwarded, X-Forwarded-Host, X-Forwarded-Proto, X-Auth-Subject, X-Auth-Fresh";
+    let resp = get(gw.addr, "/api/x", &[("Authorization", &auth), ("Connection", listed)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "{:?}", seen.headers);
+    assert_eq!(seen.header("forwarded"), Some("for=127.0.0.1;proto=http;host=app.test"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("app.test"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-auth-subject"), Some("alice"));
+    assert_eq!(seen.header("x-auth-fresh"), Some("false"));
+}
+
 #[tokio::test]
 async fn trusted_proxy_chain_is_kept_and_extended() {
     let (up, gw) = env("").await;
@@ -217,6 +236,33 @@ async fn claims_json_header_carries_every_claim() {
     let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["type"], "access");
+}
+
+/// `claims_json_header` is stripped by its own name in every spelling, also
+/// where no `strip_prefixes` entry covers it (`X-Auth-Claims` above is).
+#[tokio::test]
+async fn a_claims_json_header_outside_the_strip_prefixes_is_stripped_in_every_spelling() {
+    let (up, gw) = env("[forward]\nclaims_json_header = \"X-User-Claims\"").await;
+    let forged = "eyJzdWIiOiJhZG1pbiJ9"; // {"sub":"admin"}
+    let spellings = [("X-User-Claims", forged), ("X_User_Claims", forged), ("x_user-claims", forged)];
+    let resp = get(gw.addr, "/public/x", &spellings).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    let left: Vec<&str> =
+        seen.headers.keys().map(|k| k.as_str()).filter(|k| k.replace('_', "-") == "x-user-claims").collect();
+    assert!(left.is_empty(), "{left:?} reached the upstream");
+
+    let auth = format!("Bearer {}", token(&gw));
+    let mut headers = spellings.to_vec();
+    headers.push(("Authorization", &auth));
+    let resp = get(gw.addr, "/api/x", &headers).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    let values: Vec<&str> =
+        seen.headers.get_all("x-user-claims").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(values.len(), 1, "{:?}", seen.headers);
+    assert_ne!(values[0], forged, "the forged claims reached the upstream");
+    assert!(seen.headers.keys().all(|k| !k.as_str().contains('_')), "{:?}", seen.headers);
 }
 
 #[tokio::test]

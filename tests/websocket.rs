@@ -276,6 +276,43 @@ async fn response_head(stream: &mut TcpStream) -> String {
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
+/// A WebSocket handshake on the public route, as a browser sends it.
+fn public_handshake() -> String {
+    format!(
+        "GET /public-ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// The identity header is the app's word to jwtgate alone: the answer to an
+/// upgrade, switched or not, reaches the client without it, as every other
+/// answer does.
+#[tokio::test]
+async fn an_upgrade_answer_never_carries_the_identity_header() {
+    use tokio::io::AsyncWriteExt;
+    let identity = "X-Jwtgate-Identity: {\"sub\":\"admin\"}\r\n";
+    let cases = [
+        (
+            "switched",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {ACCEPT}\r\n{identity}\r\n"
+            ),
+            "HTTP/1.1 101",
+        ),
+        ("not switched", format!("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n{identity}\r\n"), "HTTP/1.1 200"),
+    ];
+    for (case, answer, status) in cases {
+        let (app, _) = answering_upstream(answer).await;
+        let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(public_handshake().as_bytes()).await.unwrap();
+        let head = response_head(&mut s).await;
+        assert!(head.starts_with(status), "{case}: {head}");
+        assert!(!head.to_ascii_lowercase().contains("x-jwtgate-identity"), "{case}: {head}");
+    }
+}
+
 /// "WebSocket smuggling": a public endpoint that answers a handshake with a
 /// 101 but keeps reading HTTP must not give the client a raw tunnel, or the
 /// requests written into it reach the app past the policy (here `/ws`, an
@@ -308,11 +345,7 @@ async fn a_101_that_does_not_answer_the_handshake_opens_no_tunnel() {
         let (app, got) = answering_upstream(answer).await;
         let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
         let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        let handshake = format!(
-            "GET /public-ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        s.write_all(handshake.as_bytes()).await.unwrap();
+        s.write_all(public_handshake().as_bytes()).await.unwrap();
         let head = response_head(&mut s).await;
         let _ = s.write_all(b"GET /ws HTTP/1.1\r\nHost: app.test\r\nX-Auth-Subject: admin\r\n\r\n").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
