@@ -48,6 +48,19 @@ async fn alg_none_in_any_case_is_refused() {
     assert_eq!(up.count(), 0);
 }
 
+/// The configured key decides the algorithm: a token signed with the same
+/// secret under HS384 or HS512, and saying so, is no HS256 token.
+#[tokio::test]
+async fn another_hmac_algorithm_with_the_same_secret_is_refused() {
+    use aws_lc_rs::hmac::{HMAC_SHA384, HMAC_SHA512};
+    let (up, gw) = public_and_api().await;
+    for (alg, hmac) in [("HS384", HMAC_SHA384), ("HS512", HMAC_SHA512)] {
+        let token = hmac_with_header(hmac, &format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#), &claims_json());
+        bearer(&gw, &token).await.assert_problem(401, "invalid_token");
+    }
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test]
 async fn forbidden_header_parameters_are_refused_even_when_signed() {
     let (up, gw) = public_and_api().await;

@@ -162,10 +162,15 @@ pub fn mint(
 /// secret: what another issuer (AuthX, flask-jwt-extended) or an attacker
 /// holding the key would send.
 pub fn hs256_with_header(header: &str, payload: &str) -> String {
+    hmac_with_header(aws_lc_rs::hmac::HMAC_SHA256, header, payload)
+}
+
+/// [`hs256_with_header`] with another HMAC algorithm, keyed with the same secret.
+pub fn hmac_with_header(alg: aws_lc_rs::hmac::Algorithm, header: &str, payload: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(alg, SECRET.as_bytes());
     let sig = aws_lc_rs::hmac::sign(&key, signing_input.as_bytes());
     format!("{signing_input}.{}", B64.encode(sig.as_ref()))
 }
