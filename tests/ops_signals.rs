@@ -129,7 +129,11 @@ async fn sighup_reloads_and_an_invalid_file_keeps_the_old_config() {
     }
     assert_eq!(get_once(gw.config.listen, "/public/p").await.unwrap().status, 200);
     assert_eq!(metrics(admin).await[RELOAD_OK], 1.0);
-    assert!(gw.log().contains("sometimes"), "every error is logged with its key; log:\n{}", gw.log());
+    // Each error with its key and the fix (the bad value alone is in the
+    // message either way).
+    let log = gw.log();
+    assert!(log.contains("routes[0].policy"), "the error's key is not logged:\n{log}");
+    assert!(log.contains("write public, access, fresh or refresh"), "the fix is not logged:\n{log}");
 
     // A second `secret = …` left in while rotating is a syntax error; the
     // log gives its line, never the line itself.
