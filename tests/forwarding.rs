@@ -109,6 +109,34 @@ async fn headers_named_in_connection_are_dropped() {
     assert_eq!(seen.header("x-kept"), Some("2"));
 }
 
+/// Hop-by-hop request headers end at jwtgate, over HTTP/1.1 and HTTP/2 alike
+/// (HTTP/2 allows `te: trailers`, which an HTTP/1.1 upstream must not get).
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_not_forwarded() {
+    let (up, gw) = env("").await;
+    let hop_by_hop = [
+        ("TE", "trailers"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Trailer", "X-T"),
+    ];
+    let resp = get(gw.addr, "/public/x", &hop_by_hop).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = up.last();
+    for name in ["te", "keep-alive", "proxy-connection", "trailer"] {
+        assert_eq!(seen.header(name), None, "{name} reached the upstream: {:?}", seen.headers);
+    }
+    let (mut h2, _conn) = common::client::h2_connect(gw.addr).await;
+    let req = http::Request::get("http://app.test/public/h2")
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.target, "/public/h2");
+    assert_eq!(seen.header("te"), None, "{:?}", seen.headers);
+}
+
 /// The names jwtgate writes itself cannot be listed away in `Connection`:
 /// hop-by-hop names are removed before jwtgate adds its own headers.
 #[tokio::test]
