@@ -143,6 +143,41 @@ async fn login_response_upstream_passes_the_apps_answer_without_the_identity_hea
     assert!(refused.all("set-cookie").is_empty());
 }
 
+/// `[cookies]` reaches every cookie jwtgate sets: SameSite and Path as
+/// configured, Secure by default, HttpOnly on the tokens and not on the CSRF
+/// values (the page's script must read those).
+#[tokio::test]
+async fn same_site_and_path_from_the_config_reach_every_session_cookie() {
+    let strict = |cfg: String| {
+        cfg.replace("[cookies]\nsecure = false\n", "[cookies]\nsame_site = \"strict\"\npath = \"/app\"\n")
+    };
+    let env = env_edited(&routes(), strict).await;
+    let (resp, _) = env.login().await;
+    let cookies = set_cookies(&resp);
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    for c in &cookies {
+        assert!(c.contains("; SameSite=Strict") && !c.contains("SameSite=Lax"), "{c}");
+        assert!(c.contains("; Path=/app;"), "{c}");
+        assert!(c.contains("; Secure"), "Secure by default: {c}");
+        assert_eq!(c.contains("; HttpOnly"), !c.starts_with("csrf_"), "{c}");
+    }
+}
+
+/// A browser deletes a cookie only for a Set-Cookie with the same Path and
+/// Domain: logout's clearing cookies carry the configured ones.
+#[tokio::test]
+async fn logout_clears_the_cookies_with_the_configured_path_and_domain() {
+    let scoped =
+        |cfg: String| cfg.replace("[cookies]\n", "[cookies]\npath = \"/app\"\ndomain = \"app.test\"\n");
+    let env = env_edited(&routes(), scoped).await;
+    let resp = request(env.gw.addr, "POST", "/logout", &[], "").await;
+    assert_eq!(resp.status, 204, "{}", resp.body);
+    assert_cleared(&resp);
+    for c in set_cookies(&resp) {
+        assert!(c.contains("=; Path=/app; Max-Age=0; Domain=app.test"), "{c}");
+    }
+}
+
 /// With CSRF protection off, jwtgate sets no CSRF cookies (as AuthX and
 /// flask-jwt-extended do), on login and on an implicit refresh alike.
 #[tokio::test]
@@ -596,6 +631,7 @@ async fn fifty_racing_requests_with_the_same_expired_cookies_rotate_once() {
             assert_eq!(resp.status, 200, "round {round}: {}", resp.body);
             sets.push(set_cookies(&resp));
         }
+        assert_eq!(sets[0].len(), 4, "round {round}: the first response set no new pair");
         assert!(
             sets.windows(2).all(|w| w[0] == w[1]),
             "round {round}: all 50 responses set identical cookies"
