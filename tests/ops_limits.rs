@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::client::h2_connect;
-use common::raw::get;
+use common::raw::{get, request};
 use common::*;
 use jwtgate::token::TokenType;
 use serde_json::Map;
@@ -148,6 +148,55 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
     }
     for secret in [token, "eyJzdWIiOiJtYWxsb3J5In0", "hunter2", SECRET] {
         assert!(!logs.contains(secret), "a credential reached the logs: {secret}\n{logs}");
+    }
+}
+
+/// The session paths handle real tokens: a login, an explicit refresh, a
+/// replay inside the grace, an access call and a logout, all logged at
+/// debug, leave no token in the log.
+#[tokio::test]
+async fn no_minted_or_presented_token_reaches_the_log_at_debug() {
+    use common::process::{free_addr, spawn_jwtgate, wait_exit};
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
+    let listen = free_addr();
+    let cfg = format!(
+        "[server]\nlisten = \"{listen}\"\nwatch_config = false\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
+         [tokens]\nsecret = \"{SECRET}\"\n[cookies]\nsecure = false\n[store]\nbackend = \"memory\"\n\
+         [[upstreams]]\nname = \"app\"\nurls = [\"http://{}\"]\n{}",
+        up.addr,
+        common::session::SESSION_ROUTES
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_jwtgate(dir.path(), &cfg, &[]);
+    common::client::wait_listening(listen, Duration::from_secs(10)).await;
+    let bearer = |token: &str| format!("Bearer {token}");
+    let login = request(listen, "POST", "/login", &[("Content-Type", "application/json")], "{}").await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let (access, refresh) =
+        (login.json()["access_token"].to_string(), login.json()["refresh_token"].to_string());
+    let (access, refresh) = (access.trim_matches('"').to_owned(), refresh.trim_matches('"').to_owned());
+    let rotated = get(listen, "/refresh", &[("Authorization", &bearer(&refresh))]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new_access = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(listen, "/api/x", &[("Authorization", &bearer(&new_access))]).await.status, 200);
+    let replay = get(listen, "/refresh", &[("Authorization", &bearer(&refresh))]).await;
+    assert_eq!(replay.status, 200, "a replay inside the grace: {}", replay.body);
+    let out = request(listen, "POST", "/logout", &[("Authorization", &bearer(&new_access))], "").await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    wait_exit(&mut child, Duration::from_secs(10)).await.expect("exited after SIGTERM");
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(log.lines().count() > 5, "too little logged at debug to judge:\n{log}");
+    for (what, token) in [
+        ("access", &access),
+        ("refresh", &refresh),
+        ("new access", &new_access),
+        ("new refresh", &new_refresh),
+    ] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "the {what} token reached the log:\n{log}");
     }
 }
 
