@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::app::{client_config, self_signed, write_leaf, Leaf};
+use common::app::{client_config, self_signed, write_leaf, Leaf, TestCa};
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -27,8 +27,12 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_serving(self_signed(&["localhost", "127.0.0.1"])).await
+}
+
+/// The gateway serving `leaf` (its `cert_pem` is the chain written to `tls_cert`).
+async fn env_serving(leaf: Leaf) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let leaf = self_signed(&["localhost", "127.0.0.1"]);
     let (cert, key) = write_leaf(dir.path(), "server", &leaf);
     let config = format!(
         r#"
@@ -69,6 +73,28 @@ async fn tls_connect(addr: SocketAddr, leaf: &Leaf, alpn: &[&[u8]]) -> TlsStream
     let connector = TlsConnector::from(client_config(&leaf.cert_pem, alpn));
     let tcp = TcpStream::connect(addr).await.unwrap();
     connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("TLS handshake")
+}
+
+/// `tls_cert` is the full chain, and all of it is served: a client that
+/// trusts only the root verifies the leaf through the intermediate jwtgate
+/// sends with it.
+#[tokio::test]
+async fn the_configured_certificate_chain_is_served_whole() {
+    let root = TestCa::new();
+    let intermediate = root.intermediate();
+    let leaf = intermediate.leaf(&["localhost"]);
+    let chain =
+        Leaf { cert_pem: format!("{}{}", leaf.cert_pem, intermediate.cert_pem), key_pem: leaf.key_pem };
+    let env = env_serving(chain).await;
+    let connector = TlsConnector::from(client_config(&root.cert_pem, &[b"h2", b"http/1.1"]));
+    let tcp = TcpStream::connect(env.gw.addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a client trusting only the root verifies the chain");
+    let (_, session) = tls.get_ref();
+    assert_eq!(session.peer_certificates().map(<[_]>::len), Some(2), "leaf and intermediate");
+    assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
 }
 
 #[tokio::test]

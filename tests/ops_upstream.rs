@@ -107,6 +107,32 @@ async fn every_target_down_is_a_502_and_a_single_target_is_tried_again_later() {
     assert_eq!(app.hits(), 1);
 }
 
+/// An upstream that accepts the connection and never answers the TLS
+/// handshake is a hung upstream: 504 after `timeout`, not a wait for
+/// `connect_timeout` and not a 502.
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_504_after_timeout() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = silent.accept().await {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let cfg = config(&format!("[\"https://{addr}\"]"), "").replace(
+        "connect_timeout = \"500ms\"\ntimeout = \"3s\"",
+        "connect_timeout = \"10s\"\ntimeout = \"1s\"",
+    );
+    assert!(cfg.contains("connect_timeout = \"10s\""), "{cfg}");
+    let gw = start_gateway(&cfg, addr, None).await;
+    let started = Instant::now();
+    request(gw.addr, "GET", "/x", &[], "").await.assert_problem(504, "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(!held.lock().unwrap().is_empty(), "the gateway never connected");
+}
+
 #[tokio::test]
 async fn https_upstream_trusted_through_tls_ca() {
     let dir = tempfile::tempdir().unwrap();

@@ -179,6 +179,16 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_never_holds_more_than_its_capacity() {
+        let cache = VerifiedCache::new();
+        for i in 0..SHARDS * PER_SHARD * 2 {
+            cache.insert(&format!("token-{i}"), claims("u"), 0);
+        }
+        let held = cache.len();
+        assert!(held > 0 && held <= SHARDS * PER_SHARD, "{held} entries");
+    }
+
+    #[test]
     fn each_cache_gets_its_own_seed() {
         let (a, b) = (Seeded::random(), Seeded::random());
         assert_ne!(a.0, b.0, "RandomState keys differ per instance");

@@ -139,6 +139,16 @@ impl TestCa {
         TestCa { cert_pem, issuer: Issuer::new(params, key) }
     }
 
+    /// A CA signed by this one: its leaves need its certificate in their chain.
+    pub fn intermediate(&self) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "jwtgate test intermediate");
+        let key = KeyPair::generate().unwrap();
+        let cert_pem = params.signed_by(&key, &self.issuer).unwrap().pem();
+        TestCa { cert_pem, issuer: Issuer::new(params, key) }
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let mut params =
