@@ -236,8 +236,48 @@ async fn require_checks_scalar_and_array_claims() {
     let resp = env.bearer("/admin/panel", &dev).await;
     resp.assert_problem(403, "forbidden");
     assert!(resp.header("www-authenticate").unwrap().contains("insufficient_scope"));
+    // An array needs the value in it, not just to be there.
+    extra.insert("roles".into(), json!(["dev", "ops"]));
+    let team = env.mint_at(TokenType::Access, false, now(), &extra);
+    env.bearer("/admin/panel", &team).await.assert_problem(403, "forbidden");
     let plain = env.mint(TokenType::Access, true);
     env.bearer("/admin/panel", &plain).await.assert_problem(403, "forbidden");
+    assert_eq!(env.up.count(), 1, "only the admin's request reached the app");
+    // Each 403 is counted by its reason, as the 401s are.
+    let text = env.gw.gateway.metrics.encode();
+    let line = r#"jwtgate_auth_failures_total{reason="forbidden"} 3"#;
+    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+}
+
+/// Where `required_claims` leaves out `iat`, a fresh token may carry no
+/// login time at all: `max_age` cannot count from it, so it refuses.
+#[tokio::test]
+async fn max_age_refuses_a_fresh_token_with_no_login_time() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(&routes()).replace("[tokens]\n", "[tokens]\nrequired_claims = [\"exp\"]\n");
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let payload = format!(r#"{{"sub":"alice","type":"access","fresh":true,"exp":{}}}"#, now() + 300);
+    let no_login = format!("Bearer {}", hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &payload));
+    assert_eq!(get(gw.addr, "/api/x", &[("Authorization", &no_login)]).await.status, 200, "a valid token");
+    get(gw.addr, "/recent/x", &[("Authorization", &no_login)])
+        .await
+        .assert_problem(401, "fresh_token_required");
+    assert_eq!(up.count(), 1);
+}
+
+/// `?token=` is a credential only where `query` is a configured location.
+#[tokio::test]
+async fn a_query_token_is_no_credential_unless_the_query_is_a_location() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(&routes()).replace(
+        "locations = [\"headers\", \"cookies\", \"query\"]",
+        "locations = [\"headers\", \"cookies\"]",
+    );
+    assert!(!cfg.contains("\"query\"]"), "{cfg}");
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let t = common::mint(&gw, TokenType::Access, false, now(), &Map::new());
+    get(gw.addr, &format!("/api/x?token={t}"), &[]).await.assert_problem(401, "missing_token");
+    assert_eq!(up.count(), 0);
 }
 
 #[tokio::test]
@@ -337,4 +377,34 @@ async fn login_url_redirects_browser_navigations_only() {
     let resp = get(gw.addr, "/api/invites/accept?token=XYZ", &[("Accept", "text/html")]).await;
     assert_eq!(resp.status, 303, "{}", resp.body);
     assert_eq!(resp.header("location"), Some("/login?next=%2Fapi%2Finvites%2Faccept%3Ftoken%3DXYZ"));
+}
+
+/// The rest of the navigation rule: a HEAD is a page load too; a fetch that
+/// says it is one (`Sec-Fetch-Mode: cors`) gets the 401 whatever it accepts;
+/// a 403 is an answer for a logged-in user, not a reason to log in; and a
+/// `login_url` with a query of its own gets `&next=`.
+#[tokio::test]
+async fn login_url_keeps_its_query_takes_head_and_leaves_fetches_and_403s_alone() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let gw = start_gateway(
+        &base_config(&format!("[errors]\nlogin_url = \"/login?app=1\"\n{}", routes())),
+        up.addr,
+        None,
+    )
+    .await;
+    let html = ("Accept", "text/html");
+    let resp = get(gw.addr, "/api/page?x=1", &[html]).await;
+    assert_eq!(resp.status, 303, "{}", resp.body);
+    assert_eq!(resp.header("location"), Some("/login?app=1&next=%2Fapi%2Fpage%3Fx%3D1"));
+    let head = request(gw.addr, "HEAD", "/api/page", &[html], "").await;
+    assert_eq!((head.status, head.header("location")), (303, Some("/login?app=1&next=%2Fapi%2Fpage")));
+    get(gw.addr, "/api/page", &[html, ("Sec-Fetch-Mode", "cors")]).await.assert_problem(401, "missing_token");
+    let nav = get(gw.addr, "/api/page", &[html, ("Sec-Fetch-Mode", "navigate")]).await;
+    assert_eq!(nav.status, 303, "a navigation is still sent to log in");
+    let t = common::mint(&gw, TokenType::Access, false, now(), &Map::new());
+    let cookie = format!("access_token_cookie={t}");
+    let refused = get(gw.addr, "/admin/panel", &[html, ("Cookie", &cookie)]).await;
+    refused.assert_problem(403, "forbidden");
+    assert!(refused.header("location").is_none());
+    assert_eq!(up.count(), 0);
 }
