@@ -214,25 +214,33 @@ async fn h2c_upgrade_is_never_forwarded() {
 }
 
 #[tokio::test]
+/// Logged out with the handshake's own token, or with the session's refresh
+/// token: the second revokes the family, not the handshake token's `jti`, so
+/// the tunnel must watch the family too.
 async fn an_open_tunnel_closes_when_its_session_is_revoked() {
     let (gw, _seen, _app, _ws) = setup().await;
-    let login = request(gw.addr, "POST", "/login", &[], "").await;
-    let token = login.json()["access_token"].as_str().unwrap().to_owned();
-    let mut ws = connect(&gw, &format!("/ws?token={token}"), &[]).await.expect("handshake");
-    ws.send(Message::text("before")).await.unwrap();
-    assert!(ws.next().await.unwrap().is_ok());
-    let out = request(gw.addr, "POST", "/logout", &[("Authorization", &format!("Bearer {token}"))], "").await;
-    assert_eq!(out.status, 204, "{}", out.body);
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
+    for logout_with in ["access_token", "refresh_token"] {
+        let login = request(gw.addr, "POST", "/login", &[], "").await;
+        let token = login.json()["access_token"].as_str().unwrap().to_owned();
+        let ended_by = login.json()[logout_with].as_str().unwrap().to_owned();
+        let mut ws = connect(&gw, &format!("/ws?token={token}"), &[]).await.expect("handshake");
+        ws.send(Message::text("before")).await.unwrap();
+        assert!(ws.next().await.unwrap().is_ok());
+        let out =
+            request(gw.addr, "POST", "/logout", &[("Authorization", &format!("Bearer {ended_by}"))], "")
+                .await;
+        assert_eq!(out.status, 204, "{}", out.body);
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
             }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the tunnel stayed open after logout");
+        })
+        .await;
+        assert!(closed.is_ok(), "the tunnel stayed open after logout with the {logout_with}");
+    }
 }
 
 #[tokio::test]
