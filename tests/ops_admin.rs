@@ -85,3 +85,47 @@ async fn health_readiness_and_metrics_after_traffic() {
     drop(held);
     wait_metric(admin, "jwtgate_connections_active", 0.0, Duration::from_secs(3)).await;
 }
+
+/// `/readyz` follows the store: 503 while it cannot be reached, 200 once it
+/// is back; `/healthz` says only that the process is up.
+#[tokio::test]
+async fn readyz_is_503_while_the_store_is_unreachable() {
+    use common::flaky::Flaky;
+    use common::raw::get;
+    use common::*;
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let memory = std::sync::Arc::new(jwtgate::store::MemoryStore::new());
+    let store = std::sync::Arc::new(Flaky::new(memory.clone()));
+    let gw = start_gateway_with(&base_config(PUBLIC_AND_API), up.addr, None, memory, store.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    tokio::spawn(jwtgate::admin::serve(listener, gw.gateway.clone()));
+    assert_eq!(get(admin, "/readyz", &[]).await.status, 200);
+    store.set_down(true);
+    let ready = get(admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 503, "ready with the store down: {}", ready.body);
+    assert_eq!(get(admin, "/healthz", &[]).await.status, 200, "the process is still up");
+    store.set_down(false);
+    assert_eq!(get(admin, "/readyz", &[]).await.status, 200, "ready again");
+}
+
+/// The admin paths exist on the admin listener only: on the main one they
+/// are no route (404), or the app's own paths where a route takes them.
+#[tokio::test]
+async fn admin_paths_are_not_served_on_the_main_listener() {
+    use common::raw::get;
+    use common::*;
+    let (up, gw) = public_and_api().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        get(gw.addr, path, &[]).await.assert_problem(404, "no_route");
+    }
+    assert_eq!(up.count(), 0);
+    let everything = "[[routes]]\npath = \"/**\"\npolicy = \"public\"\nupstream = \"app\"\n";
+    let gw = start_gateway(&base_config(everything), up.addr, None).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let resp = get(gw.addr, path, &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert!(!resp.body.contains("jwtgate_"), "{path} answered by the gateway: {}", resp.body);
+        assert_eq!(up.last().target, path, "{path} belongs to the app");
+    }
+}

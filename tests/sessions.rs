@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::flaky::Flaky;
 use common::raw::{get, request};
 use common::session::{assert_cleared, cookie_values, set_cookies, Jar, SESSION_ROUTES};
 use common::*;
@@ -517,6 +518,25 @@ async fn explicit_refresh_by_bearer_body_and_cookie() {
     drop(jar);
 }
 
+/// `jwtgate_refresh_total` counts each outcome by mode: a rotation, then the
+/// rotated-away token presented after the grace (reuse).
+#[tokio::test]
+async fn refresh_outcomes_are_counted_by_mode() {
+    let env = env().await;
+    let (resp, _) = env.login().await;
+    let old = format!("Bearer {}", resp.json()["refresh_token"].as_str().unwrap());
+    assert_eq!(get(env.gw.addr, "/refresh", &[("Authorization", &old)]).await.status, 200);
+    env.clock.advance(31); // past reuse_grace
+    get(env.gw.addr, "/refresh", &[("Authorization", &old)]).await.assert_problem(401, "refresh_reuse");
+    let text = env.gw.gateway.metrics.encode();
+    for line in [
+        r#"jwtgate_refresh_total{mode="explicit",outcome="rotated"} 1"#,
+        r#"jwtgate_refresh_total{mode="explicit",outcome="reuse"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn logout_revokes_the_family_and_clears_cookies() {
     let env = env().await;
@@ -653,81 +673,6 @@ async fn a_refresh_cookie_without_fid_is_ignored_not_cleared() {
     assert!(resp.all("set-cookie").is_empty());
 }
 
-/// A store that fails on demand, wrapping a real one.
-struct Flaky {
-    inner: Arc<jwtgate::store::MemoryStore>,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), jwtgate::store::StoreError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(jwtgate::store::StoreError::new("test: store down"));
-        }
-        Ok(())
-    }
-}
-
-impl jwtgate::store::Store for Flaky {
-    fn start_family<'a>(&'a self, f: &'a jwtgate::store::Family) -> jwtgate::store::StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.start_family(f).await
-        })
-    }
-    fn rotate<'a>(
-        &'a self,
-        req: &'a jwtgate::store::RotateRequest,
-        now: i64,
-    ) -> jwtgate::store::StoreFuture<'a, jwtgate::store::RotateOutcome> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.rotate(req, now).await
-        })
-    }
-    fn revoke_family<'a>(
-        &'a self,
-        fid: &'a str,
-        until: i64,
-        leeway: i64,
-        now: i64,
-    ) -> jwtgate::store::StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.revoke_family(fid, until, leeway, now).await
-        })
-    }
-    fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, now: i64) -> jwtgate::store::StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.revoke_jti(jti, exp, now).await
-        })
-    }
-    fn is_revoked<'a>(
-        &'a self,
-        jti: Option<&'a str>,
-        fid: Option<&'a str>,
-        now: i64,
-    ) -> jwtgate::store::StoreFuture<'a, bool> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.is_revoked(jti, fid, now).await
-        })
-    }
-    fn family<'a>(&'a self, fid: &'a str) -> jwtgate::store::StoreFuture<'a, Option<jwtgate::store::Family>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.family(fid).await
-        })
-    }
-    fn purge<'a>(&'a self, now: i64, grace: i64) -> jwtgate::store::StoreFuture<'a, usize> {
-        Box::pin(async move { self.inner.purge(now, grace).await })
-    }
-    fn ping(&self) -> jwtgate::store::StoreFuture<'_, ()> {
-        Box::pin(async move { self.check() })
-    }
-}
-
 #[tokio::test]
 async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cookie_touched() {
     use jwtgate::store::Store;
@@ -735,7 +680,7 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
     up.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
     let clock = Arc::new(ManualClock::new(T0));
     let memory = Arc::new(jwtgate::store::MemoryStore::new());
-    let flaky = Arc::new(Flaky { inner: memory.clone(), down: false.into() });
+    let flaky = Arc::new(Flaky::new(memory.clone()));
     let cfg = base_config(&routes())
         .replace("[tokens]\n", "[tokens]\naccess_ttl = \"60s\"\n")
         .replace("[store]\n", "[cookies]\nsecure = false\n\n[store]\n");
@@ -748,7 +693,7 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
         gw.gateway.snapshot().runtime.tokens.verifier.verify(&refresh, T0).unwrap().fid.clone().unwrap();
     let before = memory.family(&fid).await.unwrap().unwrap();
     clock.advance(120);
-    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    flaky.set_down(true);
     let hits = up.count();
     let cookie = jar.header();
     for resp in [
@@ -762,7 +707,7 @@ async fn a_store_failure_during_refresh_is_503_with_nothing_rotated_and_no_cooki
     assert_eq!(up.count(), hits, "nothing reached the upstream");
     assert_eq!(memory.family(&fid).await.unwrap().unwrap(), before, "nothing rotated");
     // The store is back: the same cookies refresh normally.
-    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.set_down(false);
     let resp = get(gw.addr, "/api/x", &[("Cookie", &cookie)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(cookie_values(&resp).len(), 4);

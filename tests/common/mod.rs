@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod client;
+pub mod flaky;
 pub mod process;
 pub mod python;
 pub mod raw;
