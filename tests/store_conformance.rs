@@ -383,6 +383,21 @@ async fn redis_lengthens_the_family_key_ttl_with_the_family() {
     assert!(ttl > MAX_SESSION, "the key outlives the end the family began with: TTL {ttl}");
 }
 
+/// Every key Redis holds for a session ends by itself: a new family's key at
+/// the family's end, a revoked `jti`'s after the token's `exp`. Without a TTL
+/// they would stay until a purge, or for ever.
+#[tokio::test]
+async fn redis_keys_expire_from_login_and_from_a_jti_revocation() {
+    let (server, first) = redis_with_a_family().await;
+    let mut conn =
+        ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = ::redis::cmd("TTL").arg("jwtgate:family:f").query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl <= MAX_SESSION, "a new family's key expires at its end: TTL {ttl}");
+    first.revoke_jti("gone", T0 + 100, at(&first, T0)).await.unwrap();
+    let ttl: i64 = ::redis::cmd("TTL").arg("jwtgate:revoked:jti:gone").query_async(&mut conn).await.unwrap();
+    assert!((1..=101).contains(&ttl), "a revoked jti's key expires after its exp: TTL {ttl}");
+}
+
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
 conformance!(embedded, embedded());
 conformance!(redis, redis().await);

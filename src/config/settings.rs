@@ -249,3 +249,61 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     pub tls_ca: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[tokens]
+secret = "0123456789abcdef0123456789abcdef"
+
+[store]
+backend = "memory"
+
+[[upstreams]]
+name = "app"
+urls = ["http://127.0.0.1:1"]
+
+[[routes]]
+path = "/**"
+policy = "public"
+upstream = "app"
+"#;
+
+    fn start_only(text: &str) -> StartOnly {
+        StartOnly::of(&crate::config::parse(text, std::path::Path::new(".")).unwrap())
+    }
+
+    /// Each start-only key that changes is named, and only it: a reload says
+    /// exactly what it could not apply.
+    #[test]
+    fn each_changed_start_only_key_is_named_alone() {
+        let running = start_only(BASE);
+        assert!(running.differences(&start_only(BASE)).is_empty());
+        let cases = [
+            ("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8081\"", "server.listen"),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"127.0.0.1:8080\"\nmax_connections = 7",
+                "server.max_connections",
+            ),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"127.0.0.1:8080\"\nshutdown_grace = \"3s\"",
+                "server.shutdown_grace",
+            ),
+            ("backend = \"memory\"", "backend = \"embedded\"\npath = \"/tmp/jwtgate-unused.redb\"", "store"),
+            ("[store]", "[log]\nlevel = \"debug\"\n\n[store]", "log.level"),
+            ("[store]", "[admin]\nlisten = \"127.0.0.1:9901\"\n\n[store]", "admin.listen"),
+        ];
+        for (from, to, key) in cases {
+            let edited = BASE.replace(from, to);
+            assert_ne!(edited, BASE, "{key}: the edit did not apply");
+            assert_eq!(running.differences(&start_only(&edited)), vec![key]);
+        }
+    }
+}
