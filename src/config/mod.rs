@@ -116,3 +116,26 @@ pub fn resolve_path(base_dir: &Path, value: &str) -> PathBuf {
         base_dir.join(p)
     }
 }
+
+/// The smallest valid config, for unit tests that need a [`Runtime`]: one
+/// listener, the memory store, one upstream, an `access` route for every path.
+#[cfg(test)]
+pub(crate) const TEST_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[tokens]
+secret = "test-secret-0123456789abcdef0123"
+
+[store]
+backend = "memory"
+
+[[upstreams]]
+name = "app"
+urls = ["http://127.0.0.1:1"]
+
+[[routes]]
+path = "/**"
+policy = "access"
+upstream = "app"
+"#;

@@ -254,25 +254,7 @@ pub struct UpstreamSettings {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[server]
-listen = "127.0.0.1:8080"
-
-[tokens]
-secret = "0123456789abcdef0123456789abcdef"
-
-[store]
-backend = "memory"
-
-[[upstreams]]
-name = "app"
-urls = ["http://127.0.0.1:1"]
-
-[[routes]]
-path = "/**"
-policy = "public"
-upstream = "app"
-"#;
+    const BASE: &str = crate::config::TEST_CONFIG;
 
     fn start_only(text: &str) -> StartOnly {
         StartOnly::of(&crate::config::parse(text, std::path::Path::new(".")).unwrap())

@@ -139,23 +139,7 @@ mod tests {
     }
 
     fn runtime() -> Runtime {
-        let text = r#"
-[tokens]
-secret = "csrf-test-secret-0123456789abcdef"
-
-[store]
-backend = "memory"
-
-[[upstreams]]
-name = "app"
-urls = ["http://127.0.0.1:1"]
-
-[[routes]]
-path = "/**"
-policy = "access"
-upstream = "app"
-"#;
-        crate::config::parse(text, std::path::Path::new(".")).unwrap()
+        crate::config::parse(crate::config::TEST_CONFIG, std::path::Path::new(".")).unwrap()
     }
 
     /// The one-pass capture gives what a lookup per name gives: each name's
