@@ -1,136 +1,142 @@
 //! The verified-token cache (DESIGN.md §12): a browser sends the same token
 //! many times, and verifying costs ~5 µs (HS256, mostly parsing) to ~50 µs
-//! (RS256/ES256) against ~1.5 µs for a hit. An entry is
-//! the signature-checked, decoded claims of one token, keyed by the SHA-256 of
-//! the whole token (never a short or non-cryptographic hash: a collision would
-//! let one token pass as another). Only tokens that passed every check are
-//! inserted. The cache belongs to one [`super::Verifier`], so to one config
-//! snapshot and its fixed claim rules: a hit re-runs only the checks the clock
-//! moves (nbf, iat, lifetime, exp), so an entry is never served past `exp`;
-//! type, freshness, `require` and revocation are the pipeline's, checked on
-//! every request too.
+//! (RS256/ES256) against a fraction of a microsecond for a hit. An entry is
+//! the signature-checked, decoded claims of one token, keyed by the token
+//! itself: a hit means these exact bytes were verified before, compared in
+//! constant time, so no hash collision, however found, lets one token pass as
+//! another. The hash only picks a shard and a bucket; a seeded fast hash does
+//! that for a tenth of what a SHA-256 of the token costs. Only tokens that
+//! passed every check are inserted. The cache belongs to one
+//! [`super::Verifier`], so to one config snapshot and its fixed claim rules: a
+//! hit re-runs only the checks the clock moves (nbf, iat, lifetime, exp), so an
+//! entry is never served past `exp`; type, freshness, `require` and revocation
+//! are the pipeline's, checked on every request too.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use super::claims::Claims;
 
 const SHARDS: usize = 16;
 /// Entries per shard: 16 × 4096 = 65 536 tokens at most.
 const PER_SHARD: usize = 4096;
+/// Token bytes per shard: 16 × 2 MiB = 32 MiB at most, whatever the tokens'
+/// size (4096 of jwtgate's own ~300-byte tokens take 1.2 MiB).
+const BYTES_PER_SHARD: usize = 2 << 20;
 
-/// The SHA-256 of a token. Equality is all 32 bytes; the hash only picks a
-/// bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key([u8; 32]);
+struct Entry {
+    token: Box<str>,
+    claims: Arc<Claims>,
+}
 
-/// A SHA-256 is already uniform, so the map's hash is eight of its bytes
-/// (not the first, which picks the shard) rather than SipHash over all 32.
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&self.0[8..16]);
-        state.write_u64(u64::from_le_bytes(word));
+/// Redacting: the key is a live credential.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Entry(<redacted>)")
     }
 }
 
-/// Builds [`DigestHasher`]s with a per-process random seed. Only tokens whose
-/// signature verified are inserted, so keys are hard to choose anyway; the
-/// seed means a user minting many tokens cannot even aim them at one bucket.
-#[derive(Debug, Clone)]
-struct Seeded(u64);
-
-impl Seeded {
-    fn random() -> Seeded {
-        Seeded(RandomState::new().hash_one(0u8))
-    }
+#[derive(Debug, Default)]
+struct Shard {
+    table: HashTable<Entry>,
+    /// The sum of the held tokens' lengths.
+    bytes: usize,
 }
 
-impl BuildHasher for Seeded {
-    type Hasher = DigestHasher;
-
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(self.0)
-    }
-}
-
-/// Passes [`Key`]'s eight bytes through as the hash, mixed with the seed.
-#[derive(Debug)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn write_u64(&mut self, word: u64) {
-        self.0 ^= word;
+impl Shard {
+    fn find(&self, hash: u64, token: &str) -> Option<&Entry> {
+        self.table.find(hash, |e| same(&e.token, token))
     }
 
-    /// Not reached ([`Key`] writes one `u64`); folds bytes in anyway.
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+    /// Makes room for `incoming` more token bytes: drops what has expired,
+    /// then (still full) everything. Bounded memory beats a perfect hit rate.
+    fn make_room(&mut self, incoming: usize, now: i64) {
+        let full = |s: &Shard| s.table.len() >= PER_SHARD || s.bytes + incoming > BYTES_PER_SHARD;
+        if !full(self) {
+            return;
+        }
+        self.table.retain(|e| e.claims.exp.is_none_or(|exp| exp >= now as f64));
+        self.bytes = self.table.iter().map(|e| e.token.len()).sum();
+        if full(self) {
+            self.table.clear();
+            self.bytes = 0;
         }
     }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
-type Shard = HashMap<Key, Arc<Claims>, Seeded>;
+/// Token equality in constant time for equal lengths: a lookup must not time
+/// how much of a held token a presented one shares. aws-lc's `CRYPTO_memcmp`
+/// rather than `subtle`, whose byte-at-a-time loop took 0.7 µs on a 500-byte
+/// RS256 token, more than the SHA-256 this cache key replaced.
+fn same(held: &str, token: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(held.as_bytes(), token.as_bytes()).is_ok()
+}
 
 #[derive(Debug)]
 pub(crate) struct VerifiedCache {
+    /// Seeded per cache, so a user minting many tokens cannot aim them at one
+    /// bucket.
+    hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
 }
 
 impl VerifiedCache {
     pub(crate) fn new() -> VerifiedCache {
-        let seed = Seeded::random();
-        VerifiedCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::with_hasher(seed.clone()))).collect() }
+        VerifiedCache {
+            hasher: RandomState::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
     }
 
-    fn key(token: &str) -> Key {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        Key(key)
-    }
-
-    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
-        // The first byte of a SHA-256 is uniform: a fine shard index.
-        let shard = &self.shards[usize::from(key.0[0]) % SHARDS];
-        shard.lock().unwrap_or_else(|p| p.into_inner())
+    /// The token's hash and its shard. hashbrown picks buckets by the low
+    /// bits and tags by the top seven; bits 32.. choose the shard.
+    fn locate(&self, token: &str) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.hasher.hash_one(token);
+        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
+        (hash, shard.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub(crate) fn get(&self, token: &str) -> Option<Arc<Claims>> {
-        let key = Self::key(token);
-        self.shard(&key).get(&key).cloned()
+        let (hash, shard) = self.locate(token);
+        shard.find(hash, token).map(|e| e.claims.clone())
     }
 
-    /// Remembers a verified token. A full shard first drops what has expired,
-    /// then (still full) everything: bounded memory beats a perfect hit rate.
+    /// Remembers a verified token (again: a second insert replaces the first).
     pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>, now: i64) {
-        let key = Self::key(token);
-        let mut shard = self.shard(&key);
-        if shard.len() >= PER_SHARD {
-            shard.retain(|_, c| c.exp.is_none_or(|exp| exp >= now as f64));
-            if shard.len() >= PER_SHARD {
-                shard.clear();
-            }
+        let (hash, mut shard) = self.locate(token);
+        let shard = &mut *shard;
+        if let Ok(held) = shard.table.find_entry(hash, |e| same(&e.token, token)) {
+            held.into_mut().claims = claims;
+            return;
         }
-        shard.insert(key, claims);
+        shard.make_room(token.len(), now);
+        shard.bytes += token.len();
+        let hasher = &self.hasher;
+        shard
+            .table
+            .insert_unique(hash, Entry { token: token.into(), claims }, |e| hasher.hash_one(&*e.token));
     }
 
     /// Drops a token (it was found revoked).
     pub(crate) fn remove(&self, token: &str) {
-        let key = Self::key(token);
-        self.shard(&key).remove(&key);
+        let (hash, mut shard) = self.locate(token);
+        if let Ok(held) = shard.table.find_entry(hash, |e| same(&e.token, token)) {
+            let (entry, _) = held.remove();
+            shard.bytes -= entry.token.len();
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+        self.shards.iter().map(|s| s.lock().unwrap().table.len()).sum()
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap().bytes).sum()
     }
 }
 
@@ -146,19 +152,17 @@ mod tests {
     }
 
     #[test]
-    fn keys_that_share_the_hashed_bytes_stay_apart() {
-        // Same shard byte, same bytes 8..16: the same bucket, different keys.
-        let mut a = [7u8; 32];
-        let mut b = a;
-        a[20] = 1;
-        b[20] = 2;
-        let mut shard = Shard::with_hasher(Seeded::random());
-        shard.insert(Key(a), claims("alice"));
-        shard.insert(Key(b), claims("bob"));
-        assert_eq!(shard.len(), 2);
-        assert_eq!(shard[&Key(a)].sub, "alice");
-        assert_eq!(shard[&Key(b)].sub, "bob");
-        assert!(!shard.contains_key(&Key([7u8; 32])), "a key never inserted is not found by its hash");
+    fn tokens_with_the_same_hash_stay_apart() {
+        // A collision, forced: the same hash for two tokens, and a third that
+        // was never inserted. Only the exact bytes find an entry.
+        let mut shard = Shard::default();
+        for (token, sub) in [("token-a", "alice"), ("token-b", "bob")] {
+            shard.table.insert_unique(7, Entry { token: token.into(), claims: claims(sub) }, |_| 7);
+        }
+        assert_eq!(shard.find(7, "token-a").map(|e| e.claims.sub.as_str()), Some("alice"));
+        assert_eq!(shard.find(7, "token-b").map(|e| e.claims.sub.as_str()), Some("bob"));
+        assert!(shard.find(7, "token-c").is_none(), "a token never inserted is not found by its hash");
+        assert!(shard.find(7, "token-").is_none(), "nor by a prefix of one");
     }
 
     #[test]
@@ -176,6 +180,18 @@ mod tests {
         cache.remove("token-5");
         assert!(cache.get("token-5").is_none());
         assert!(cache.get("token-6").is_some());
+        let held: usize = (0..10_000).filter(|&i| i != 5).map(|i| format!("token-{i}").len()).sum();
+        assert_eq!(cache.bytes(), held, "the byte count follows inserts and removals");
+    }
+
+    #[test]
+    fn a_second_insert_replaces_the_first() {
+        let cache = VerifiedCache::new();
+        cache.insert("token", claims("first"), 0);
+        cache.insert("token", claims("second"), 0);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.bytes(), "token".len());
+        assert_eq!(cache.get("token").unwrap().sub, "second");
     }
 
     #[test]
@@ -189,10 +205,39 @@ mod tests {
     }
 
     #[test]
+    fn large_tokens_are_bounded_by_bytes() {
+        // 64 KiB tokens: 2 000 of them would be 125 MiB; the budget is 32 MiB.
+        let cache = VerifiedCache::new();
+        let pad = "x".repeat(64 << 10);
+        for i in 0..2_000 {
+            cache.insert(&format!("{i:04}.{pad}"), claims("u"), 0);
+        }
+        let (held, bytes) = (cache.len(), cache.bytes());
+        assert!(held > 0 && bytes <= SHARDS * BYTES_PER_SHARD, "{held} entries, {bytes} bytes");
+        assert_eq!(bytes, held * (pad.len() + 5), "bytes are the held tokens' lengths");
+    }
+
+    #[test]
+    fn a_full_shard_drops_the_expired_first() {
+        let mut shard = Shard::default();
+        let expired = Arc::new(
+            Claims::from_map(json!({"sub": "old", "exp": 100}).as_object().unwrap().clone()).unwrap(),
+        );
+        for i in 0..PER_SHARD {
+            let claims = if i == 0 { claims("live") } else { expired.clone() };
+            let token = format!("token-{i}");
+            shard.bytes += token.len();
+            shard.table.insert_unique(0, Entry { token: token.into(), claims }, |_| 0);
+        }
+        shard.make_room(10, 200);
+        assert_eq!(shard.table.len(), 1, "only the live entry stays");
+        assert_eq!(shard.bytes, "token-0".len());
+        assert!(shard.find(0, "token-0").is_some());
+    }
+
+    #[test]
     fn each_cache_gets_its_own_seed() {
-        let (a, b) = (Seeded::random(), Seeded::random());
-        assert_ne!(a.0, b.0, "RandomState keys differ per instance");
-        let key = Key([9u8; 32]);
-        assert_ne!(a.hash_one(key), b.hash_one(key));
+        let (a, b) = (VerifiedCache::new(), VerifiedCache::new());
+        assert_ne!(a.hasher.hash_one("token"), b.hasher.hash_one("token"));
     }
 }
