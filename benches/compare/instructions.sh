@@ -3,10 +3,10 @@
 # (no auth) and jwtgate's HS256 access route, in front of the same upstream as
 # run.sh. Unlike req/s on this shared VM, the count barely moves between runs,
 # so it is what a change to the hot path is judged by (BENCHMARKS.md). It leaves
-# out the kernel, which does the same socket work for both. Under valgrind,
+# out the kernel, which does the same socket work for both. (Under valgrind,
 # aws-lc takes its AVX SHA-256 path instead of the SHA-NI instructions the
-# hardware has, so jwtgate's count includes a few thousand instructions the
-# real CPU does not spend.
+# hardware has; since the token cache stopped hashing tokens with SHA-256, none
+# runs on this route.)
 #
 #   benches/compare/instructions.sh      (about 1 minute after the build)
 #
