@@ -11,6 +11,12 @@
 //! hit re-runs only the checks the clock moves (nbf, iat, lifetime, exp), so an
 //! entry is never served past `exp`; type, freshness, `require` and revocation
 //! are the pipeline's, checked on every request too.
+//!
+//! What it holds: the bounds below count entries and token bytes; the decoded
+//! claims take about as much again as the token (more for a payload of many
+//! tiny claims; the issuer decides the claims, and only verified tokens get
+//! in). Unlike a digest, a held token is a live credential in memory until its
+//! entry goes, which is why nothing here prints one (`Debug` shows no entry).
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,20 +32,17 @@ const PER_SHARD: usize = 4096;
 /// Token bytes per shard: 16 × 2 MiB = 32 MiB at most, whatever the tokens'
 /// size (4096 of jwtgate's own ~300-byte tokens take 1.2 MiB).
 const BYTES_PER_SHARD: usize = 2 << 20;
+/// A longer token is verified every time rather than cached: one token must
+/// not take a shard's whole budget (`max_token_bytes` allows up to the header
+/// limit).
+const MAX_CACHED_TOKEN: usize = BYTES_PER_SHARD / 64;
 
 struct Entry {
     token: Box<str>,
     claims: Arc<Claims>,
 }
 
-/// Redacting: the key is a live credential.
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Entry(<redacted>)")
-    }
-}
-
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shard {
     table: HashTable<Entry>,
     /// The sum of the held tokens' lengths.
@@ -75,12 +78,25 @@ fn same(held: &str, token: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(held.as_bytes(), token.as_bytes()).is_ok()
 }
 
-#[derive(Debug)]
 pub(crate) struct VerifiedCache {
     /// Seeded per cache, so a user minting many tokens cannot aim them at one
     /// bucket.
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
+}
+
+/// Neither the seed nor any entry: entries are live credentials.
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+/// hashbrown picks a bucket by the hash's low bits (at most 13 here: 4096
+/// entries) and tags it by the top seven; bits 32..36 choose the shard, so the
+/// shard says nothing about either.
+fn shard_index(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 impl VerifiedCache {
@@ -91,11 +107,10 @@ impl VerifiedCache {
         }
     }
 
-    /// The token's hash and its shard. hashbrown picks buckets by the low
-    /// bits and tags by the top seven; bits 32.. choose the shard.
+    /// The token's hash and its shard.
     fn locate(&self, token: &str) -> (u64, MutexGuard<'_, Shard>) {
         let hash = self.hasher.hash_one(token);
-        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
+        let shard = &self.shards[shard_index(hash)];
         (hash, shard.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -104,8 +119,12 @@ impl VerifiedCache {
         shard.find(hash, token).map(|e| e.claims.clone())
     }
 
-    /// Remembers a verified token (again: a second insert replaces the first).
+    /// Remembers a verified token (again: a second insert replaces the first),
+    /// unless it is longer than [`MAX_CACHED_TOKEN`].
     pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>, now: i64) {
+        if token.len() > MAX_CACHED_TOKEN {
+            return;
+        }
         let (hash, mut shard) = self.locate(token);
         let shard = &mut *shard;
         if let Ok(held) = shard.table.find_entry(hash, |e| same(&e.token, token)) {
@@ -136,7 +155,12 @@ impl VerifiedCache {
 
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().bytes).sum()
+        self.shard_bytes().iter().sum()
+    }
+
+    #[cfg(test)]
+    fn shard_bytes(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes).collect()
     }
 }
 
@@ -206,15 +230,93 @@ mod tests {
 
     #[test]
     fn large_tokens_are_bounded_by_bytes() {
-        // 64 KiB tokens: 2 000 of them would be 125 MiB; the budget is 32 MiB.
+        // 30 KiB tokens: 2 000 of them would be 59 MiB; each shard holds 2 MiB.
         let cache = VerifiedCache::new();
-        let pad = "x".repeat(64 << 10);
+        let pad = "x".repeat(30 << 10);
         for i in 0..2_000 {
             cache.insert(&format!("{i:04}.{pad}"), claims("u"), 0);
         }
         let (held, bytes) = (cache.len(), cache.bytes());
-        assert!(held > 0 && bytes <= SHARDS * BYTES_PER_SHARD, "{held} entries, {bytes} bytes");
+        assert!(held > 0, "tokens under the per-token cap are cached");
+        for (i, b) in cache.shard_bytes().into_iter().enumerate() {
+            assert!(b <= BYTES_PER_SHARD, "shard {i}: {b} bytes");
+        }
         assert_eq!(bytes, held * (pad.len() + 5), "bytes are the held tokens' lengths");
+    }
+
+    #[test]
+    fn a_token_over_the_per_token_cap_is_not_cached() {
+        let cache = VerifiedCache::new();
+        let huge = "x".repeat(MAX_CACHED_TOKEN + 1);
+        cache.insert(&huge, claims("u"), 0);
+        assert!(cache.get(&huge).is_none());
+        assert_eq!((cache.len(), cache.bytes()), (0, 0));
+        let largest = "y".repeat(MAX_CACHED_TOKEN);
+        cache.insert(&largest, claims("u"), 0);
+        assert!(cache.get(&largest).is_some(), "the cap itself is allowed");
+    }
+
+    #[test]
+    fn a_full_shard_of_live_entries_is_emptied() {
+        let mut shard = Shard::default();
+        for i in 0..PER_SHARD {
+            let token = format!("token-{i}");
+            shard.bytes += token.len();
+            shard.table.insert_unique(0, Entry { token: token.into(), claims: claims("live") }, |_| 0);
+        }
+        shard.make_room(10, 0);
+        assert_eq!((shard.table.len(), shard.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_shard_makes_room_before_an_insert_would_pass_its_byte_budget() {
+        let mut shard = Shard::default();
+        let token = "x".repeat(BYTES_PER_SHARD - 10);
+        shard.bytes = token.len();
+        shard.table.insert_unique(0, Entry { token: token.into(), claims: claims("live") }, |_| 0);
+        shard.make_room(10, 0);
+        assert_eq!(shard.table.len(), 1, "exactly the budget fits");
+        shard.make_room(11, 0);
+        assert_eq!((shard.table.len(), shard.bytes), (0, 0), "one byte more does not");
+    }
+
+    #[test]
+    fn the_shard_index_shares_no_bits_with_bucket_or_tag() {
+        for hash in [0u64, 0x0123_4567_89ab_cdef, u64::MAX, 0xdead_beef_0000_0001] {
+            let shard = shard_index(hash);
+            // Bucket bits (the low 16, more than 4096 entries use) and the
+            // tag's top seven, flipped: the shard stays.
+            assert_eq!(shard_index(hash ^ 0xffff), shard, "{hash:x}");
+            assert_eq!(shard_index(hash ^ (0x7f << 57)), shard, "{hash:x}");
+        }
+        let spread: std::collections::HashSet<usize> = (0..64u64).map(|i| shard_index(i << 32)).collect();
+        assert_eq!(spread.len(), SHARDS, "bits 32.. reach every shard");
+    }
+
+    #[test]
+    fn a_poisoned_shard_still_serves() {
+        let cache = Arc::new(VerifiedCache::new());
+        cache.insert("token", claims("alice"), 0);
+        let poisoner = cache.clone();
+        let _ = std::thread::spawn(move || {
+            let (_, _guard) = poisoner.locate("token");
+            panic!("poison the shard");
+        })
+        .join();
+        assert!(cache.shards.iter().any(|s| s.is_poisoned()));
+        assert_eq!(cache.get("token").unwrap().sub, "alice");
+        cache.insert("token-2", claims("bob"), 0);
+        cache.remove("token");
+        assert!(cache.get("token").is_none());
+        assert_eq!(cache.get("token-2").unwrap().sub, "bob");
+    }
+
+    #[test]
+    fn debug_shows_no_token() {
+        let cache = VerifiedCache::new();
+        cache.insert("eyJsecret.token.value", claims("alice"), 0);
+        let shown = format!("{cache:?}");
+        assert!(!shown.contains("eyJsecret") && !shown.contains("alice"), "{shown}");
     }
 
     #[test]
