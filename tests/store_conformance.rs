@@ -117,13 +117,104 @@ pub async fn family_limits(s: Subject) {
         store.rotate(&req("idle", "r0", "r1"), s.at(T0 + IDLE + 1)).await.unwrap(),
         RotateOutcome::Dead
     );
+    // max_session alone (idle_timeout out of the way): alive through its
+    // last second before expires_at, dead at it.
+    let unhurried = |fid: &str, presented: &str, candidate: &str| {
+        let mut r = req(fid, presented, candidate);
+        r.idle_timeout = 2 * MAX_SESSION;
+        r
+    };
     s.at(T0);
     login(&**store, "old").await;
     assert_eq!(
-        store.rotate(&req("old", "r0", "r1"), s.at(T0 + MAX_SESSION)).await.unwrap(),
+        store.rotate(&unhurried("old", "r0", "r1"), s.at(T0 + MAX_SESSION)).await.unwrap(),
         RotateOutcome::Dead
     );
     assert_eq!(store.family("old").await.unwrap().unwrap().current_jti, "r0", "a dead family is not rotated");
+    s.at(T0);
+    login(&**store, "nearly-old").await;
+    assert!(matches!(
+        store.rotate(&unhurried("nearly-old", "r0", "r1"), s.at(T0 + MAX_SESSION - 1)).await.unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    // Idle for exactly idle_timeout: still alive (one second more is dead, above).
+    s.at(T0);
+    login(&**store, "lazy").await;
+    assert_eq!(
+        store.rotate(&req("lazy", "r0", "r1"), s.at(T0 + IDLE)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r1"))
+    );
+}
+
+/// Each rotation is a use: a family used more often than idle_timeout lives
+/// on, however long ago its login was.
+pub async fn activity_keeps_a_family_alive(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "busy").await;
+    let t1 = T0 + IDLE - 10;
+    assert_eq!(
+        store.rotate(&req("busy", "r0", "r1"), s.at(t1)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r1"))
+    );
+    // Idle since the login: 2 × IDLE − 15 s; since the rotation: IDLE − 5 s.
+    let t2 = t1 + IDLE - 5;
+    assert_eq!(
+        store.rotate(&req("busy", "r1", "r2"), s.at(t2)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r2"))
+    );
+    assert_eq!(
+        store.rotate(&req("busy", "r2", "r3"), s.at(t2 + IDLE)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r3"))
+    );
+}
+
+/// A replay inside the grace is a use too, in memory and Redis. The embedded
+/// store does not write it (an fsync per racing request is not worth the at
+/// most `reuse_grace` it adds to the idle time), so it is not in the
+/// conformance set.
+pub async fn a_replay_counts_as_a_use(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "busy").await;
+    store.rotate(&req("busy", "r0", "r1"), s.at(T0 + 10)).await.unwrap();
+    let replay = T0 + 10 + GRACE - 1;
+    assert_eq!(
+        store.rotate(&req("busy", "r0", "rX"), s.at(replay)).await.unwrap(),
+        RotateOutcome::Replayed(pair("r1"))
+    );
+    assert_eq!(
+        store.rotate(&req("busy", "r1", "r2"), s.at(replay + IDLE)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r2")),
+        "IDLE after the replay, IDLE + GRACE - 1 after the rotation"
+    );
+}
+
+#[tokio::test]
+async fn memory_counts_a_replay_as_a_use() {
+    a_replay_counts_as_a_use(Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new()))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counts_a_replay_as_a_use() {
+    a_replay_counts_as_a_use(redis().await).await
+}
+
+/// A purge keeps a rotation's answer for the whole grace: a racing request
+/// that arrives late in it still gets the pair.
+pub async fn purge_waits_for_the_grace(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "slow").await;
+    store.rotate(&req("slow", "r0", "r1"), s.at(T0 + 1)).await.unwrap();
+    store.purge(s.at(T0 + GRACE), GRACE).await.unwrap();
+    assert!(store.family("slow").await.unwrap().unwrap().prev_result.is_some(), "one second of grace left");
+    assert_eq!(
+        store.rotate(&req("slow", "r0", "rX"), s.at(T0 + GRACE)).await.unwrap(),
+        RotateOutcome::Replayed(pair("r1"))
+    );
+    store.purge(s.at(T0 + 1 + GRACE), GRACE).await.unwrap();
+    assert!(store.family("slow").await.unwrap().unwrap().prev_result.is_none());
 }
 
 pub async fn revocations(s: Subject) {
@@ -154,6 +245,34 @@ pub async fn revocations(s: Subject) {
     store.revoke_family("edge", T0 + MAX_SESSION + 200, LEEWAY, s.at(T0 + MAX_SESSION + 100)).await.unwrap();
     store.purge(s.at(T0 + MAX_SESSION + 200), GRACE).await.unwrap();
     assert!(store.is_revoked(None, Some("edge"), s.at(T0 + MAX_SESSION + 200)).await.unwrap());
+    // A jti revocation alike.
+    let t = T0 + MAX_SESSION + 300;
+    store.revoke_jti("jedge", t + 100, s.at(t)).await.unwrap();
+    store.purge(s.at(t + 100), GRACE).await.unwrap();
+    assert!(store.is_revoked(Some("jedge"), None, s.at(t + 100)).await.unwrap());
+}
+
+/// A revocation that ends sooner than the family never shortens it (the
+/// family's tokens are accepted until its end plus the leeway), a second
+/// revocation with a later end lengthens the first, and the record says
+/// revoked.
+pub async fn revocations_are_never_shortened(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "live").await;
+    login(&**store, "out").await;
+    store.revoke_family("out", T0 + 100, LEEWAY, s.at(T0 + 1)).await.unwrap();
+    assert!(store.family("out").await.unwrap().unwrap().revoked);
+    assert!(!store.family("live").await.unwrap().unwrap().revoked);
+    store.purge(s.at(T0 + 1000), GRACE).await.unwrap();
+    assert!(store.is_revoked(None, Some("out"), s.at(T0 + 1000)).await.unwrap(), "kept to the family's end");
+    assert!(store.is_revoked(None, Some("out"), s.at(T0 + MAX_SESSION + LEEWAY)).await.unwrap());
+    store.revoke_family("twice", T0 + 100, LEEWAY, s.at(T0)).await.unwrap();
+    store.revoke_family("twice", T0 + 1000, LEEWAY, s.at(T0 + 1)).await.unwrap();
+    assert!(store.is_revoked(None, Some("twice"), s.at(T0 + 500)).await.unwrap(), "the later end wins");
+    store.revoke_jti("j-twice", T0 + 100, s.at(T0)).await.unwrap();
+    store.revoke_jti("j-twice", T0 + 1000, s.at(T0 + 1)).await.unwrap();
+    assert!(store.is_revoked(Some("j-twice"), None, s.at(T0 + 500)).await.unwrap(), "the later end wins");
 }
 
 /// A reload raised max_session: the rotation's tokens end after the family
@@ -267,6 +386,18 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn purge() {
                 super::purge($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn activity_keeps_a_family_alive() {
+                super::activity_keeps_a_family_alive($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn purge_waits_for_the_grace() {
+                super::purge_waits_for_the_grace($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revocations_are_never_shortened() {
+                super::revocations_are_never_shortened($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_rotation_is_single() {
@@ -468,4 +599,22 @@ async fn embedded_state_survives_reopen() {
     store.purge(T0 + 501, GRACE).await.unwrap();
     assert!(!store.is_revoked(None, Some("logged-out"), T0 + 502).await.unwrap(), "mirror purged");
     assert!(!store.is_revoked(Some("gone"), None, T0 + 502).await.unwrap());
+}
+
+/// A jti revocation (a logout's access token) reaches an instance that is
+/// running, through the feed, and one that starts later, from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_jti_revocations_reach_running_and_later_instances() {
+    let server = redis_server::RedisServer::start();
+    let first = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    let running = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    first.revoke_jti("j-out", T0 + 900, at(&first, T0)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !running.is_revoked(Some("j-out"), None, at(&running, T0 + 1)).await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the running instance never learnt of the revocation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    assert!(later.is_revoked(Some("j-out"), None, at(&later, T0 + 1)).await.unwrap());
+    assert!(!later.is_revoked(Some("j-other"), None, at(&later, T0 + 1)).await.unwrap());
 }
