@@ -273,6 +273,24 @@ pub async fn revocations_are_never_shortened(s: Subject) {
     store.revoke_jti("j-twice", T0 + 100, s.at(T0)).await.unwrap();
     store.revoke_jti("j-twice", T0 + 1000, s.at(T0 + 1)).await.unwrap();
     assert!(store.is_revoked(Some("j-twice"), None, s.at(T0 + 500)).await.unwrap(), "the later end wins");
+    // The other order: a second revocation with an earlier end (a logout
+    // after a revocation that outlasts the family) does not shorten the first.
+    let far = T0 + 10 * MAX_SESSION;
+    s.at(T0);
+    login(&**store, "kept").await;
+    store.revoke_family("kept", far, LEEWAY, s.at(T0 + 1)).await.unwrap();
+    store.revoke_family("kept", T0 + 100, LEEWAY, s.at(T0 + 2)).await.unwrap();
+    store.revoke_jti("j-kept", far, s.at(T0 + 1)).await.unwrap();
+    store.revoke_jti("j-kept", T0 + 100, s.at(T0 + 2)).await.unwrap();
+    store.purge(s.at(T0 + 2 * MAX_SESSION), GRACE).await.unwrap();
+    assert!(
+        store.is_revoked(None, Some("kept"), s.at(T0 + 2 * MAX_SESSION)).await.unwrap(),
+        "never shortened"
+    );
+    assert!(
+        store.is_revoked(Some("j-kept"), None, s.at(T0 + 2 * MAX_SESSION)).await.unwrap(),
+        "never shortened"
+    );
 }
 
 /// A reload raised max_session: the rotation's tokens end after the family
@@ -617,4 +635,25 @@ async fn redis_jti_revocations_reach_running_and_later_instances() {
     let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
     assert!(later.is_revoked(Some("j-out"), None, at(&later, T0 + 1)).await.unwrap());
     assert!(!later.is_revoked(Some("j-other"), None, at(&later, T0 + 1)).await.unwrap());
+}
+
+/// A family revocation that outlasts the family, then a logout with an
+/// earlier end (and a jti revoked twice alike): Redis keeps the later end, for this instance and for one that
+/// loads the revocations afterwards (it used to keep the last one written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_never_shortens_a_family_revocation() {
+    let (server, first) = redis_with_a_family().await;
+    let far = T0 + 10 * MAX_SESSION;
+    first.revoke_family("f", far, LEEWAY, at(&first, T0 + 1)).await.unwrap();
+    first.revoke_family("f", T0 + 100, LEEWAY, at(&first, T0 + 2)).await.unwrap();
+    first.revoke_jti("j", far, at(&first, T0 + 1)).await.unwrap();
+    first.revoke_jti("j", T0 + 100, at(&first, T0 + 2)).await.unwrap();
+    first.purge(at(&first, T0 + 2 * MAX_SESSION), GRACE).await.unwrap();
+    assert!(first.is_revoked(None, Some("f"), at(&first, T0 + 2 * MAX_SESSION)).await.unwrap());
+    assert!(revoked_for_a_later_instance(&server, T0 + 2 * MAX_SESSION).await);
+    let later = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    assert!(
+        later.is_revoked(Some("j"), None, at(&later, T0 + 2 * MAX_SESSION)).await.unwrap(),
+        "the jti too"
+    );
 }

@@ -62,7 +62,8 @@ impl Store for MemoryStore {
 
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, _now: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.lock().revoked_jtis.insert(jti.to_owned(), exp);
+            // Never shortened, as on every backend.
+            self.lock().revoked_jtis.entry(jti.to_owned()).and_modify(|e| *e = (*e).max(exp)).or_insert(exp);
             Ok(())
         })
     }

@@ -97,14 +97,16 @@ impl Feed {
         jti_revoked || fid.is_some_and(|f| set.fids.contains_key(f))
     }
 
-    /// Records a revocation (this instance's own, or one from the feed).
+    /// Records a revocation (this instance's own, or one from the feed). One
+    /// already held with a later end keeps it: revocations are never
+    /// shortened, whatever order their messages arrive in.
     pub fn insert(&self, kind: Kind, id: &str, until: i64) {
         let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
         let map = match kind {
             Kind::Jti => &mut set.jtis,
             Kind::Fid => &mut set.fids,
         };
-        map.insert(id.to_owned(), until);
+        map.entry(id.to_owned()).and_modify(|u| *u = (*u).max(until)).or_insert(until);
     }
 
     /// Forgets revocations whose tokens are all expired by `now`.

@@ -43,11 +43,16 @@ local function clock(offset)
 end
 -- A revoked family: the index key the feed loads, its purge entry, and the
 -- message every instance applies to its local set. Kept through the second
--- `till` (a token is still accepted AT exp + leeway), hence +1.
+-- `till` (a token is still accepted AT exp + leeway), hence +1. A revocation
+-- already held with a later end keeps it: revocations are never shortened.
+-- Returns the end kept.
 local function revoke_fid(rkey, expiry, channel, fid, till, now)
+  local held = tonumber(redis.call('GET', rkey))
+  if held and held > till then till = held end
   redis.call('SET', rkey, till, 'EX', math.max(till - now + 1, 1))
   redis.call('ZADD', expiry, till + 1, rkey)
   redis.call('PUBLISH', channel, 'fid ' .. till .. ' ' .. fid)
+  return till
 end
 "#
     };
@@ -113,8 +118,7 @@ end
 -- for as long as its tokens are accepted (expires_at plus the leeway)
 local till = expires_at + tonumber(ARGV[10])
 redis.call('HSET', KEYS[1], 'revoked', '1')
-revoke_fid(KEYS[2], KEYS[4], ARGV[8], fid, till, now)
-return {'reuse', till}
+return {'reuse', revoke_fid(KEYS[2], KEYS[4], ARGV[8], fid, till, now)}
 "#
 );
 
@@ -157,8 +161,7 @@ else
   redis.call('EXPIRE', KEYS[1], math.max(till - now, 1))
   redis.call('ZADD', KEYS[3], till, KEYS[1])
 end
-revoke_fid(KEYS[2], KEYS[3], ARGV[4], fid, till, now)
-return till
+return revoke_fid(KEYS[2], KEYS[3], ARGV[4], fid, till, now)
 "#
 );
 
@@ -170,6 +173,8 @@ pub const REVOKE_JTI: &str = concat!(
     r#"
 local now = clock(ARGV[1])
 local exp = tonumber(ARGV[3])
+local held = tonumber(redis.call('GET', KEYS[1]))
+if held and held > exp then exp = held end
 redis.call('SET', KEYS[1], exp, 'EX', math.max(exp + 1 - now, 1))
 redis.call('ZADD', KEYS[2], exp + 1, KEYS[1])
 redis.call('PUBLISH', ARGV[4], 'jti ' .. exp .. ' ' .. ARGV[2])
