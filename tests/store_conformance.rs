@@ -533,7 +533,8 @@ async fn redis_lengthens_the_family_key_ttl_with_the_family() {
 }
 
 /// Every key Redis holds for a session ends by itself: a new family's key at
-/// the family's end, a revoked `jti`'s after the token's `exp`. Without a TTL
+/// the family's end, a revoked `jti`'s after the token's `exp`, an unseen
+/// family's tombstone after its revocation. Without a TTL
 /// they would stay until a purge, or for ever.
 #[tokio::test]
 async fn redis_keys_expire_from_login_and_from_a_jti_revocation() {
@@ -545,6 +546,13 @@ async fn redis_keys_expire_from_login_and_from_a_jti_revocation() {
     first.revoke_jti("gone", T0 + 100, at(&first, T0)).await.unwrap();
     let ttl: i64 = ::redis::cmd("TTL").arg("jwtgate:revoked:jti:gone").query_async(&mut conn).await.unwrap();
     assert!((1..=101).contains(&ttl), "a revoked jti's key expires after its exp: TTL {ttl}");
+    // A family never seen here (another instance's, or purged): its
+    // tombstone and its revocation index key expire with the revocation.
+    first.revoke_family("unseen", T0 + 200, LEEWAY, at(&first, T0)).await.unwrap();
+    for key in ["jwtgate:family:unseen", "jwtgate:revoked:fid:unseen"] {
+        let ttl: i64 = ::redis::cmd("TTL").arg(key).query_async(&mut conn).await.unwrap();
+        assert!((1..=201).contains(&ttl), "{key} expires after the revocation: TTL {ttl}");
+    }
 }
 
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
