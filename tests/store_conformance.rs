@@ -107,6 +107,17 @@ pub async fn older_jti_and_unknown_family(s: Subject) {
         RotateOutcome::ReuseDetected
     );
     assert_eq!(store.rotate(&req("nope", "r0", "r1"), s.at(T0)).await.unwrap(), RotateOutcome::Dead);
+    // An older jti's grace runs from its own rotation, not the latest one:
+    // r0 rotated away at T0 + 1 is reuse at T0 + 1 + GRACE, though the
+    // family's answer (from T0 + 11) is still kept.
+    s.at(T0);
+    login(&**store, "f2b").await;
+    store.rotate(&req("f2b", "r0", "r1"), s.at(T0 + 1)).await.unwrap();
+    store.rotate(&req("f2b", "r1", "r2"), s.at(T0 + 11)).await.unwrap();
+    assert_eq!(
+        store.rotate(&req("f2b", "r0", "rZ"), s.at(T0 + 1 + GRACE)).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
 }
 
 pub async fn family_limits(s: Subject) {
