@@ -43,11 +43,11 @@ struct Revoked {
 impl Revoked {
     /// Revoked until `until` at least (never shortened: see the module doc).
     fn family(&mut self, fid: String, until: i64) {
-        self.families.entry(fid).and_modify(|u| *u = (*u).max(until)).or_insert(until);
+        super::revoke_until(&mut self.families, fid, until);
     }
 
     fn jti(&mut self, jti: String, exp: i64) {
-        self.jtis.entry(jti).and_modify(|e| *e = (*e).max(exp)).or_insert(exp);
+        super::revoke_until(&mut self.jtis, jti, exp);
     }
 
     /// Forgets what a purge at `now` drops from the file: a revocation holds

@@ -62,8 +62,7 @@ impl Store for MemoryStore {
 
     fn revoke_jti<'a>(&'a self, jti: &'a str, exp: i64, _now: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            // Never shortened, as on every backend.
-            self.lock().revoked_jtis.entry(jti.to_owned()).and_modify(|e| *e = (*e).max(exp)).or_insert(exp);
+            super::revoke_until(&mut self.lock().revoked_jtis, jti.to_owned(), exp);
             Ok(())
         })
     }

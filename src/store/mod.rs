@@ -18,11 +18,19 @@ pub use family::{Family, RotateOutcome, RotateRequest, TokenPair};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::config::{StoreBackend, StoreSettings};
+
+/// Records `id` revoked until `until`, or until the later end already held:
+/// a revocation is never shortened, whatever order its writes come in, on
+/// every backend (the redis scripts' `keep_later` is the same rule).
+fn revoke_until(held: &mut HashMap<String, i64>, id: String, until: i64) {
+    held.entry(id).and_modify(|u| *u = (*u).max(until)).or_insert(until);
+}
 
 /// A store that could not answer; the gateway fails closed with 503.
 #[derive(Debug, thiserror::Error)]

@@ -106,7 +106,7 @@ impl Feed {
             Kind::Jti => &mut set.jtis,
             Kind::Fid => &mut set.fids,
         };
-        map.entry(id.to_owned()).and_modify(|u| *u = (*u).max(until)).or_insert(until);
+        crate::store::revoke_until(map, id.to_owned(), until);
     }
 
     /// Forgets revocations whose tokens are all expired by `now`.

@@ -41,14 +41,19 @@ local function clock(offset)
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(offset)
 end
+-- `till`, or the later end a revocation key already holds: revocations are
+-- never shortened (the Rust side's `store::revoke_until`).
+local function keep_later(rkey, till)
+  local held = tonumber(redis.call('GET', rkey))
+  if held and held > till then return held end
+  return till
+end
 -- A revoked family: the index key the feed loads, its purge entry, and the
 -- message every instance applies to its local set. Kept through the second
--- `till` (a token is still accepted AT exp + leeway), hence +1. A revocation
--- already held with a later end keeps it: revocations are never shortened.
--- Returns the end kept.
+-- `till` (a token is still accepted AT exp + leeway), hence +1. Returns the
+-- end kept.
 local function revoke_fid(rkey, expiry, channel, fid, till, now)
-  local held = tonumber(redis.call('GET', rkey))
-  if held and held > till then till = held end
+  till = keep_later(rkey, till)
   redis.call('SET', rkey, till, 'EX', math.max(till - now + 1, 1))
   redis.call('ZADD', expiry, till + 1, rkey)
   redis.call('PUBLISH', channel, 'fid ' .. till .. ' ' .. fid)
@@ -172,9 +177,7 @@ pub const REVOKE_JTI: &str = concat!(
     prelude!(),
     r#"
 local now = clock(ARGV[1])
-local exp = tonumber(ARGV[3])
-local held = tonumber(redis.call('GET', KEYS[1]))
-if held and held > exp then exp = held end
+local exp = keep_later(KEYS[1], tonumber(ARGV[3]))
 redis.call('SET', KEYS[1], exp, 'EX', math.max(exp + 1 - now, 1))
 redis.call('ZADD', KEYS[2], exp + 1, KEYS[1])
 redis.call('PUBLISH', ARGV[4], 'jti ' .. exp .. ' ' .. ARGV[2])
