@@ -44,6 +44,12 @@ const SPOOFS: &[(&str, &str)] = &[
     ("X-Forwarded-For", "1.2.3.4"),
     ("X-Forwarded-Host", "evil.test"),
     ("Forwarded", "for=1.2.3.4"),
+    // Other spellings of the scheme and method an app may read.
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Forwarded-Scheme", "https"),
+    ("X-Forwarded-Protocol", "ssl"),
+    ("Front-End-Https", "on"),
+    ("X-Forwarded-Method", "DELETE"),
     // App servers that read `_` as `-` would merge these into the real ones.
     ("X_Real_IP", "6.6.6.6"),
     ("X_Forwarded_For", "6.6.6.6"),
@@ -62,6 +68,10 @@ fn assert_clean(seen: &Recorded, subject: Option<&str>) {
     assert!(seen.headers.get("x-http-method-override").is_none());
     assert!(seen.headers.get("x-real-ip").is_none());
     assert!(seen.headers.get("true-client-ip").is_none());
+    for name in ["x-forwarded-ssl", "x-forwarded-scheme", "x-forwarded-protocol", "front-end-https"] {
+        assert!(seen.headers.get(name).is_none(), "{name} reached the upstream: {:?}", seen.headers);
+    }
+    assert!(seen.headers.get("x-forwarded-method").is_none());
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-host"), Some("app.test"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
@@ -162,12 +172,13 @@ async fn trusted_proxy_chain_is_kept_and_extended() {
     drop(gw);
     let cfg = base_config(&routes()).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
     let gw = start_gateway(&cfg, up.addr, None).await;
-    let resp =
-        get(gw.addr, "/public/x", &[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")]).await;
+    let sent = [("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"), ("X-Forwarded-Ssl", "on")];
+    let resp = get(gw.addr, "/public/x", &sent).await;
     assert_eq!(resp.status, 200);
     let seen = up.last();
     assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
     assert_eq!(seen.header("x-real-ip"), Some("203.0.113.9"));
+    assert_eq!(seen.header("x-forwarded-ssl"), Some("on"), "the proxy in front terminated TLS");
 }
 
 #[tokio::test]

@@ -84,9 +84,16 @@ const REWRITE_HEADERS: &[&str] = &[
     "x-http-method",
 ];
 
-/// Client-address headers that only a trusted proxy may set. (`HeaderName`s,
-/// not `&str`s: a lookup by `&str` parses the name again on every request.)
-static UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
+/// Headers describing the client's hop (its address, port, scheme, the
+/// method and URI it asked for) that only a trusted proxy may set: DESIGN
+/// §8's list, then the scheme and method spellings app servers read beside
+/// `X-Forwarded-Proto` (Rack and gunicorn take `X-Forwarded-Ssl: on` as
+/// HTTPS, Rack `X-Forwarded-Scheme`, gunicorn `X-Forwarded-Protocol: ssl`,
+/// CodeIgniter `Front-End-Https`; forward-auth apps read
+/// `X-Forwarded-Method` with `X-Forwarded-Uri`).
+/// (`HeaderName`s, not `&str`s: a lookup by `&str` parses the name again on
+/// every request.)
+static UNTRUSTED_HOP_HEADERS: [HeaderName; 12] = [
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
@@ -94,6 +101,11 @@ static UNTRUSTED_ADDRESS_HEADERS: [HeaderName; 7] = [
     HeaderName::from_static("x-forwarded-uri"),
     HeaderName::from_static("true-client-ip"),
     HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-protocol"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-forwarded-method"),
 ];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -103,9 +115,9 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 static REPLACED_ADDRESS_HEADERS: [HeaderName; 4] =
     [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, http::header::FORWARDED];
 
-/// Whether `folded` names a client-address header, of either kind.
-fn is_address_header(folded: &str) -> bool {
-    UNTRUSTED_ADDRESS_HEADERS.iter().chain(&REPLACED_ADDRESS_HEADERS).any(|h| h.as_str() == folded)
+/// Whether `folded` names a hop header, of either kind.
+fn is_hop_header(folded: &str) -> bool {
+    UNTRUSTED_HOP_HEADERS.iter().chain(&REPLACED_ADDRESS_HEADERS).any(|h| h.as_str() == folded)
 }
 
 /// Lower-cases and reads `_` as `-`, the way many app servers (CGI, WSGI,
@@ -156,7 +168,7 @@ impl StripRules {
         // An underscore spelling (`X_Forwarded_For`) of an address header goes
         // whoever sent it: an app server that reads `_` as `-` would merge it
         // into the real one, which `apply_forwarded` writes or checks.
-        let address_spelling = matches!(&folded, Cow::Owned(f) if is_address_header(f));
+        let address_spelling = matches!(&folded, Cow::Owned(f) if is_hop_header(f));
         is_hop_by_hop(name, &folded)
             || address_spelling
             || REWRITE_HEADERS.contains(&folded.as_ref())
@@ -291,7 +303,7 @@ pub fn apply_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
     }
     // One pass over the (few) headers sent beats a hashed lookup per name;
     // a list of them is made only when one is there (seldom).
-    let untrusted = |name: &&HeaderName| UNTRUSTED_ADDRESS_HEADERS.contains(*name);
+    let untrusted = |name: &&HeaderName| UNTRUSTED_HOP_HEADERS.contains(*name);
     if headers.keys().any(|name| untrusted(&name)) {
         let doomed: Few<HeaderName> = headers.keys().filter(untrusted).cloned().collect();
         for name in doomed {
@@ -522,6 +534,8 @@ mod tests {
             ("x_forwarded_port", "1"),
             ("x_forwarded_server", "evil"),
             ("x_forwarded_uri", "/admin"),
+            ("X_Forwarded_Ssl", "on"),
+            ("x_forwarded_method", "DELETE"),
         ];
         for trusted in [false, true] {
             let mut h = map(&sent);
@@ -537,6 +551,32 @@ mod tests {
             assert_eq!(h["x-forwarded-proto"], "http");
             // From a trusted proxy the real X-Real-IP stays; otherwise it goes too.
             assert_eq!(h.contains_key("x-real-ip"), trusted);
+        }
+    }
+
+    /// A client over plain HTTP must not pass for one over HTTPS (or ask for
+    /// another method) to an app that reads another spelling than
+    /// `X-Forwarded-Proto`; a trusted proxy in front may say so.
+    #[test]
+    fn scheme_and_method_spellings_only_a_trusted_proxy_may_send() {
+        let sent = [
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-scheme", "https"),
+            ("x-forwarded-protocol", "ssl"),
+            ("front-end-https", "on"),
+            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-uri", "/admin"),
+        ];
+        for trusted in [false, true] {
+            let mut h = map(&sent);
+            let hop =
+                Hop { peer: "10.0.0.9".parse().unwrap(), peer_trusted: trusted, proto: "http", host: "a" };
+            apply_forwarded(&mut h, &hop);
+            for (name, value) in sent {
+                let kept = h.get(name).map(|v| v.to_str().unwrap());
+                assert_eq!(kept, trusted.then_some(value), "{name}, trusted={trusted}");
+            }
+            assert_eq!(h["x-forwarded-proto"], "http");
         }
     }
 
