@@ -229,6 +229,11 @@ fn bench_extract(c: &mut Criterion, token: &str) {
     g.bench_function("cookie_jar", |b| {
         b.iter(|| CookieJar::parse(black_box(&headers)).get("access_token_cookie").map(<[u8]>::len))
     });
+    // The extract phase's check of the four configured names, each in any
+    // spelling an app reads as it.
+    let names = ["access_token_cookie", "refresh_token_cookie", "csrf_access_token", "csrf_refresh_token"];
+    assert!(jar.reject_duplicates(&names).is_ok());
+    g.bench_function("cookie_duplicates", |b| b.iter(|| black_box(&jar).reject_duplicates(&names).is_ok()));
     g.bench_function("bearer", |b| b.iter(|| bearer(black_box(&headers)).ok().flatten().map(str::len)));
     g.finish();
 }

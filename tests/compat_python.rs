@@ -187,3 +187,48 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
         check(401, &r, "cookie without CSRF");
     }
 }
+
+/// Werkzeug and Starlette trim a cookie's name; jwtgate takes the access
+/// cookie only by its exact name (DESIGN §7). Beside the real cookie, a
+/// copy whose name only the app trims would be one cookie to jwtgate and two
+/// to the app, which acts on its parser's pick (Werkzeug the first,
+/// Starlette the last): jwtgate would judge bob's token while the app ran
+/// as alice. Such a request is refused as a duplicate.
+#[tokio::test]
+async fn an_access_cookie_that_the_app_reads_twice_is_refused() {
+    let minter = |gw: &TestGateway, sub: &str| {
+        let spec = jwtgate::token::MintSpec {
+            sub,
+            token_type: jwtgate::token::TokenType::Access,
+            fresh: false,
+            csrf: None,
+            fid: None,
+            auth_time: None,
+            exp: None,
+            extra: &serde_json::Map::new(),
+        };
+        gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now()).unwrap().token
+    };
+    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
+    for (app_name, spelling) in [
+        ("flask_app.py", "x=1;  access_token_cookie={alice}; access_token_cookie={bob}"),
+        ("authx_app.py", "access_token_cookie={bob}; access_token_cookie ={alice}"),
+        ("authx_app.py", "access_token_cookie={bob};\taccess_token_cookie={alice}"),
+    ] {
+        let app = PyApp::start(app_name).await;
+        let gw = start_gateway(&base_config(routes), app.addr, None).await;
+        let (alice, bob) = (minter(&gw, "alice"), minter(&gw, "bob"));
+        let cookie = spelling.replace("{alice}", &alice).replace("{bob}", &bob);
+        // The premise, asked of the app directly: it acts on alice's copy.
+        let direct = get(app.addr, "/protected", &[("Cookie", &cookie)]).await;
+        assert_eq!(direct.status, 200, "{app_name} {spelling}: {}", direct.body);
+        assert_eq!(direct.json()["sub"], "alice", "{app_name} {spelling}: the app's parser changed");
+        let resp = get(gw.addr, "/protected", &[("Cookie", &cookie)]).await;
+        resp.assert_problem(400, "bad_request");
+        // bob's cookie alone is bob, to both.
+        let resp =
+            get(gw.addr, "/protected", &[("Cookie", &format!("x=1; access_token_cookie={bob}"))]).await;
+        assert_eq!(resp.status, 200, "{app_name}: {}", resp.body);
+        assert_eq!(resp.json()["sub"], "bob");
+    }
+}

@@ -192,6 +192,12 @@ async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_defa
     let seen = up.last();
     assert!(seen.headers.get("authorization").is_none());
     assert_eq!(seen.header("cookie"), Some("a=1; b=2"));
+
+    // Spellings an app reads as the names (trimmed, PHP's `.` for `_`) go too.
+    let cookie = "a=1;  access_token_cookie=FORGED; refresh.token.cookie=R; b=2";
+    let resp = get(gw.addr, "/api/x", &[("Authorization", &format!("Bearer {t}")), ("Cookie", cookie)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().header("cookie"), Some("a=1; b=2"));
 }
 
 #[tokio::test]

@@ -327,6 +327,12 @@ async fn duplicate_authorization_or_auth_cookie_is_a_bad_request() {
         .assert_problem(400, "bad_request");
     let c = format!("access_token_cookie={t}; access_token_cookie={t}");
     get(env.gw.addr, "/api/x", &[("Cookie", &c)]).await.assert_problem(400, "bad_request");
+    // Twice as an app that trims names reads them (compat_python.rs has the apps).
+    let c = format!("x=1;  access_token_cookie={t}; access_token_cookie={t}");
+    get(env.gw.addr, "/api/x", &[("Cookie", &c)]).await.assert_problem(400, "bad_request");
+    // Alone, such a spelling is not the cookie (DESIGN 7: names compare as raw bytes).
+    let c = format!("x=1;  access_token_cookie={t}");
+    get(env.gw.addr, "/api/x", &[("Cookie", &c)]).await.assert_problem(401, "missing_token");
     assert_eq!(env.up.count(), 0);
 }
 

@@ -67,24 +67,41 @@ impl CookieJar {
         self.pairs.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v.as_slice())
     }
 
-    fn count(&self, name: &str) -> usize {
-        self.pairs.iter().filter(|(n, _)| n == name.as_bytes()).count()
-    }
-
     /// One of jwtgate's own cookie names twice → 400: which copy an app would
-    /// read is not defined, so neither is trusted.
-    pub fn reject_duplicates(&self, names: &[&str]) -> Result<(), GatewayError> {
-        if names.iter().any(|n| self.count(n) > 1) {
-            return Err(GatewayError::BadRequest("an authentication cookie appears more than once"));
+    /// read is not defined, so neither is trusted. Twice as an app reads
+    /// names: `x=1;  access=A; access=B` is one `access` to jwtgate, which
+    /// compares raw bytes, and two to Werkzeug, which trims the name and
+    /// reads the first (A), while Starlette reads the last of
+    /// `access=B; access =A`. jwtgate would have judged B and the app acted
+    /// on A.
+    /// (See [`spells_cookie`]. One pass over the cookies: one shorter than
+    /// every name is none of them, and one with no byte to trim, decode or
+    /// mangle is judged by its exact name.)
+    pub fn reject_duplicates<const N: usize>(&self, names: &[&str; N]) -> Result<(), GatewayError> {
+        let shortest = names.iter().map(|n| n.len()).min().unwrap_or(0);
+        let mut seen = [false; N];
+        for (raw, _) in self.pairs.iter().filter(|(raw, _)| raw.len() >= shortest) {
+            let foldable = may_fold(raw);
+            for (name, seen) in names.iter().zip(&mut seen) {
+                if raw == name.as_bytes() || (foldable && folds_to(raw, name)) {
+                    if *seen {
+                        return Err(GatewayError::BadRequest(
+                            "an authentication cookie appears more than once",
+                        ));
+                    }
+                    *seen = true;
+                }
+            }
         }
         Ok(())
     }
 
-    /// The Cookie header to forward, without the named cookies; None if empty.
+    /// The Cookie header to forward, without the named cookies (in any
+    /// spelling an app reads as the name); None if empty.
     pub fn render_without(&self, drop: &[&str]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         for (name, value) in &self.pairs {
-            if drop.iter().any(|d| d.as_bytes() == name.as_slice()) {
+            if drop.iter().any(|d| spells_cookie(name, d)) {
                 continue;
             }
             if !out.is_empty() {
@@ -98,12 +115,63 @@ impl CookieJar {
     }
 
     /// Replaces (or adds) `name`'s value, for forwarding a refreshed token.
+    /// A cookie jwtgate did not read as `name` but an app would (`access =…`)
+    /// is replaced too, spelling and all: beside the new one, an app might
+    /// read it instead.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.pairs.iter_mut().find(|(n, _)| n == name.as_bytes()) {
-            Some(pair) => pair.1 = value.as_bytes().to_vec(),
-            None => self.pairs.push((name.as_bytes().to_vec(), value.as_bytes().to_vec())),
+        let pair = (name.as_bytes().to_vec(), value.as_bytes().to_vec());
+        match self.pairs.iter_mut().find(|(n, _)| spells_cookie(n, name)) {
+            Some(found) => *found = pair,
+            None => self.pairs.push(pair),
         }
     }
+}
+
+/// Whether an app may read the cookie named `raw` as `name`: exactly, or
+/// with whitespace around it trimmed (Werkzeug, Starlette, Django, Go and
+/// Node all trim; Starlette and Django as `str.strip()` does, which takes
+/// NBSP and NEL too), or percent-decoded and mangled as PHP reads names
+/// ([`is_param`]). jwtgate itself takes a cookie only by its exact name
+/// (DESIGN §7); these other spellings only count toward the duplicate rule,
+/// go where the name goes under `strip`, and give way to a swapped token.
+fn spells_cookie(raw: &[u8], name: &str) -> bool {
+    raw == name.as_bytes() || (may_fold(raw) && folds_to(raw, name))
+}
+
+/// Whether a name has a byte some app trims, decodes or mangles: without
+/// one, only the exact name reads as the name.
+fn may_fold(raw: &[u8]) -> bool {
+    raw.iter().any(|&b| FOLDABLE[usize::from(b)])
+}
+
+/// The bytes [`may_fold`] looks for, as a table: it runs over every long
+/// enough cookie name of every request.
+static FOLDABLE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_trimmed(b as u8) || matches!(b as u8, b'%' | b'+' | b'.' | b'[');
+        b += 1;
+    }
+    table
+};
+
+/// [`spells_cookie`] past the exact comparison.
+fn folds_to(raw: &[u8], name: &str) -> bool {
+    // Every reading keeps a name's length or shortens it.
+    if raw.len() < name.len() {
+        return false;
+    }
+    let start = raw.iter().position(|b| !is_trimmed(*b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| !is_trimmed(*b)).map_or(start, |i| i + 1);
+    let trimmed = &raw[start..end];
+    trimmed == name.as_bytes() || std::str::from_utf8(trimmed).is_ok_and(|t| is_param(t, name))
+}
+
+/// What Python's `str.strip()` removes from a Latin-1 header (a superset of
+/// the SP and HTAB other parsers trim).
+const fn is_trimmed(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | 0x85 | 0xa0)
 }
 
 /// The Bearer token of the single Authorization header, if it is one.
@@ -228,6 +296,53 @@ mod tests {
     fn names_compare_as_raw_bytes() {
         let jar = CookieJar::parse(&headers(&["%5F%5FHost-x=1"]));
         assert_eq!(jar.get("__Host-x"), None);
+    }
+
+    /// Spellings Werkzeug (first wins), Starlette (last wins) or PHP read as
+    /// the name: beside the real cookie, the app could act on another token
+    /// than the one jwtgate judged.
+    #[test]
+    fn an_auth_cookie_twice_as_apps_read_names_is_refused() {
+        let spellings: [(&[u8], &str); 9] = [
+            (b"x=1;  access=A; access=B", "access"),
+            (b"access=B; access =A", "access"),
+            (b"access=B;\taccess=A", "access"),
+            // NBSP and NEL as single bytes: Starlette reads the header as Latin-1.
+            (b"access=B; \xa0access=A", "access"),
+            (b"access=B; access\x85=A", "access"),
+            (b"a_b=B; a%5Fb=A", "a_b"),
+            (b"a_b=B; a.b=A", "a_b"),
+            (b"a_b=B; a+b=A", "a_b"),
+            (b"a_b=B; a[b=A", "a_b"),
+        ];
+        for (cookie, name) in spellings {
+            let mut h = HeaderMap::new();
+            h.append(COOKIE, HeaderValue::from_bytes(cookie).unwrap());
+            let jar = CookieJar::parse(&h);
+            assert!(
+                jar.reject_duplicates(&[name]).is_err(),
+                "{:?} passed",
+                cookie.escape_ascii().to_string()
+            );
+        }
+        // The raw-byte rule still decides which cookie is the credential,
+        // and other names, however close, pass.
+        let jar = CookieJar::parse(&headers(&["x=1;  access=A"]));
+        assert_eq!(jar.get("access"), None);
+        assert!(jar.reject_duplicates(&["access"]).is_ok());
+        let jar = CookieJar::parse(&headers(&["access=B; accessx=A; xaccess=A; acc ess=A; access_=A"]));
+        assert!(jar.reject_duplicates(&["access"]).is_ok());
+    }
+
+    /// Under `strip`, and when a refreshed token is swapped in, the other
+    /// spellings go with the name.
+    #[test]
+    fn other_spellings_of_a_name_go_where_the_name_goes() {
+        let jar = CookieJar::parse(&headers(&["a=1;  access=A; b=2"]));
+        assert_eq!(jar.render_without(&["access"]).unwrap(), b"a=1; b=2");
+        let mut jar = CookieJar::parse(&headers(&["a=1; access =A; b=2"]));
+        jar.set("access", "NEW");
+        assert_eq!(jar.render_without(&[]).unwrap(), b"a=1; access=NEW; b=2");
     }
 
     #[test]
