@@ -211,6 +211,36 @@ async fn redis_counts_a_replay_as_a_use() {
     a_replay_counts_as_a_use(redis().await).await
 }
 
+/// A family remembers the last 8 jtis rotated away (DESIGN.md §7), no more:
+/// inside the grace the 8th one back is still a replay, the 9th is reuse.
+/// A longer list would serve the current pair to tokens long rotated away;
+/// a shorter one would revoke families of users whose tabs raced.
+pub async fn only_the_last_eight_rotations_are_remembered(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "many").await;
+    for i in 0..10 {
+        let (presented, candidate) = (format!("r{i}"), format!("r{}", i + 1));
+        assert_eq!(
+            store.rotate(&req("many", &presented, &candidate), s.at(T0 + 1 + i)).await.unwrap(),
+            RotateOutcome::Rotated(pair(&candidate))
+        );
+    }
+    let family = store.family("many").await.unwrap().unwrap();
+    let kept: Vec<&str> = family.rotated.iter().map(|r| r.jti.as_str()).collect();
+    assert_eq!(kept, ["r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"], "the oldest two are dropped");
+    // r2 was rotated away at T0 + 3, r1 at T0 + 2: both well inside the grace.
+    assert_eq!(
+        store.rotate(&req("many", "r2", "rX"), s.at(T0 + 11)).await.unwrap(),
+        RotateOutcome::Replayed(pair("r10"))
+    );
+    assert_eq!(
+        store.rotate(&req("many", "r1", "rY"), s.at(T0 + 12)).await.unwrap(),
+        RotateOutcome::ReuseDetected,
+        "a jti no longer remembered is reuse, grace or not"
+    );
+}
+
 /// A purge keeps a rotation's answer for the whole grace: a racing request
 /// that arrives late in it still gets the pair.
 pub async fn purge_waits_for_the_grace(s: Subject) {
@@ -429,6 +459,10 @@ macro_rules! conformance {
                 super::revocations_are_never_shortened($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn only_the_last_eight_rotations_are_remembered() {
+                super::only_the_last_eight_rotations_are_remembered($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_rotation_is_single() {
                 super::concurrent_rotation_is_single($make).await
             }
@@ -563,6 +597,28 @@ async fn redis_keys_expire_from_login_and_from_a_jti_revocation() {
     for key in ["jwtgate:family:unseen", "jwtgate:revoked:fid:unseen"] {
         let ttl: i64 = ::redis::cmd("TTL").arg(key).query_async(&mut conn).await.unwrap();
         assert!((1..=201).contains(&ttl), "{key} expires after the revocation: TTL {ttl}");
+    }
+}
+
+/// The trim happens inside the rotate script, on what Redis stores: the
+/// family hash's `rotated` field holds the last 8 jtis however many rotations
+/// there were, so a long-lived, busy session never grows its record.
+#[tokio::test]
+async fn redis_stores_only_the_last_eight_rotated_jtis() {
+    let (server, first) = redis_with_a_family().await;
+    let mut conn =
+        ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    for i in 0..20 {
+        let (presented, candidate) = (format!("r{i}"), format!("r{}", i + 1));
+        let outcome = first.rotate(&req("f", &presented, &candidate), at(&first, T0 + 1 + i)).await.unwrap();
+        assert_eq!(outcome, RotateOutcome::Rotated(pair(&candidate)));
+        let raw: String =
+            ::redis::cmd("HGET").arg("jwtgate:family:f").arg("rotated").query_async(&mut conn).await.unwrap();
+        let stored: Vec<serde_json::Value> = serde_json::from_str(&raw).unwrap();
+        // r0 ..= r{i} rotated away so far; the newest 8 of them stay.
+        let expected: Vec<String> = ((i - 7).max(0)..=i).map(|j| format!("r{j}")).collect();
+        let jtis: Vec<&str> = stored.iter().map(|r| r["jti"].as_str().unwrap()).collect();
+        assert_eq!(jtis, expected, "after {} rotations Redis holds {raw}", i + 1);
     }
 }
 
