@@ -622,6 +622,58 @@ async fn redis_stores_only_the_last_eight_rotated_jtis() {
     }
 }
 
+/// More than two of the redis purge's batches (`PURGE_BATCH`, 500 records
+/// per script call, so that one call never blocks Redis for long).
+const MANY: i64 = 1100;
+
+/// A purge goes on until a batch comes back short, for the dead records and
+/// for the stale `prev_result`s alike (each phase below fills only one of
+/// the two, so the loop must watch both counts): stopping after one batch
+/// would leave the rest to pile up from purge to purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_purge_works_through_more_than_one_batch() {
+    let server = redis_server::RedisServer::start();
+    let store = RedisStore::connect(&redis_settings(&server)).await.unwrap();
+    let mut conn =
+        ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let fids: Vec<String> = (0..MANY).map(|i| format!("f{i}")).collect();
+    // Stale prev_results only: every family is alive, none of them is dropped.
+    at(&store, T0);
+    for fid in &fids {
+        login(&store, fid).await;
+    }
+    for fid in &fids {
+        store.rotate(&req(fid, "r0", "r1"), at(&store, T0 + 1)).await.unwrap();
+    }
+    // Well past the grace: `at` can land a second late (a second boundary
+    // passing before Redis reads TIME), and over this many calls one will.
+    assert_eq!(store.purge(at(&store, T0 + 10 + GRACE), GRACE).await.unwrap(), 0);
+    for fid in &fids {
+        assert!(
+            store.family(fid).await.unwrap().unwrap().prev_result.is_none(),
+            "{fid} kept its prev_result"
+        );
+    }
+    let indexed: i64 = ::redis::cmd("ZCARD").arg("jwtgate:prev").query_async(&mut conn).await.unwrap();
+    assert_eq!(indexed, 0, "prev_results left in the purge index");
+    // Dead records only: MANY jti revocations past their end.
+    for i in 0..MANY {
+        store.revoke_jti(&format!("j{i}"), T0 + 100, at(&store, T0)).await.unwrap();
+    }
+    assert_eq!(store.purge(at(&store, T0 + 200), GRACE).await.unwrap(), MANY as usize);
+    let left: Vec<String> =
+        ::redis::cmd("KEYS").arg("jwtgate:revoked:jti:*").query_async(&mut conn).await.unwrap();
+    assert!(left.is_empty(), "{} expired revocations survived the purge", left.len());
+    let dead: i64 = ::redis::cmd("ZCOUNT")
+        .arg("jwtgate:expiry")
+        .arg("-inf")
+        .arg(T0 + 200)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "dead records left in the purge index");
+}
+
 conformance!(memory, Subject::caller_clock(Arc::new(jwtgate::store::MemoryStore::new())));
 conformance!(embedded, embedded());
 conformance!(redis, redis().await);
