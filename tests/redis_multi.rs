@@ -1,7 +1,8 @@
 //! Two gateway instances sharing one Redis (DESIGN.md §10): rotation,
 //! replays and reuse seen across instances, revocations pushed to the other
-//! instance, a stampede split over both, and a Redis outage (fail closed with
-//! 503, recover on its own).
+//! instance, a stampede split over both, a Redis outage (fail closed with
+//! 503, recover on its own), and a revocation feed cut while Redis still
+//! answers (`/readyz` 503 too).
 //!
 //! Time: both gateways share a ManualClock; the stores' script clock (Redis
 //! `TIME`) is moved by the same amount with `set_clock_offset`, so moving time
@@ -293,4 +294,64 @@ async fn a_frozen_redis_is_noticed_by_the_heartbeat() {
     })
     .await;
     assert!(recovered, "not recovered {:?} after Redis thawed", thawed.elapsed());
+}
+
+/// Serves `on`'s admin endpoints on a port of their own; returns its address.
+async fn serve_admin(on: &Instance) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(jwtgate::admin::serve(listener, on.gw.gateway.clone()));
+    addr
+}
+
+/// Sets the channel rules of Redis's default user: `resetchannels` closes
+/// the subscriptions it no longer allows and refuses new ones, while every
+/// other command still answers; `allchannels` lets the feed subscribe again.
+/// Channel rules need Redis ≥ 6.2 (this was written against 7.0).
+async fn channels(redis: &RedisServer, rule: &str) {
+    let mut conn =
+        ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let set: Result<String, _> =
+        ::redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).query_async(&mut conn).await;
+    let set = set.unwrap_or_else(|e| panic!("ACL SETUSER default {rule}: {e} (needs redis-server >= 6.2)"));
+    assert_eq!(set, "OK");
+}
+
+/// `/readyz` asks the revocation feed too, not only Redis's PING: while the
+/// subscription cannot be re-established (Redis answering everything else)
+/// it turns 503 once `max_staleness` has passed, as the access path does,
+/// and 200 again once the feed has resubscribed and reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_revocation_feed_is_down_though_redis_answers() {
+    let env = env("1s").await;
+    let admin = serve_admin(&env.a).await;
+    let (body, _) = env.login(&env.a).await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(admin, "/readyz", &[]).await.status, 200);
+
+    let broken = Instant::now();
+    channels(&env.redis, "resetchannels").await;
+    let stale =
+        within(Duration::from_secs(3), || async { get(admin, "/readyz", &[]).await.status == 503 }).await;
+    let unready_after = broken.elapsed();
+    assert!(stale, "still ready {unready_after:?} after the feed was cut, with max_staleness 1s");
+    // Its last proof of life came at most one heartbeat (250 ms) before the
+    // cut: until max_staleness past it, the feed's set is still trusted.
+    assert!(unready_after >= Duration::from_millis(500), "unready {unready_after:?} after the cut");
+    let unready = get(admin, "/readyz", &[]).await;
+    assert!(unready.body.contains("revocation feed"), "503 for another reason: {}", unready.body);
+    let mut conn =
+        ::redis::Client::open(env.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let pong: String = ::redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG", "Redis itself still answers");
+    bearer(&env.a, "/api/x", &access).await.assert_problem(503, "store_unavailable");
+
+    channels(&env.redis, "allchannels").await;
+    let restored = Instant::now();
+    let recovered = within(Duration::from_secs(2), || async {
+        get(admin, "/readyz", &[]).await.status == 200
+            && bearer(&env.a, "/api/x", &access).await.status == 200
+    })
+    .await;
+    assert!(recovered, "not ready {:?} after the feed could subscribe again", restored.elapsed());
 }
