@@ -74,7 +74,7 @@ impl Env {
     /// Moves every clock: the gateways' and Redis's as the scripts see it.
     fn advance(&self, secs: i64) {
         self.clock.advance(secs);
-        let offset = self.clock.now() - SystemClock.now();
+        let offset = redis_server::clock_offset_to(self.clock.now());
         self.a.store.set_clock_offset(offset);
         self.b.store.set_clock_offset(offset);
     }

@@ -12,7 +12,6 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jwtgate::clock::{Clock, SystemClock};
 use jwtgate::config::{StoreBackend, StoreSettings};
 use jwtgate::store::{Family, RedisStore, RotateOutcome, RotateRequest, Store, TokenPair};
 
@@ -483,7 +482,7 @@ async fn redis() -> Subject {
     let clock = store.clone();
     Subject {
         store,
-        set_clock: Box::new(move |t| clock.set_clock_offset(t - SystemClock.now())),
+        set_clock: Box::new(move |t| clock.set_clock_offset(redis_server::clock_offset_to(t))),
         _guard: Some(Box::new(server)),
     }
 }
@@ -501,7 +500,7 @@ fn redis_settings(server: &redis_server::RedisServer) -> StoreSettings {
 
 /// Moves `store`'s script clock to `t`; returns `t`.
 fn at(store: &RedisStore, t: i64) -> i64 {
-    store.set_clock_offset(t - SystemClock.now());
+    store.set_clock_offset(redis_server::clock_offset_to(t));
     t
 }
 

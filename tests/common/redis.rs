@@ -174,3 +174,17 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// The offset (`RedisStore::set_clock_offset`) that puts a store's script
+/// clock, Redis `TIME` plus whole seconds, at `t`. Taken clear of a second's
+/// end: an offset read just before the wall clock ticks would put the
+/// script's `TIME` a second past `t`, and a test that asserts on the
+/// boundary of a grace or a timeout would fail once in a while.
+pub fn clock_offset_to(t: i64) -> i64 {
+    let since_epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let millis = since_epoch().subsec_millis();
+    if millis > 800 {
+        std::thread::sleep(Duration::from_millis(u64::from(1005 - millis)));
+    }
+    t - since_epoch().as_secs() as i64
+}
