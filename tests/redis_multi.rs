@@ -248,7 +248,13 @@ async fn redis_outage_fails_closed_and_recovers_on_its_own() {
     let resp = with_jar(&env.a, "GET", "/api/y", &jar, &[]).await;
     resp.assert_problem(503, "store_unavailable");
     assert!(resp.all("set-cookie").is_empty(), "nothing rotated");
-    assert_eq!(env.up.count(), forwarded, "no request passed while the store was down");
+    // The background traffic sends one request at a time: one admitted
+    // before the feed went stale may still be on its way to the upstream.
+    let since = env.up.targets().split_off(forwarded);
+    assert!(
+        since.len() <= 1 && since.iter().all(|t| t == "/api/bg"),
+        "requests passed while the store was down: {since:?}"
+    );
 
     // Redis comes back empty (no persistence): new logins work everywhere.
     env.redis.restart();
