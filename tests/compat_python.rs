@@ -188,6 +188,69 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
     }
 }
 
+/// flask-jwt-extended reads the Authorization header its own way: the Bearer
+/// element of a comma list, split on any whitespace, the scheme only as
+/// `Bearer`, and otherwise the cookie. Wherever that would make the app run
+/// on another token than the one jwtgate judged (alice's, say, revoked at
+/// jwtgate by a logout the app never heard of), jwtgate refuses the request
+/// or forwards the header in the spelling the app reads.
+#[tokio::test]
+async fn flask_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spelling() {
+    let app = PyApp::start("flask_app.py").await;
+    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
+    let gw = start_gateway(&base_config(routes), app.addr, None).await;
+    let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
+    // (Authorization, cookie token, whom the app runs as when asked directly,
+    // what jwtgate answers: its status and whom the app then runs as.)
+    let cases = [
+        (format!("Basic eA==, Bearer {alice}"), &mallory, "alice", 400, None),
+        (format!("Bearer\t{alice}"), &mallory, "alice", 200, Some("alice")),
+        (format!("bearer {mallory}"), &alice, "alice", 200, Some("mallory")),
+        (format!("BEARER {mallory}"), &alice, "alice", 200, Some("mallory")),
+        (format!("Bearer {mallory}"), &alice, "mallory", 200, Some("mallory")),
+    ];
+    for (authorization, cookie, direct_sub, status, sub) in cases {
+        let headers =
+            [("Authorization", authorization.as_str()), ("Cookie", &format!("access_token_cookie={cookie}"))];
+        let direct = get(app.addr, "/protected", &headers).await;
+        assert_eq!(direct.status, 200, "{authorization:.16}: {}", direct.body);
+        assert_eq!(direct.json()["sub"], direct_sub, "{authorization:.16}: the app's parser changed");
+        let resp = get(gw.addr, "/protected", &headers).await;
+        assert_eq!(resp.status, status, "{authorization:.16}: {}", resp.body);
+        match sub {
+            Some(sub) => assert_eq!(resp.json()["sub"], sub, "{authorization:.16}"),
+            None => resp.assert_problem(400, "bad_request"),
+        }
+    }
+    // A NBSP between scheme and token (obs-text, which hyper passes) is
+    // whitespace to Python: refused, never left for the cookie to decide.
+    let mut raw = format!("GET /protected HTTP/1.1\r\nHost: app.test\r\nCookie: access_token_cookie={mallory}\r\nConnection: close\r\nAuthorization: Bearer").into_bytes();
+    raw.push(0xa0);
+    raw.extend_from_slice(format!("{alice}\r\n\r\n").as_bytes());
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(&raw).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("bad_request"), "{answer}");
+}
+
+fn mint_as(gw: &TestGateway, sub: &str) -> String {
+    let spec = jwtgate::token::MintSpec {
+        sub,
+        token_type: jwtgate::token::TokenType::Access,
+        fresh: false,
+        csrf: None,
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &serde_json::Map::new(),
+    };
+    gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now()).unwrap().token
+}
+
 /// Werkzeug and Starlette trim a cookie's name; jwtgate takes the access
 /// cookie only by its exact name (DESIGN §7). Beside the real cookie, a
 /// copy whose name only the app trims would be one cookie to jwtgate and two
@@ -196,19 +259,6 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
 /// as alice. Such a request is refused as a duplicate.
 #[tokio::test]
 async fn an_access_cookie_that_the_app_reads_twice_is_refused() {
-    let minter = |gw: &TestGateway, sub: &str| {
-        let spec = jwtgate::token::MintSpec {
-            sub,
-            token_type: jwtgate::token::TokenType::Access,
-            fresh: false,
-            csrf: None,
-            fid: None,
-            auth_time: None,
-            exp: None,
-            extra: &serde_json::Map::new(),
-        };
-        gw.gateway.snapshot().runtime.tokens.minter.mint(&spec, now()).unwrap().token
-    };
     let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
     for (app_name, spelling) in [
         ("flask_app.py", "x=1;  access_token_cookie={alice}; access_token_cookie={bob}"),
@@ -217,7 +267,7 @@ async fn an_access_cookie_that_the_app_reads_twice_is_refused() {
     ] {
         let app = PyApp::start(app_name).await;
         let gw = start_gateway(&base_config(routes), app.addr, None).await;
-        let (alice, bob) = (minter(&gw, "alice"), minter(&gw, "bob"));
+        let (alice, bob) = (mint_as(&gw, "alice"), mint_as(&gw, "bob"));
         let cookie = spelling.replace("{alice}", &alice).replace("{bob}", &bob);
         // The premise, asked of the app directly: it acts on alice's copy.
         let direct = get(app.addr, "/protected", &[("Cookie", &cookie)]).await;

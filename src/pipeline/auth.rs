@@ -2,7 +2,7 @@
 
 use http::Request;
 
-use super::extract::{bearer, query_token, CookieJar, Credential, Source};
+use super::extract::{authorization, bearer_token, query_token, CookieJar, Credential, Source};
 use super::{RequestCtx, TokenState};
 use crate::error::GatewayError;
 use crate::route::Policy;
@@ -14,14 +14,18 @@ pub fn extract<B>(ctx: &mut RequestCtx, req: &Request<B>, jar: &CookieJar) -> Re
     let rt = &ctx.snap.runtime;
     let cookies = &rt.cookies;
     jar.reject_duplicates(&[&cookies.access, &cookies.refresh, &cookies.csrf_access, &cookies.csrf_refresh])?;
-    let header_token = bearer(req.headers())?;
+    // Two Authorization headers are refused whichever location decides; a
+    // malformed one only where the header location is reached.
+    let authorization = authorization(req.headers())?;
     let Some(route) = ctx.route() else { return Ok(()) };
     let cookie_name = if route.policy == Policy::Refresh { &cookies.refresh } else { &cookies.access };
     let query = ctx.canonical.as_ref().and_then(|c| c.query.as_deref());
     let mut found = None;
     for location in &rt.tokens.locations {
         found = match location {
-            Location::Headers => header_token.map(|t| (t.to_owned(), Source::Header)),
+            Location::Headers => {
+                authorization.map(bearer_token).transpose()?.flatten().map(|t| (t.to_owned(), Source::Header))
+            }
             Location::Cookies => jar
                 .get(cookie_name)
                 .filter(|v| !v.is_empty())

@@ -113,6 +113,9 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
     // strip options never remove the credential a route authenticated with.
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
+    if let Some(credential) = ctx.credential.as_ref().filter(|c| c.source == Source::Header) {
+        respell_bearer(hdrs, &credential.token);
+    }
     let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
         let header_authenticated = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
@@ -137,6 +140,24 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     hdrs.remove(COOKIE);
     if let Some(value) = jar.render_without(&drop).and_then(|v| HeaderValue::from_bytes(&v).ok()) {
         hdrs.insert(COOKIE, value);
+    }
+}
+
+/// The Authorization header that authenticated goes on as `Bearer <token>`:
+/// flask-jwt-extended reads the scheme only in that spelling, and given
+/// `bearer <token>` or `Bearer\t<token>` would read a cookie jwtgate never
+/// verified instead.
+fn respell_bearer(hdrs: &mut http::HeaderMap, token: &str) {
+    const SCHEME: &[u8] = b"Bearer ";
+    // `Bearer ` and a value as long as the token is `Bearer <token>`: the
+    // token is that value with spaces trimmed.
+    let as_sent = hdrs
+        .get(AUTHORIZATION)
+        .is_some_and(|v| v.len() == SCHEME.len() + token.len() && v.as_bytes().starts_with(SCHEME));
+    if !as_sent {
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            hdrs.insert(AUTHORIZATION, value);
+        }
     }
 }
 
