@@ -73,10 +73,11 @@ impl CookieJar {
     /// compares raw bytes, and two to Werkzeug, which trims the name and
     /// reads the first (A), while Starlette reads the last of
     /// `access=B; access =A`. jwtgate would have judged B and the app acted
-    /// on A.
-    /// (See [`spells_cookie`]. One pass over the cookies: one shorter than
-    /// every name is none of them, and one with no byte to trim, decode or
-    /// mangle is judged by its exact name.)
+    /// on A (see `spells_cookie`).
+    ///
+    /// One pass over the cookies: one shorter than every name is none of
+    /// them, and one with no byte to trim, decode or mangle is judged by its
+    /// exact name.
     pub fn reject_duplicates<const N: usize>(&self, names: &[&str; N]) -> Result<(), GatewayError> {
         let shortest = names.iter().map(|n| n.len()).min().unwrap_or(0);
         let mut seen = [false; N];
