@@ -237,6 +237,62 @@ async fn flask_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spell
     assert!(answer.contains("bad_request"), "{answer}");
 }
 
+/// AuthX reads the whole Authorization value with every `Bearer ` deleted
+/// (a bare token is its token), and stops at a header it cannot decode.
+/// Where that reading is a token, the value must be `Bearer <token>` or the
+/// request is refused: jwtgate would otherwise have found no token there and
+/// judged the cookie while AuthX ran on the header.
+#[tokio::test]
+async fn authx_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spelling() {
+    let app = PyApp::start("authx_app.py").await;
+    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
+    let gw = start_gateway(&base_config(routes), app.addr, None).await;
+    let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
+    let (head, signature) = alice.rsplit_once('.').unwrap();
+    let cookie = format!("access_token_cookie={mallory}");
+    for authorization in [alice.clone(), format!("{head}.Bearer {signature}")] {
+        let headers = [("Authorization", authorization.as_str()), ("Cookie", cookie.as_str())];
+        let direct = get(app.addr, "/protected", &headers).await;
+        assert_eq!(direct.status, 200, "{authorization:.16}: {}", direct.body);
+        assert_eq!(direct.json()["sub"], "alice", "{authorization:.16}: AuthX's reading changed");
+        get(gw.addr, "/protected", &headers).await.assert_problem(400, "bad_request");
+    }
+    // `bearer <token>` fails at AuthX when asked directly; through jwtgate it
+    // arrives as `Bearer <token>`.
+    let headers =
+        [("Authorization", format!("bearer {mallory}")), ("Cookie", format!("access_token_cookie={alice}"))];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    assert_ne!(get(app.addr, "/protected", &headers).await.status, 200);
+    let resp = get(gw.addr, "/protected", &headers).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["sub"], "mallory");
+}
+
+/// When the query decides (a location after the header and the cookie), the
+/// token leaves the query (DESIGN §4 rule 3) and travels as the header both
+/// libraries read first: an app that got none would go on to a cookie it
+/// reads and jwtgate did not. A cookie whose name only an app reads as the
+/// cookie is refused there.
+#[tokio::test]
+async fn a_query_token_reaches_the_app_as_the_bearer_it_reads_first() {
+    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
+    for app_name in ["flask_app.py", "authx_app.py"] {
+        let app = PyApp::start(app_name).await;
+        let gw = start_gateway(&base_config(routes), app.addr, None).await;
+        let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
+        let target = format!("/protected?token={mallory}");
+        let resp = get(gw.addr, &target, &[]).await;
+        assert_eq!(resp.status, 200, "{app_name}: {}", resp.body);
+        assert_eq!(resp.json()["sub"], "mallory", "{app_name}");
+        // The shadow: the app, asked directly, runs on alice's cookie.
+        let cookie = format!("access_token_cookie ={alice}");
+        let direct = get(app.addr, &target, &[("Cookie", &cookie)]).await;
+        assert_eq!(direct.status, 200, "{app_name}: {}", direct.body);
+        assert_eq!(direct.json()["sub"], "alice", "{app_name}: the app's parser changed");
+        get(gw.addr, &target, &[("Cookie", &cookie)]).await.assert_problem(400, "bad_request");
+    }
+}
+
 fn mint_as(gw: &TestGateway, sub: &str) -> String {
     let spec = jwtgate::token::MintSpec {
         sub,

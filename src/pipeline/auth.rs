@@ -21,15 +21,19 @@ pub fn extract<B>(ctx: &mut RequestCtx, req: &Request<B>, jar: &CookieJar) -> Re
     let cookie_name = if route.policy == Policy::Refresh { &cookies.refresh } else { &cookies.access };
     let query = ctx.canonical.as_ref().and_then(|c| c.query.as_deref());
     let mut found = None;
+    // A cookie only an app reads as the cookie (`access_token_cookie =…`),
+    // where the cookie location found none.
+    let mut shadowed = false;
     for location in &rt.tokens.locations {
         found = match location {
             Location::Headers => {
                 authorization.map(bearer_token).transpose()?.flatten().map(|t| (t.to_owned(), Source::Header))
             }
-            Location::Cookies => jar
-                .get(cookie_name)
-                .filter(|v| !v.is_empty())
-                .map(|v| (String::from_utf8_lossy(v).into_owned(), Source::Cookie)),
+            Location::Cookies => {
+                let cookie = jar.get(cookie_name).filter(|v| !v.is_empty());
+                shadowed = cookie.is_none() && jar.spelled(cookie_name);
+                cookie.map(|v| (String::from_utf8_lossy(v).into_owned(), Source::Cookie))
+            }
             Location::Query => query
                 .and_then(|q| query_token(q, &rt.tokens.query_param))
                 .map(|t| (t.to_owned(), Source::Query)),
@@ -37,6 +41,13 @@ pub fn extract<B>(ctx: &mut RequestCtx, req: &Request<B>, jar: &CookieJar) -> Re
         if found.is_some() {
             break;
         }
+    }
+    // A later location decided, and the app, which reads cookies before it
+    // (or, as AuthX apps, never reads it), would run on the shadow instead.
+    if shadowed && found.is_some() {
+        return Err(GatewayError::BadRequest(
+            "an authentication cookie's name is spelled as only an app reads it",
+        ));
     }
     ctx.credential = found.map(|(token, source)| Credential { token, source });
     Ok(())

@@ -115,6 +115,12 @@ impl CookieJar {
         (!out.is_empty()).then_some(out)
     }
 
+    /// Whether a cookie an app may read as `name` is here, in whatever
+    /// spelling (see `spells_cookie`).
+    pub fn spelled(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(raw, _)| spells_cookie(raw, name))
+    }
+
     /// Replaces (or adds) `name`'s value, for forwarding a refreshed token.
     /// A cookie jwtgate did not read as `name` but an app would (`access =…`)
     /// is replaced too, spelling and all: beside the new one, an app might
@@ -217,7 +223,7 @@ pub fn bearer_token(first: &http::HeaderValue) -> Result<Option<&str>, GatewayEr
     let text = first.to_str().ok().filter(|t| !t.contains(','));
     let mut words = text.into_iter().flat_map(|t| t.split([' ', '\t'])).filter(|w| !w.is_empty());
     match (words.next(), words.next(), words.next()) {
-        (Some(_bearer), Some(token), None) => Ok(Some(token)),
+        (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token)),
         _ => Err(GatewayError::BadRequest("malformed Bearer Authorization header")),
     }
 }
@@ -229,14 +235,39 @@ fn trim_spaces(bytes: &[u8]) -> &[u8] {
 }
 
 /// Whether an app could read a Bearer token from this Authorization value,
-/// verified or not: flask-jwt-extended splits a comma list and each element
+/// verified or not. flask-jwt-extended splits a comma list and each element
 /// on any whitespace, as Python's `str.split()` knows it (`Basic …, Bearer
-/// …`, `Bearer\t…`, `Bearer\u{a0}…` read as Latin-1).
+/// …`, `Bearer\t…`, `Bearer\u{a0}…` read as Latin-1). AuthX takes the whole
+/// value with every `Bearer ` deleted, so a bare token, or one with
+/// `Bearer ` inside it, is a token to AuthX too: any value that reads so as
+/// one word with a `.` in it (a JWT's shape; the schemes in use have a
+/// space after their name).
 pub fn is_bearer(value: &http::HeaderValue) -> bool {
-    value.as_bytes().split(|&b| b == b',').any(|element| {
+    let bytes = value.as_bytes();
+    let flask = bytes.split(|&b| b == b',').any(|element| {
         let mut words = element.split(|&b| is_py_space(b)).filter(|w| !w.is_empty());
         words.next().is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer"))
-    })
+    });
+    flask || authx_reads_a_token(bytes)
+}
+
+/// AuthX's reading (`value.replace("Bearer ", "")`) is one word with a `.`.
+fn authx_reads_a_token(bytes: &[u8]) -> bool {
+    const BEARER: &[u8] = b"Bearer ";
+    let (mut rest, mut dot) = (bytes, false);
+    while !rest.is_empty() {
+        if rest.starts_with(BEARER) {
+            rest = &rest[BEARER.len()..];
+            continue;
+        }
+        match rest[0] {
+            b if is_py_space(b) => return false,
+            b'.' => dot = true,
+            _ => {}
+        }
+        rest = &rest[1..];
+    }
+    dot
 }
 
 /// The value of `param` in a raw query string (first occurrence).
@@ -372,6 +403,14 @@ mod tests {
         assert!(jar.reject_duplicates(&["access"]).is_ok());
     }
 
+    #[test]
+    fn a_name_is_spelled_in_any_spelling_an_app_reads() {
+        let jar = CookieJar::parse(&headers(&["x=1;  access=A"]));
+        assert!(jar.spelled("access") && jar.get("access").is_none());
+        let jar = CookieJar::parse(&headers(&["x=1; accessx=A; access_=B"]));
+        assert!(!jar.spelled("access"));
+    }
+
     /// Under `strip`, and when a refreshed token is swapped in, the other
     /// spellings go with the name.
     #[test]
@@ -440,11 +479,22 @@ mod tests {
             b"Bearer\x85a.b.c",
             b"Bearer a.b.c d",
             b"Bearer",
+            // AuthX deletes every `Bearer ` and decodes what is left.
+            b"a.b.c",
+            b"a.b.Bearer c",
+            b"Bearer a.b.Bearer c",
         ] {
             assert!(read(value).is_err(), "{:?} was not refused", value.escape_ascii().to_string());
         }
         // Other schemes carry no token, and nothing is refused for them.
-        for value in [&b"Basic eA=="[..], b"Digest a=1, b=2", b"Bearerish a.b.c", b"Basic \xa0"] {
+        for value in [
+            &b"Basic eA=="[..],
+            b"Digest a=1, b=2",
+            b"Bearerish a.b.c",
+            b"Basic \xa0",
+            b"Token a.b.c",
+            b"abc",
+        ] {
             assert_eq!(read(value).unwrap(), None, "{:?}", value.escape_ascii().to_string());
         }
     }

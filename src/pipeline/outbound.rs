@@ -113,8 +113,15 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
     // strip options never remove the credential a route authenticated with.
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
-    if let Some(credential) = ctx.credential.as_ref().filter(|c| c.source == Source::Header) {
-        respell_bearer(hdrs, &credential.token);
+    match &ctx.credential {
+        Some(c) if c.source == Source::Header => respell_bearer(hdrs, &c.token),
+        // A query token leaves the query (DESIGN §4 rule 3); under `keep` it
+        // travels as the header apps read first, in place of any other
+        // Authorization: given none, an app would go on to its next location
+        // (a cookie, a `jwt=` parameter, a JSON body) and run on a token
+        // jwtgate never saw.
+        Some(c) if c.source == Source::Query && fwd.token == Keep::Keep => respell_bearer(hdrs, &c.token),
+        _ => {}
     }
     let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
@@ -143,10 +150,9 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     }
 }
 
-/// The Authorization header that authenticated goes on as `Bearer <token>`:
-/// flask-jwt-extended reads the scheme only in that spelling, and given
-/// `bearer <token>` or `Bearer\t<token>` would read a cookie jwtgate never
-/// verified instead.
+/// Makes the Authorization header `Bearer <token>`: flask-jwt-extended
+/// reads the scheme only in that spelling, and given `bearer <token>` or
+/// `Bearer\t<token>` would read a cookie jwtgate never verified instead.
 fn respell_bearer(hdrs: &mut http::HeaderMap, token: &str) {
     const SCHEME: &[u8] = b"Bearer ";
     // `Bearer ` and a value as long as the token is `Bearer <token>`: the
