@@ -42,8 +42,8 @@ pub fn extract<B>(ctx: &mut RequestCtx, req: &Request<B>, jar: &CookieJar) -> Re
             break;
         }
     }
-    // A later location decided, and the app, which reads cookies before it
-    // (or, as AuthX apps, never reads it), would run on the shadow instead.
+    // A later location decided: an app that reads cookies before that
+    // location, or does not read it at all, would run on the shadow instead.
     if shadowed && found.is_some() {
         return Err(GatewayError::BadRequest(
             "an authentication cookie's name is spelled as only an app reads it",
