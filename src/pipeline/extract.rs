@@ -448,7 +448,7 @@ mod tests {
         assert!(bearer(&h).is_err());
     }
 
-    /// Wherever flask-jwt-extended would read a Bearer token, jwtgate reads
+    /// Wherever flask-jwt-extended or AuthX would read a token, jwtgate reads
     /// the same one or refuses the request: it never sees no token there.
     #[test]
     fn an_authorization_header_an_app_reads_a_bearer_from_carries_one() {
