@@ -30,6 +30,9 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
+/// One access route in front of a Python app.
+const PROTECTED: &str = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
+
 /// (case, path, expected status, expected error code)
 const CASES: &[(&str, &str, u16, &str)] = &[
     ("authx_access_fresh", "/api/x", 200, ""),
@@ -197,8 +200,7 @@ async fn tokens_jwtgate_mints_are_accepted_by_authx_and_flask() {
 #[tokio::test]
 async fn flask_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spelling() {
     let app = PyApp::start("flask_app.py").await;
-    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
-    let gw = start_gateway(&base_config(routes), app.addr, None).await;
+    let gw = start_gateway(&base_config(PROTECTED), app.addr, None).await;
     let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
     // (Authorization, cookie token, whom the app runs as when asked directly,
     // what jwtgate answers: its status and whom the app then runs as.)
@@ -245,8 +247,7 @@ async fn flask_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spell
 #[tokio::test]
 async fn authx_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spelling() {
     let app = PyApp::start("authx_app.py").await;
-    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
-    let gw = start_gateway(&base_config(routes), app.addr, None).await;
+    let gw = start_gateway(&base_config(PROTECTED), app.addr, None).await;
     let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
     let (head, signature) = alice.rsplit_once('.').unwrap();
     let cookie = format!("access_token_cookie={mallory}");
@@ -275,10 +276,9 @@ async fn authx_runs_on_the_token_jwtgate_judged_whatever_the_authorization_spell
 /// cookie is refused there.
 #[tokio::test]
 async fn a_query_token_reaches_the_app_as_the_bearer_it_reads_first() {
-    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
     for app_name in ["flask_app.py", "authx_app.py"] {
         let app = PyApp::start(app_name).await;
-        let gw = start_gateway(&base_config(routes), app.addr, None).await;
+        let gw = start_gateway(&base_config(PROTECTED), app.addr, None).await;
         let (alice, mallory) = (mint_as(&gw, "alice"), mint_as(&gw, "mallory"));
         let target = format!("/protected?token={mallory}");
         let resp = get(gw.addr, &target, &[]).await;
@@ -315,14 +315,13 @@ fn mint_as(gw: &TestGateway, sub: &str) -> String {
 /// as alice. Such a request is refused as a duplicate.
 #[tokio::test]
 async fn an_access_cookie_that_the_app_reads_twice_is_refused() {
-    let routes = "[[routes]]\npath = \"/protected\"\npolicy = \"access\"\nupstream = \"app\"\n";
     for (app_name, spelling) in [
         ("flask_app.py", "x=1;  access_token_cookie={alice}; access_token_cookie={bob}"),
         ("authx_app.py", "access_token_cookie={bob}; access_token_cookie ={alice}"),
         ("authx_app.py", "access_token_cookie={bob};\taccess_token_cookie={alice}"),
     ] {
         let app = PyApp::start(app_name).await;
-        let gw = start_gateway(&base_config(routes), app.addr, None).await;
+        let gw = start_gateway(&base_config(PROTECTED), app.addr, None).await;
         let (alice, bob) = (mint_as(&gw, "alice"), mint_as(&gw, "bob"));
         let cookie = spelling.replace("{alice}", &alice).replace("{bob}", &bob);
         // The premise, asked of the app directly: it acts on alice's copy.

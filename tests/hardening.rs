@@ -542,27 +542,28 @@ async fn a_client_that_goes_away_ends_its_upstream_request() {
     let hung = Upstream::start(UpstreamBehavior::Hang).await;
     let cfg = base_config(PUBLIC_AND_API).replace("timeout = \"2s\"", "timeout = \"30s\"");
     let gw = start_gateway(&cfg, hung.addr, None).await;
-    async fn within(limit: Duration, done: impl Fn() -> bool) {
-        let started = std::time::Instant::now();
-        while !done() {
-            assert!(started.elapsed() < limit, "not within {limit:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
 
     let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     client.write_all(b"GET /public/h1 HTTP/1.1\r\nHost: app.test\r\n\r\n").await.unwrap();
-    within(Duration::from_secs(5), || hung.count() == 1).await;
+    assert!(
+        within(Duration::from_secs(5), || async { hung.count() == 1 }).await,
+        "never reached the upstream"
+    );
     assert_eq!(hung.closed.load(Ordering::SeqCst), 0);
     drop(client);
-    within(Duration::from_secs(3), || hung.closed.load(Ordering::SeqCst) == 1).await;
+    let closed = within(Duration::from_secs(3), || async { hung.closed.load(Ordering::SeqCst) == 1 }).await;
+    assert!(closed, "the upstream request outlived its client");
 
     let (mut send, _conn) = common::client::h2_connect(gw.addr).await;
     let req = http::Request::get("http://app.test/public/h2").body(http_body_util::Empty::new()).unwrap();
     let pending = send.send_request(req);
     let pending = tokio::spawn(pending);
-    within(Duration::from_secs(5), || hung.count() == 2).await;
+    assert!(
+        within(Duration::from_secs(5), || async { hung.count() == 2 }).await,
+        "never reached the upstream"
+    );
     pending.abort();
-    within(Duration::from_secs(3), || hung.closed.load(Ordering::SeqCst) == 2).await;
+    let closed = within(Duration::from_secs(3), || async { hung.closed.load(Ordering::SeqCst) == 2 }).await;
+    assert!(closed, "the upstream request outlived its reset stream");
     assert_eq!(hung.targets(), ["/public/h1", "/public/h2"]);
 }

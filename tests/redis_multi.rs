@@ -12,7 +12,6 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,24 +101,6 @@ async fn with_jar(on: &Instance, method: &str, path: &str, jar: &Jar, extra: &[(
 
 async fn bearer(on: &Instance, path: &str, token: &str) -> RawResponse {
     get(on.gw.addr, path, &[("Authorization", &format!("Bearer {token}"))]).await
-}
-
-/// Polls `check` until it holds; false if `limit` passes first.
-async fn within<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
