@@ -43,11 +43,16 @@ impl RawResponse {
 /// Sends `request` verbatim (add `Connection: close`) and reads the response;
 /// status 0 when the server is gone (refused or reset).
 pub async fn send_raw(addr: SocketAddr, request: &str) -> RawResponse {
+    send_bytes(addr, request.as_bytes()).await
+}
+
+/// [`send_raw`] for requests that are not UTF-8 (Latin-1 bytes in a header).
+pub async fn send_bytes(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return RawResponse { status: 0, headers: HashMap::new(), body: String::new() };
     };
     let dead = RawResponse { status: 0, headers: HashMap::new(), body: String::new() };
-    if stream.write_all(request.as_bytes()).await.is_err() {
+    if stream.write_all(request).await.is_err() {
         return dead;
     }
     let mut buf = Vec::new();
