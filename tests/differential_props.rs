@@ -11,7 +11,8 @@
 //! checking `iss`, accept: the stand-in for any token an app cannot know is
 //! bad (revoked, too old, failing `require`). Whatever the request, the app
 //! must never answer as mallory: it would be running on a token jwtgate never
-//! judged. Without any one of jwtgate's rules for cookie names an app trims,
+//! judged. Under `token = "strip"` the app behind an access route must not
+//! answer at all: any token it ran on is one that got past the strip. Without any one of jwtgate's rules for cookie names an app trims,
 //! Authorization forms flask-jwt-extended reads, or bare tokens AuthX reads,
 //! this fails within the default 1 024 cases.
 
@@ -287,15 +288,18 @@ struct Tally {
     refused_by_app: AtomicUsize,
 }
 
-async fn app_agrees_with_jwtgate(app_script: &str) {
+async fn app_agrees_with_jwtgate(app_script: &str, token: &str) {
     let app = PyApp::start(app_script).await;
-    let config = base_config(ROUTES).replace("[tokens]\n", "[tokens]\nissuer = \"jwtgate\"\n");
+    let config = base_config(&format!("[forward]\ntoken = \"{token}\"\n{ROUTES}"))
+        .replace("[tokens]\n", "[tokens]\nissuer = \"jwtgate\"\n");
     let gw = start_gateway(&config, app.addr, None).await;
     let now = unix_now();
     for target in TARGETS {
         let tokens = Tokens::new(&gw, target, now);
-        let Target { method, path, .. } = target;
-        let label = format!("{app_script} {method} {path}");
+        let Target { method, path, token_type, .. } = target;
+        // Under strip only a refresh route's own credential reaches the app.
+        let app_sees_tokens = token == "keep" || *token_type == TokenType::Refresh;
+        let label = format!("{app_script} {method} {path}, token = {token}");
         let send = |addr, token: &str| {
             let auth = format!("Bearer {token}");
             async move {
@@ -306,10 +310,20 @@ async fn app_agrees_with_jwtgate(app_script: &str) {
         let direct = send(app.addr, &tokens.mallory).await;
         assert_eq!(direct.status, 200, "{label} refuses mallory's token itself: {}", direct.body);
         assert_eq!(direct.json()["sub"], "mallory", "{label}");
-        // And through jwtgate: alice is served, mallory refused.
+        // And through jwtgate: alice is served (or, stripped, refused by the
+        // app for want of a token), mallory refused.
         let alice = send(gw.addr, &tokens.alice).await;
-        assert_eq!(alice.status, 200, "{label}: {}", alice.body);
-        assert_eq!(alice.json()["sub"], "alice", "{label}");
+        if app_sees_tokens {
+            assert_eq!(alice.status, 200, "{label}: {}", alice.body);
+            assert_eq!(alice.json()["sub"], "alice", "{label}");
+        } else {
+            assert_eq!(alice.status, 401, "{label}: {}", alice.body);
+            assert_ne!(
+                alice.header("content-type"),
+                Some("application/problem+json"),
+                "{label}: the app's 401"
+            );
+        }
         send(gw.addr, &tokens.mallory).await.assert_problem(401, "invalid_token");
 
         let tally = Tally::default();
@@ -326,6 +340,12 @@ async fn app_agrees_with_jwtgate(app_script: &str) {
                 let shown = String::from_utf8_lossy(&request).into_owned();
                 prop_assert_ne!(resp.status, 0, "no answer to {}", shown);
                 if resp.status == 200 {
+                    prop_assert!(
+                        app_sees_tokens,
+                        "{} ran on a token that got past the strip: {}",
+                        label,
+                        shown
+                    );
                     let sub = &resp.json()["sub"];
                     prop_assert_eq!(sub, "alice", "{} ran on a token jwtgate never judged: {}", label, shown);
                     tally.served_as_alice.fetch_add(1, Ordering::Relaxed);
@@ -344,19 +364,27 @@ async fn app_agrees_with_jwtgate(app_script: &str) {
         let refused = tally.refused_by_jwtgate.load(Ordering::Relaxed);
         let app_refused = tally.refused_by_app.load(Ordering::Relaxed);
         eprintln!("{label}: served as alice {served}, refused by jwtgate {refused}, refused by the app {app_refused}");
-        assert!(
-            served > 0 && refused > 0,
-            "{label}: the requests must reach both outcomes: served {served}, refused {refused}"
-        );
+        let reached_app = if app_sees_tokens { served } else { app_refused };
+        assert!(reached_app > 0 && refused > 0, "{label}: the requests must reach both sides: {served} served, {app_refused} refused by the app, {refused} by jwtgate");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flask_never_runs_on_a_token_jwtgate_did_not_accept() {
-    app_agrees_with_jwtgate("flask_app.py").await;
+    app_agrees_with_jwtgate("flask_app.py", "keep").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flask_never_runs_on_a_token_jwtgate_stripped() {
+    app_agrees_with_jwtgate("flask_app.py", "strip").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authx_never_runs_on_a_token_jwtgate_did_not_accept() {
-    app_agrees_with_jwtgate("authx_app.py").await;
+    app_agrees_with_jwtgate("authx_app.py", "keep").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authx_never_runs_on_a_token_jwtgate_stripped() {
+    app_agrees_with_jwtgate("authx_app.py", "strip").await;
 }

@@ -273,6 +273,25 @@ async fn token_strip_on_a_refresh_route_keeps_only_the_credential_that_authentic
     assert_eq!(up.last().header("authorization"), Some(bearer.as_str()), "the header authenticated: kept");
 }
 
+/// A refresh token from the query leaves the query (DESIGN §4 rule 3) and,
+/// under `strip` as under `keep`, reaches the app as its Bearer: the app
+/// refreshes with it, and given none would answer 401 (found by
+/// `tests/differential_props.rs`).
+#[tokio::test]
+async fn token_strip_on_a_refresh_route_forwards_a_query_token_as_the_bearer() {
+    let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
+    let refresh = mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new());
+    let resp = get(gw.addr, &format!("/app-refresh?token={refresh}&a=1"), &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().target, "/app-refresh?a=1");
+    assert_eq!(up.last().header("authorization"), Some(format!("Bearer {refresh}").as_str()));
+    // Elsewhere a query token is the access token `strip` removes.
+    let access = token(&gw);
+    let resp = get(gw.addr, &format!("/api/x?token={access}"), &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!((up.last().target.as_str(), up.last().header("authorization")), ("/api/x", None));
+}
+
 #[tokio::test]
 async fn claims_json_header_carries_every_claim() {
     let (up, gw) = env("[forward]\nclaims_json_header = \"X-Auth-Claims\"").await;

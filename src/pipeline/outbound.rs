@@ -74,7 +74,8 @@ pub fn rewrite(
     Ok(())
 }
 
-/// The query as forwarded: verbatim, minus a token that was taken from it.
+/// The query as forwarded: verbatim, minus a token that was taken from it
+/// (and no `?` when nothing is left).
 /// Under `token = "strip"`, minus every query token when the query is a token
 /// location, as every Bearer goes: when a header or cookie decided, an
 /// unverified `?token=` beside it would reach an app that reads the query
@@ -84,10 +85,15 @@ fn forwarded_query(ctx: &RequestCtx) -> Option<Cow<'_, str>> {
     let tokens = &ctx.snap.runtime.tokens;
     let from_query = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Query);
     let strip = ctx.snap.runtime.forward.token == Keep::Strip && tokens.locations.contains(&Location::Query);
-    if from_query || strip {
-        Some(Cow::Owned(query_without(query, &tokens.query_param)))
-    } else {
-        Some(Cow::Borrowed(query))
+    if !(from_query || strip) {
+        return Some(Cow::Borrowed(query));
+    }
+    let rest = query_without(query, &tokens.query_param);
+    // Removing shortens; with nothing left the target loses its `?` too.
+    match rest.len() {
+        0 => None,
+        n if n == query.len() => Some(Cow::Borrowed(query)),
+        _ => Some(Cow::Owned(rest)),
     }
 }
 
@@ -113,26 +119,29 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
     // strip options never remove the credential a route authenticated with.
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
+    let forwarded = fwd.token == Keep::Keep || refresh_route;
     match &ctx.credential {
         Some(c) if c.source == Source::Header => respell_bearer(hdrs, &c.token),
-        // A query token leaves the query (DESIGN §4 rule 3); under `keep` it
-        // travels as the header apps read first, in place of any other
-        // Authorization: given none, an app would go on to its next location
-        // (a cookie, a `jwt=` parameter, a JSON body) and run on a token
-        // jwtgate never saw.
-        Some(c) if c.source == Source::Query && fwd.token == Keep::Keep => respell_bearer(hdrs, &c.token),
+        // A query token leaves the query (DESIGN §4 rule 3); where it is
+        // forwarded it travels as the header apps read first, in place of
+        // any other Authorization: given none, an app would go on to its next
+        // location (a cookie, a `jwt=` parameter, a JSON body) and run on a
+        // token jwtgate never saw, or (on a refresh route) have nothing to
+        // refresh with.
+        Some(c) if c.source == Source::Query && forwarded => respell_bearer(hdrs, &c.token),
         _ => {}
     }
     let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
-        let header_authenticated = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Header);
+        let in_header =
+            ctx.credential.as_ref().is_some_and(|c| matches!(c.source, Source::Header | Source::Query));
         if !refresh_route {
             drop.push(&cookies.access);
         }
         // Any Bearer token, not only the one that authenticated: when a
         // cookie decided, an unverified Bearer beside it would otherwise
         // reach an app that reads the header first.
-        let keep_header = refresh_route && header_authenticated;
+        let keep_header = refresh_route && in_header;
         if !keep_header && hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
             hdrs.remove(AUTHORIZATION);
         }
