@@ -826,3 +826,47 @@ async fn without_rotation_a_new_access_token_ends_with_its_refresh_token() {
     let resp = get(env.gw.addr, "/api/d", &[("Authorization", &format!("Bearer {access}"))]).await;
     resp.assert_problem(401, "token_revoked");
 }
+
+/// An app that logs the user out by clearing its cookies (flask-jwt-extended's
+/// `unset_jwt_cookies`, on a route jwtgate guards) may get a request jwtgate
+/// refreshed on the way. The app's Set-Cookie for a name is the last word:
+/// jwtgate's new cookies after it would have kept the browser logged in. A
+/// cookie of another name leaves jwtgate's in place.
+#[tokio::test]
+async fn an_app_clearing_its_cookies_on_an_implicitly_refreshed_request_has_the_last_word() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    env.clock.advance(120);
+    let names = ["access_token_cookie", "refresh_token_cookie", "csrf_access_token", "csrf_refresh_token"];
+    let clears: Vec<String> = names.iter().map(|n| format!("{n}=; Max-Age=0; Path=/")).collect();
+    env.up.respond_with.lock().unwrap().extend(clears.iter().map(|c| ("Set-Cookie".to_owned(), c.clone())));
+    let resp = env.with_jar("POST", "/api/logout", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let forwarded = env.up.last().header("cookie").unwrap().to_owned();
+    assert!(!forwarded.contains(jar.get("access_token_cookie").unwrap()), "the app got the refreshed token");
+    assert_eq!(set_cookies(&resp), set_cookies_of(&clears), "only the app's Set-Cookie");
+    let mut after = jar.clone();
+    after.absorb(&resp);
+    assert!(after.0.is_empty(), "the browser is logged out: {after:?}");
+
+    // Another name: jwtgate's four cookies as well as the app's.
+    env.up.respond_with.lock().unwrap().truncate(1); // the identity header, for the login
+    let (_, jar) = env.login().await;
+    env.clock.advance(120);
+    env.up.respond_with.lock().unwrap().push(("Set-Cookie".into(), "theme=dark; Path=/".into()));
+    let resp = env.with_jar("GET", "/api/page", &jar, &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let lines = set_cookies(&resp);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let mut after = jar.clone();
+    after.absorb(&resp);
+    assert_ne!(after.get("access_token_cookie"), jar.get("access_token_cookie"), "{lines:?}");
+    assert_eq!(after.get("theme"), Some("dark"));
+}
+
+fn set_cookies_of(lines: &[String]) -> Vec<String> {
+    let mut v = lines.to_vec();
+    v.sort();
+    v
+}

@@ -270,11 +270,25 @@ fn framing_ok(headers: &HeaderMap) -> bool {
 /// login and refresh handlers' are: a shared cache must never store one
 /// user's tokens and hand them to the next visitor. The fields such caches
 /// read instead of `Cache-Control` go too.
+///
+/// On an implicitly refreshed request the app's own Set-Cookie for a name
+/// is the last word: an app logging the user out clears its cookies, and
+/// jwtgate's new ones after them would keep the browser logged in.
 pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     if ctx.set_cookies.is_empty() {
         return;
     }
     let headers = resp.headers_mut();
+    if ctx.refreshed.is_some() && headers.contains_key(SET_COOKIE) {
+        let app_sets = |ours: &HeaderValue| {
+            let name = cookie_name(ours.as_bytes());
+            headers.get_all(SET_COOKIE).iter().any(|theirs| cookie_name(theirs.as_bytes()) == name)
+        };
+        ctx.set_cookies.retain(|ours| !app_sets(ours));
+        if ctx.set_cookies.is_empty() {
+            return;
+        }
+    }
     for cookie in ctx.set_cookies.drain(..) {
         headers.append(SET_COOKIE, cookie);
     }
@@ -282,6 +296,14 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     for name in ["expires", "cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control"] {
         headers.remove(name);
     }
+}
+
+/// A Set-Cookie value's cookie name, as browsers read it (RFC 6265 §5.2:
+/// up to the first `=`, trimmed of spaces and tabs).
+fn cookie_name(set_cookie: &[u8]) -> &[u8] {
+    let pair = set_cookie.split(|&b| b == b';').next().unwrap_or_default();
+    let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+    name.trim_ascii()
 }
 
 /// The problem+json response for `err`, or a 303 to `errors.login_url` for a
