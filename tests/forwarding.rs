@@ -181,6 +181,37 @@ async fn trusted_proxy_chain_is_kept_and_extended() {
     assert_eq!(seen.header("x-forwarded-ssl"), Some("on"), "the proxy in front terminated TLS");
 }
 
+/// gunicorn (by default, from 127.0.0.1) takes a `SCRIPT_NAME` header as the
+/// mount point and routes on the path after it: `GET /public/api/x` with
+/// `SCRIPT_NAME: /public` runs the app's `/api/x` view under the public
+/// route's rules. Its `forwarder_headers` default also lets `PATH_INFO`
+/// through. Neither reaches the upstream, in any spelling, from any peer.
+#[tokio::test]
+async fn a_script_name_header_never_reaches_the_upstream() {
+    let spellings = [
+        ("SCRIPT_NAME", "/public"),
+        ("script_name", "/public"),
+        ("Script-Name", "/public"),
+        ("PATH_INFO", "/api/x"),
+        ("path-info", "/api/x"),
+    ];
+    let trusted =
+        base_config(&routes()).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    for config in [base_config(&routes()), trusted] {
+        let up = Upstream::start(UpstreamBehavior::Ok).await;
+        let gw = start_gateway(&config, up.addr, None).await;
+        for (name, value) in spellings {
+            let resp = get(gw.addr, "/public/api/x", &[(name, value)]).await;
+            assert_eq!(resp.status, 200, "{name}: {}", resp.body);
+            let seen = up.last();
+            assert_eq!(seen.target, "/public/api/x");
+            for sent in ["script_name", "script-name", "path_info", "path-info"] {
+                assert!(seen.headers.get(sent).is_none(), "{name} reached the upstream: {:?}", seen.headers);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn token_strip_removes_bearer_and_access_cookie_and_refresh_cookie_by_default() {
     let (up, gw) = env("[forward]\ntoken = \"strip\"").await;

@@ -73,7 +73,11 @@ fn hop_by_hop_length(len: usize) -> bool {
 }
 
 /// Headers some frameworks read as the "real" URL or method: an attacker could
-/// use them to reach a route under another route's policy.
+/// use them to reach a route under another route's policy. `SCRIPT_NAME` and
+/// `PATH_INFO` are gunicorn's `forwarder_headers`, taken by default from
+/// 127.0.0.1: given `SCRIPT_NAME: /public`, gunicorn routes
+/// `/public/admin` as `/admin`. Compared folded, so `SCRIPT_NAME` is
+/// `script-name` here.
 const REWRITE_HEADERS: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
@@ -82,6 +86,8 @@ const REWRITE_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-method-override",
     "x-http-method",
+    "script-name",
+    "path-info",
 ];
 
 /// Headers describing the client's hop (its address, port, scheme, the
@@ -425,6 +431,19 @@ mod tests {
         strip_request(&mut h, &rules());
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn strips_the_mount_point_headers_gunicorn_reads_in_every_spelling() {
+        let mut h = map(&[
+            ("SCRIPT_NAME", "/public"),
+            ("Script-Name", "/public"),
+            ("path_info", "/admin"),
+            ("X-Script-Name-Hint", "kept"),
+        ]);
+        strip_request(&mut h, &StripRules::default());
+        let kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(kept, ["x-script-name-hint"]);
     }
 
     #[test]
