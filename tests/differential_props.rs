@@ -2,7 +2,8 @@
 //! Generated requests mix Authorization headers, Cookie headers and query
 //! tokens in the spellings each side may read differently (scheme case, tabs,
 //! a bare token, names an app trims or decodes, quoted values, odd separators),
-//! and go through a real jwtgate to the real flask-jwt-extended and AuthX apps,
+//! and go through a real jwtgate to the real flask-jwt-extended (on Werkzeug's
+//! server and on gunicorn) and AuthX apps,
 //! on an access route (GET, and POST with its CSRF header) and on the apps'
 //! own refresh endpoint behind a `refresh` route.
 //!
@@ -288,8 +289,8 @@ struct Tally {
     refused_by_app: AtomicUsize,
 }
 
-async fn app_agrees_with_jwtgate(app_script: &str, token: &str) {
-    let app = PyApp::start(app_script).await;
+async fn app_agrees_with_jwtgate(app_script: &str, args: &[&str], token: &str) {
+    let app = PyApp::start_with(app_script, args).await;
     let config = base_config(&format!("[forward]\ntoken = \"{token}\"\n{ROUTES}"))
         .replace("[tokens]\n", "[tokens]\nissuer = \"jwtgate\"\n");
     let gw = start_gateway(&config, app.addr, None).await;
@@ -299,7 +300,7 @@ async fn app_agrees_with_jwtgate(app_script: &str, token: &str) {
         let Target { method, path, token_type, .. } = target;
         // Under strip only a refresh route's own credential reaches the app.
         let app_sees_tokens = token == "keep" || *token_type == TokenType::Refresh;
-        let label = format!("{app_script} {method} {path}, token = {token}");
+        let label = format!("{app_script} {} {method} {path}, token = {token}", args.join(" "));
         let send = |addr, token: &str| {
             let auth = format!("Bearer {token}");
             async move {
@@ -371,20 +372,26 @@ async fn app_agrees_with_jwtgate(app_script: &str, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flask_never_runs_on_a_token_jwtgate_did_not_accept() {
-    app_agrees_with_jwtgate("flask_app.py", "keep").await;
+    app_agrees_with_jwtgate("flask_app.py", &[], "keep").await;
+}
+
+/// gunicorn parses the head itself (Werkzeug's server above does not run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flask_on_gunicorn_never_runs_on_a_token_jwtgate_did_not_accept() {
+    app_agrees_with_jwtgate("flask_app.py", &["--server", "gunicorn"], "keep").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flask_never_runs_on_a_token_jwtgate_stripped() {
-    app_agrees_with_jwtgate("flask_app.py", "strip").await;
+    app_agrees_with_jwtgate("flask_app.py", &[], "strip").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authx_never_runs_on_a_token_jwtgate_did_not_accept() {
-    app_agrees_with_jwtgate("authx_app.py", "keep").await;
+    app_agrees_with_jwtgate("authx_app.py", &[], "keep").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authx_never_runs_on_a_token_jwtgate_stripped() {
-    app_agrees_with_jwtgate("authx_app.py", "strip").await;
+    app_agrees_with_jwtgate("authx_app.py", &[], "strip").await;
 }

@@ -53,10 +53,16 @@ impl Drop for PyApp {
 
 impl PyApp {
     pub async fn start(app: &str) -> PyApp {
+        PyApp::start_with(app, &[]).await
+    }
+
+    /// [`PyApp::start`] with more arguments (`--server gunicorn`).
+    pub async fn start_with(app: &str, args: &[&str]) -> PyApp {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(python())
             .arg(script(app))
             .args(["--port", &port.to_string(), "--secret", SECRET])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

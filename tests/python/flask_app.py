@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Tiny Flask + flask-jwt-extended app that verifies tokens (e.g. ones jwtgate minted).
 
-    python flask_app.py --port P --secret S
+    python flask_app.py --port P --secret S [--server werkzeug|gunicorn]
 
-Binds 127.0.0.1:P, served by werkzeug's threaded server (Flask's own dependency).
+Binds 127.0.0.1:P, served by werkzeug's threaded server (Flask's own dependency), or by
+gunicorn (one worker, four threads) with its default settings: Flask's usual production
+server, which among other things takes SCRIPT_NAME / PATH_INFO headers from 127.0.0.1.
 flask-jwt-extended is configured the stock way an app sharing jwtgate's HS256 secret
 would be: JWT_TOKEN_LOCATION headers + cookies, JWT_COOKIE_CSRF_PROTECT on, default names
 (cookies access_token_cookie / refresh_token_cookie, CSRF cookies csrf_access_token /
@@ -74,13 +76,33 @@ def create_app(secret: str) -> Flask:
     return app
 
 
+def serve_gunicorn(app: Flask, port: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            for key, value in {"bind": f"127.0.0.1:{port}", "workers": 1, "threads": 4,
+                               "loglevel": "warning"}.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    Server().run()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--secret", required=True)
+    ap.add_argument("--server", choices=["werkzeug", "gunicorn"], default="werkzeug")
     args = ap.parse_args(argv)
+    app = create_app(args.secret)
+    if args.server == "gunicorn":
+        serve_gunicorn(app, args.port)
+        return 0
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    create_app(args.secret).run(host="127.0.0.1", port=args.port, threaded=True)
+    app.run(host="127.0.0.1", port=args.port, threaded=True)
     return 0
 
 
