@@ -21,12 +21,12 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::props;
 use common::python::PyApp;
 use common::raw::{request, send_bytes};
 use common::*;
 use jwtgate::token::{MintSpec, TokenType};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 
 /// The one CSRF value in every token, so a request's `X-CSRF-TOKEN` passes the
 /// double submit whichever cookie a side reads (the question is which token).
@@ -300,7 +300,10 @@ async fn app_agrees_with_jwtgate(app_script: &str, args: &[&str], token: &str) {
         let Target { method, path, token_type, .. } = target;
         // Under strip only a refresh route's own credential reaches the app.
         let app_sees_tokens = token == "keep" || *token_type == TokenType::Refresh;
-        let label = format!("{app_script} {} {method} {path}, token = {token}", args.join(" "));
+        let label = format!(
+            "{} {method} {path}, token = {token}",
+            [app_script].iter().chain(args).copied().collect::<Vec<_>>().join(" ")
+        );
         let send = |addr, token: &str| {
             let auth = format!("Bearer {token}");
             async move {
@@ -328,39 +331,23 @@ async fn app_agrees_with_jwtgate(app_script: &str, args: &[&str], token: &str) {
         send(gw.addr, &tokens.mallory).await.assert_problem(401, "invalid_token");
 
         let tally = Tally::default();
-        let handle = tokio::runtime::Handle::current();
-        // 1 024 cases unless PROPTEST_CASES says otherwise: a few seconds.
-        let mut config = Config { failure_persistence: None, ..Config::default() };
-        if std::env::var_os("PROPTEST_CASES").is_none() {
-            config.cases = 1024;
-        }
-        let result = tokio::task::block_in_place(|| {
-            TestRunner::new(config).run(&case(), |case| {
-                let request = tokens.request(&case);
-                let resp = handle.block_on(send_bytes(gw.addr, &request));
-                let shown = String::from_utf8_lossy(&request).into_owned();
-                prop_assert_ne!(resp.status, 0, "no answer to {}", shown);
-                if resp.status == 200 {
-                    prop_assert!(
-                        app_sees_tokens,
-                        "{} ran on a token that got past the strip: {}",
-                        label,
-                        shown
-                    );
-                    let sub = &resp.json()["sub"];
-                    prop_assert_eq!(sub, "alice", "{} ran on a token jwtgate never judged: {}", label, shown);
-                    tally.served_as_alice.fetch_add(1, Ordering::Relaxed);
-                } else if resp.header("content-type") == Some("application/problem+json") {
-                    tally.refused_by_jwtgate.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    tally.refused_by_app.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(())
-            })
+        props::run(&label, 1024, case(), |case| {
+            let request = tokens.request(&case);
+            let resp = props::block_on(send_bytes(gw.addr, &request));
+            let shown = String::from_utf8_lossy(&request).into_owned();
+            prop_assert_ne!(resp.status, 0, "no answer to {}", shown);
+            if resp.status == 200 {
+                prop_assert!(app_sees_tokens, "{} ran on a token that got past the strip: {}", label, shown);
+                let sub = &resp.json()["sub"];
+                prop_assert_eq!(sub, "alice", "{} ran on a token jwtgate never judged: {}", label, shown);
+                tally.served_as_alice.fetch_add(1, Ordering::Relaxed);
+            } else if resp.header("content-type") == Some("application/problem+json") {
+                tally.refused_by_jwtgate.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tally.refused_by_app.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
         });
-        if let Err(e) = result {
-            panic!("{label}: {e}");
-        }
         let served = tally.served_as_alice.load(Ordering::Relaxed);
         let refused = tally.refused_by_jwtgate.load(Ordering::Relaxed);
         let app_refused = tally.refused_by_app.load(Ordering::Relaxed);

@@ -6,6 +6,7 @@ pub mod app;
 pub mod client;
 pub mod flaky;
 pub mod process;
+pub mod props;
 pub mod python;
 pub mod raw;
 pub mod session;
