@@ -13,7 +13,10 @@
 //! bad (revoked, too old, failing `require`). Whatever the request, the app
 //! must never answer as mallory: it would be running on a token jwtgate never
 //! judged. Under `token = "strip"` the app behind an access route must not
-//! answer at all: any token it ran on is one that got past the strip. Without any one of jwtgate's rules for cookie names an app trims,
+//! answer at all: any token it ran on is one that got past the strip. And
+//! where jwtgate refreshed the session on the way (its own login, cookies
+//! with a missing or expired access token), the app must run on the token
+//! the refresh minted, not on another spelling of the cookie. Without any one of jwtgate's rules for cookie names an app trims,
 //! Authorization forms flask-jwt-extended reads, or bare tokens AuthX reads,
 //! this fails within the default 1 024 cases.
 
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::props;
 use common::python::PyApp;
-use common::raw::{request, send_bytes};
+use common::raw::{request, send_bytes, send_raw};
 use common::*;
 use jwtgate::token::{MintSpec, TokenType};
 use proptest::prelude::*;
@@ -126,6 +129,12 @@ fn who() -> impl Strategy<Value = Who> {
     prop_oneof![5 => Just(Who::Alice), 5 => Just(Who::Mallory), 1 => Just(Who::Junk)]
 }
 
+/// A [`cookie_name`] form: the name itself half the time, a spelling an
+/// app trims to it (1–4) three times in ten.
+fn cookie_form() -> impl Strategy<Value = usize> {
+    prop_oneof![5 => Just(0), 3 => 1..5usize, 2 => 5..COOKIE_NAME_FORMS]
+}
+
 /// An index below `len`, 0 (the plain form) `first_weight` times in ten.
 fn index(len: usize, first_weight: u32) -> impl Strategy<Value = usize> {
     prop_oneof![first_weight => Just(0), 10 - first_weight => 1..len]
@@ -134,7 +143,7 @@ fn index(len: usize, first_weight: u32) -> impl Strategy<Value = usize> {
 fn piece() -> impl Strategy<Value = Piece> {
     let authorization = (index(AUTH_NAMES.len(), 8), index(AUTH_FORMS.len(), 4), who())
         .prop_map(|(name, form, who)| Piece::Authorization { name, form, who });
-    let pair = (index(COOKIE_NAME_FORMS, 4), index(COOKIE_VALUES.len(), 8), who());
+    let pair = (cookie_form(), index(COOKIE_VALUES.len(), 8), who());
     let cookie =
         (0..COOKIE_HEADER_NAMES.len(), prop::collection::vec(pair, 1..4), 0..COOKIE_SEPARATORS.len())
             .prop_map(|(name, pairs, separator)| Piece::Cookie { name, pairs, separator });
@@ -381,4 +390,222 @@ async fn authx_never_runs_on_a_token_jwtgate_did_not_accept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authx_never_runs_on_a_token_jwtgate_stripped() {
     app_agrees_with_jwtgate("authx_app.py", &[], "strip").await;
+}
+
+/// A session's tokens, fresh from a login through jwtgate, for one case of
+/// the implicit-refresh property.
+struct Session {
+    /// The login's access token (valid) and an expired one of its family.
+    access: String,
+    expired: String,
+    refresh: String,
+    csrf: String,
+    access_jti: String,
+}
+
+impl Session {
+    async fn login(gw: &TestGateway) -> Session {
+        let resp = request(gw.addr, "POST", "/login", &[("Content-Type", "application/json")], "{}").await;
+        assert_eq!(resp.status, 200, "login: {}", resp.body);
+        let body = resp.json();
+        let (access, refresh) =
+            (body["access_token"].as_str().unwrap(), body["refresh_token"].as_str().unwrap());
+        let now = unix_now();
+        let snap = gw.gateway.snapshot();
+        let claims = |t: &str| {
+            snap.runtime.tokens.verifier.verify(t, now).expect("jwtgate's own token").as_ref().clone()
+        };
+        let (a, r) = (claims(access), claims(refresh));
+        let spec = MintSpec {
+            sub: "alice",
+            token_type: TokenType::Access,
+            fresh: false,
+            csrf: r.csrf.as_deref(),
+            fid: r.fid.as_deref(),
+            auth_time: r.auth_time,
+            exp: Some(now - 120),
+            extra: &serde_json::Map::new(),
+        };
+        let expired = snap.runtime.tokens.minter.mint(&spec, now - 180).expect("mint").token;
+        Session {
+            access: access.to_owned(),
+            expired,
+            refresh: refresh.to_owned(),
+            csrf: r.csrf.unwrap(),
+            access_jti: a.jti.unwrap(),
+        }
+    }
+}
+
+/// What a session case's pieces carry.
+#[derive(Debug, Clone, Copy)]
+enum SessionToken {
+    Access,
+    Expired,
+    Refresh,
+    MalloryAccess,
+    MalloryRefresh,
+}
+
+#[derive(Debug, Clone)]
+struct SessionCase {
+    post: bool,
+    /// Authorization forms (index into AUTH_FORMS) and what they carry.
+    headers: Vec<(usize, SessionToken)>,
+    /// Cookie pairs: spelling (cookie_name's form), of the access (false)
+    /// or refresh (true) cookie's name, and the token.
+    cookies: Vec<(usize, bool, SessionToken)>,
+}
+
+fn session_token() -> impl Strategy<Value = SessionToken> {
+    prop_oneof![
+        Just(SessionToken::Access),
+        Just(SessionToken::Expired),
+        Just(SessionToken::Refresh),
+        Just(SessionToken::MalloryAccess),
+        Just(SessionToken::MalloryRefresh),
+    ]
+}
+
+fn session_case() -> impl Strategy<Value = SessionCase> {
+    use SessionToken::*;
+    let header = (index(AUTH_FORMS.len(), 5), session_token());
+    // Mostly a token of the cookie's own type, as a browser holds them.
+    let access = prop_oneof![2 => Just(Access), 3 => Just(Expired), 1 => Just(MalloryAccess)];
+    let refresh = prop_oneof![4 => Just(Refresh), 1 => Just(MalloryRefresh)];
+    let cookie = prop_oneof![
+        4 => (cookie_form(), Just(false), access),
+        4 => (cookie_form(), Just(true), refresh),
+        1 => (cookie_form(), any::<bool>(), session_token()),
+    ];
+    (any::<bool>(), prop::option::weighted(0.25, header), prop::collection::vec(cookie, 1..4)).prop_map(
+        |(post, header, cookies)| SessionCase { post, headers: header.into_iter().collect(), cookies },
+    )
+}
+
+impl SessionCase {
+    fn request(&self, s: &Session, mallory_access: &str, mallory_refresh: &str) -> String {
+        let token = |t: SessionToken| match t {
+            SessionToken::Access => s.access.as_str(),
+            SessionToken::Expired => s.expired.as_str(),
+            SessionToken::Refresh => s.refresh.as_str(),
+            SessionToken::MalloryAccess => mallory_access,
+            SessionToken::MalloryRefresh => mallory_refresh,
+        };
+        let method = if self.post { "POST" } else { "GET" };
+        let mut req = format!(
+            "{method} /protected HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nContent-Length: 0\r\nX-CSRF-TOKEN: {}\r\n",
+            s.csrf
+        );
+        for &(form, t) in &self.headers {
+            let value = String::from_utf8_lossy(AUTH_FORMS[form]).replace('@', token(t));
+            req.push_str(&format!("Authorization: {value}\r\n"));
+        }
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|&(form, refresh, t)| {
+                let name = if refresh { "refresh_token_cookie" } else { "access_token_cookie" };
+                format!("{}={}", String::from_utf8_lossy(&cookie_name(form, name)), token(t))
+            })
+            .collect();
+        req.push_str(&format!("Cookie: {}\r\n\r\n", pairs.join("; ")));
+        req
+    }
+}
+
+/// The identity provider behind jwtgate's login handler: every login is alice.
+async fn idp() -> Upstream {
+    let idp = Upstream::start(UpstreamBehavior::Ok).await;
+    idp.respond_with.lock().unwrap().push(("X-Jwtgate-Identity".into(), r#"{"sub":"alice"}"#.into()));
+    idp
+}
+
+/// Implicit refresh: with cookies, jwtgate refreshes a request whose access
+/// cookie is missing or expired and swaps the new token into the Cookie the
+/// app gets. Whatever else the request carries (spellings of either cookie
+/// an app reads as it, mallory's tokens, an expired one, Authorization
+/// forms), the app runs on a token of alice's that jwtgate judged: the new
+/// one when jwtgate refreshed and no Authorization header was sent, else the
+/// login's access token.
+async fn refreshed_requests_agree(app_script: &str, args: &[&str]) {
+    let app = PyApp::start_with(app_script, args).await;
+    let idp = idp().await;
+    let routes = format!(
+        "{ROUTES}\n[[routes]]\npath = \"/login\"\nhandler = \"login\"\nupstream = \"idp\"\n\n\
+         [[upstreams]]\nname = \"idp\"\nurls = [\"http://{}\"]\n",
+        idp.addr
+    );
+    let config = base_config(&routes).replace("[tokens]\n", "[tokens]\nissuer = \"jwtgate\"\n");
+    let gw = start_gateway(&config, app.addr, None).await;
+    let label = [app_script].iter().chain(args).copied().collect::<Vec<_>>().join(" ");
+    let now = unix_now();
+    let mallory = |kind: &str| {
+        let claims = format!(
+            r#"{{"sub":"mallory","iss":"evil","type":"{kind}","fresh":false,"csrf":"{CSRF}","jti":"m-{kind}","iat":{now},"nbf":{now},"exp":{}}}"#,
+            now + 600
+        );
+        hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims)
+    };
+    let (mallory_access, mallory_refresh) = (mallory("access"), mallory("refresh"));
+    let (refreshed, served) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    props::run(&label, 1024, session_case(), |case| {
+        let session = props::block_on(Session::login(&gw));
+        let request = case.request(&session, &mallory_access, &mallory_refresh);
+        let resp = props::block_on(send_raw(gw.addr, &request));
+        prop_assert_ne!(resp.status, 0, "no answer to {}", request);
+        let new_access = resp.all("set-cookie").into_iter().find_map(|c| {
+            let token = c.strip_prefix("access_token_cookie=")?.split(';').next()?.to_owned();
+            (!token.is_empty()).then_some(token)
+        });
+        if new_access.is_some() {
+            refreshed.fetch_add(1, Ordering::Relaxed);
+        }
+        if resp.status != 200 {
+            return Ok(());
+        }
+        served.fetch_add(1, Ordering::Relaxed);
+        let body = resp.json();
+        prop_assert_eq!(&body["sub"], "alice", "{} ran on a token jwtgate never judged: {}", label, request);
+        let ran_on = body["claims"]["jti"].as_str().unwrap_or_default().to_owned();
+        let new_jti = new_access.as_deref().map(|t| {
+            let claims =
+                gw.gateway.snapshot().runtime.tokens.verifier.verify(t, unix_now()).expect("jwtgate's token");
+            claims.jti.clone().unwrap()
+        });
+        match new_jti {
+            Some(new) if case.headers.is_empty() => {
+                prop_assert_eq!(
+                    ran_on,
+                    new,
+                    "{} refreshed, but the app ran on another token: {}",
+                    label,
+                    request
+                )
+            }
+            Some(new) => prop_assert!(
+                ran_on == new || ran_on == session.access_jti,
+                "{} ran on a token jwtgate never judged: {}",
+                label,
+                request
+            ),
+            None => {
+                prop_assert_eq!(ran_on, session.access_jti, "{} ran on another token: {}", label, request)
+            }
+        }
+        Ok(())
+    });
+    let (refreshed, served) = (refreshed.into_inner(), served.into_inner());
+    eprintln!("{label}: refreshed {refreshed}, served {served}");
+    assert!(refreshed > 0 && served > 0, "{label}: the requests must refresh and reach the app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flask_runs_on_the_token_an_implicit_refresh_minted() {
+    refreshed_requests_agree("flask_app.py", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authx_runs_on_the_token_an_implicit_refresh_minted() {
+    refreshed_requests_agree("authx_app.py", &[]).await;
 }
