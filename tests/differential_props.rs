@@ -221,11 +221,7 @@ impl Tokens {
             TokenType::Access => "access",
             TokenType::Refresh => "refresh",
         };
-        let claims = format!(
-            r#"{{"sub":"mallory","iss":"evil","type":"{kind}","fresh":false,"csrf":"{CSRF}","jti":"m-{kind}","iat":{now},"nbf":{now},"exp":{}}}"#,
-            now + 600
-        );
-        let mallory = hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+        let mallory = mallory_token(kind, CSRF, now);
         Tokens { target, alice, mallory }
     }
 
@@ -540,14 +536,8 @@ async fn refreshed_requests_agree(app_script: &str, args: &[&str]) {
     let gw = start_gateway(&config, app.addr, None).await;
     let label = [app_script].iter().chain(args).copied().collect::<Vec<_>>().join(" ");
     let now = unix_now();
-    let mallory = |kind: &str| {
-        let claims = format!(
-            r#"{{"sub":"mallory","iss":"evil","type":"{kind}","fresh":false,"csrf":"{CSRF}","jti":"m-{kind}","iat":{now},"nbf":{now},"exp":{}}}"#,
-            now + 600
-        );
-        hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims)
-    };
-    let (mallory_access, mallory_refresh) = (mallory("access"), mallory("refresh"));
+    let (mallory_access, mallory_refresh) =
+        (mallory_token("access", CSRF, now), mallory_token("refresh", CSRF, now));
     let (refreshed, served) = (AtomicUsize::new(0), AtomicUsize::new(0));
     props::run(&label, 1024, session_case(), |case| {
         let session = props::block_on(Session::login(&gw));

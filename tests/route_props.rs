@@ -186,15 +186,6 @@ impl Case {
     }
 }
 
-/// Mallory's token of one type: the shared key, an issuer jwtgate refuses.
-fn mallory(kind: &str, now: i64) -> String {
-    let claims = format!(
-        r#"{{"sub":"mallory","iss":"evil","type":"{kind}","fresh":true,"jti":"m-{kind}","iat":{now},"nbf":{now},"exp":{}}}"#,
-        now + 600
-    );
-    hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims)
-}
-
 /// Whether a response is a protected view's answer: the apps' views answer
 /// with the token's `sub` (AuthX's sensitive operation with its sentence).
 fn a_view_ran(resp: &RawResponse) -> bool {
@@ -207,7 +198,7 @@ async fn routes_agree(app_script: &str, args: &[&str]) {
     let gw = start_gateway(&config, app.addr, None).await;
     let label = [app_script].iter().chain(args).copied().collect::<Vec<_>>().join(" ");
     let now = unix_now();
-    let (access, refresh) = (mallory("access", now), mallory("refresh", now));
+    let (access, refresh) = (mallory_token("access", "-", now), mallory_token("refresh", "-", now));
     // The premise: asked directly, a view runs on her token; through
     // jwtgate, the route refuses it and a public path reaches the app.
     let direct = Case {

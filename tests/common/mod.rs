@@ -167,6 +167,20 @@ pub fn hs256_with_header(header: &str, payload: &str) -> String {
     hmac_with_header(aws_lc_rs::hmac::HMAC_SHA256, header, payload)
 }
 
+/// mallory's token of `kind` (`access` / `refresh`), fresh, with `csrf` as
+/// its double-submit value: signed with the test secret, so AuthX and
+/// flask-jwt-extended (which do not check `iss`) accept it, but issued by
+/// `evil`, which a gateway with `issuer = "jwtgate"` refuses. The stand-in
+/// for any token an app cannot know is bad (revoked, too old, failing
+/// `require`).
+pub fn mallory_token(kind: &str, csrf: &str, now: i64) -> String {
+    let claims = serde_json::json!({
+        "sub": "mallory", "iss": "evil", "type": kind, "fresh": true, "csrf": csrf,
+        "jti": format!("m-{kind}"), "iat": now, "nbf": now, "exp": now + 600,
+    });
+    hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims.to_string())
+}
+
 /// [`hs256_with_header`] with another HMAC algorithm, keyed with the same secret.
 pub fn hmac_with_header(alg: aws_lc_rs::hmac::Algorithm, header: &str, payload: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
