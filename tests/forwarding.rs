@@ -522,3 +522,52 @@ async fn a_malformed_request_body_is_a_400_not_an_upstream_failure() {
     let metrics = gw.gateway.metrics.encode();
     assert!(!metrics.contains("status=\"502\""), "{metrics}");
 }
+
+/// Where the query comes first and decides, the Authorization a client sent
+/// beside it is replaced by the verified query token, even one of the same
+/// length (an app reading the query first finds it gone and falls back to
+/// the header); on a refresh route under `strip` too.
+#[tokio::test]
+async fn a_query_token_that_decided_replaces_a_same_length_bearer() {
+    for token_mode in ["keep", "strip"] {
+        let up = Upstream::start(UpstreamBehavior::Ok).await;
+        let cfg = base_config(&format!("[forward]\ntoken = \"{token_mode}\"\n{}", routes())).replace(
+            r#"locations = ["headers", "cookies", "query"]"#,
+            r#"locations = ["query", "headers", "cookies"]"#,
+        );
+        let gw = start_gateway(&cfg, up.addr, None).await;
+        let (path, verified, other) = if token_mode == "keep" {
+            ("/api/x", token(&gw), mint(&gw, TokenType::Access, false, unix_now() - 1, &Map::new()))
+        } else {
+            (
+                "/app-refresh",
+                mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new()),
+                mint(&gw, TokenType::Refresh, false, unix_now() - 1, &Map::new()),
+            )
+        };
+        assert_eq!(verified.len(), other.len(), "the same length");
+        assert_ne!(verified, other);
+        let resp = get(
+            gw.addr,
+            &format!("{path}?token={verified}"),
+            &[("Authorization", &format!("Bearer {other}"))],
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{token_mode}: {}", resp.body);
+        assert_eq!(up.last().target, path, "{token_mode}");
+        let expected = format!("Bearer {verified}");
+        assert_eq!(up.last().header("authorization"), Some(expected.as_str()), "{token_mode}");
+    }
+}
+
+/// Under `strip` with the query a token location, a query with no token in
+/// it goes as sent: an empty one keeps its `?`.
+#[tokio::test]
+async fn token_strip_leaves_a_query_without_a_token_as_sent() {
+    let (up, gw) = env("[forward]\ntoken = \"strip\"").await;
+    for target in ["/public/x?", "/public/x?a=1&&b", "/public/x?a=1;"] {
+        let resp = get(gw.addr, target, &[]).await;
+        assert_eq!(resp.status, 200, "{target}: {}", resp.body);
+        assert_eq!(up.last().target, target);
+    }
+}

@@ -89,11 +89,14 @@ fn forwarded_query(ctx: &RequestCtx) -> Option<Cow<'_, str>> {
         return Some(Cow::Borrowed(query));
     }
     let rest = query_without(query, &tokens.query_param);
-    // Removing shortens; with nothing left the target loses its `?` too.
-    match rest.len() {
-        0 => None,
-        n if n == query.len() => Some(Cow::Borrowed(query)),
-        _ => Some(Cow::Owned(rest)),
+    // Removing shortens; with nothing left the target loses its `?` too. A
+    // query nothing was removed from (an empty one too) stays as sent.
+    if rest.len() == query.len() {
+        Some(Cow::Borrowed(query))
+    } else if rest.is_empty() {
+        None
+    } else {
+        Some(Cow::Owned(rest))
     }
 }
 
@@ -164,11 +167,10 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
 /// `Bearer\t<token>` would read a cookie jwtgate never verified instead.
 fn respell_bearer(hdrs: &mut http::HeaderMap, token: &str) {
     const SCHEME: &[u8] = b"Bearer ";
-    // `Bearer ` and a value as long as the token is `Bearer <token>`: the
-    // token is that value with spaces trimmed.
-    let as_sent = hdrs
-        .get(AUTHORIZATION)
-        .is_some_and(|v| v.len() == SCHEME.len() + token.len() && v.as_bytes().starts_with(SCHEME));
+    // Compared whole: where the query decided, the header is the client's,
+    // and one as long as the token may hold another token.
+    let as_sent =
+        hdrs.get(AUTHORIZATION).is_some_and(|v| v.as_bytes().strip_prefix(SCHEME) == Some(token.as_bytes()));
     if !as_sent {
         if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
             hdrs.insert(AUTHORIZATION, value);
