@@ -50,6 +50,11 @@ const SPOOFS: &[(&str, &str)] = &[
     ("X-Forwarded-Protocol", "ssl"),
     ("Front-End-Https", "on"),
     ("X-Forwarded-Method", "DELETE"),
+    ("X-Scheme", "https"),
+    ("X-Url-Scheme", "https"),
+    // Mount points that middlewares strip from the path they route on.
+    ("X-Script-Name", "/public"),
+    ("X-Forwarded-Path", "/admin"),
     // App servers that read `_` as `-` would merge these into the real ones.
     ("X_Real_IP", "6.6.6.6"),
     ("X_Forwarded_For", "6.6.6.6"),
@@ -68,7 +73,16 @@ fn assert_clean(seen: &Recorded, subject: Option<&str>) {
     assert!(seen.headers.get("x-http-method-override").is_none());
     assert!(seen.headers.get("x-real-ip").is_none());
     assert!(seen.headers.get("true-client-ip").is_none());
-    for name in ["x-forwarded-ssl", "x-forwarded-scheme", "x-forwarded-protocol", "front-end-https"] {
+    for name in [
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+        "x-forwarded-protocol",
+        "front-end-https",
+        "x-scheme",
+        "x-url-scheme",
+        "x-script-name",
+        "x-forwarded-path",
+    ] {
         assert!(seen.headers.get(name).is_none(), "{name} reached the upstream: {:?}", seen.headers);
     }
     assert!(seen.headers.get("x-forwarded-method").is_none());
@@ -172,13 +186,19 @@ async fn trusted_proxy_chain_is_kept_and_extended() {
     drop(gw);
     let cfg = base_config(&routes()).replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
     let gw = start_gateway(&cfg, up.addr, None).await;
-    let sent = [("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"), ("X-Forwarded-Ssl", "on")];
+    let sent = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+        ("X-Forwarded-Ssl", "on"),
+        ("X-Script-Name", "/app"),
+    ];
     let resp = get(gw.addr, "/public/x", &sent).await;
     assert_eq!(resp.status, 200);
     let seen = up.last();
     assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
     assert_eq!(seen.header("x-real-ip"), Some("203.0.113.9"));
     assert_eq!(seen.header("x-forwarded-ssl"), Some("on"), "the proxy in front terminated TLS");
+    assert_eq!(seen.header("x-script-name"), Some("/app"), "the proxy in front mounts the app");
 }
 
 /// gunicorn (by default, from 127.0.0.1) takes a `SCRIPT_NAME` header as the

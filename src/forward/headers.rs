@@ -73,10 +73,11 @@ fn hop_by_hop_length(len: usize) -> bool {
 }
 
 /// Headers some frameworks read as the "real" URL or method: an attacker could
-/// use them to reach a route under another route's policy. `SCRIPT_NAME` and
-/// `PATH_INFO` are gunicorn's `forwarder_headers`, taken by default from
-/// 127.0.0.1: given `SCRIPT_NAME: /public`, gunicorn routes
-/// `/public/admin` as `/admin`. Compared folded, so `SCRIPT_NAME` is
+/// use them to reach a route under another route's policy. `SCRIPT_NAME` is
+/// one of gunicorn's `forwarder_headers`, taken by default from 127.0.0.1:
+/// given `SCRIPT_NAME: /public`, gunicorn routes `/public/admin` as
+/// `/admin`. (`PATH_INFO`, its other default, only becomes
+/// `HTTP_PATH_INFO`; it goes too.) Compared folded, so `SCRIPT_NAME` is
 /// `script-name` here.
 const REWRITE_HEADERS: &[&str] = &[
     "x-original-url",
@@ -95,11 +96,14 @@ const REWRITE_HEADERS: &[&str] = &[
 /// §8's list, then the scheme and method spellings app servers read beside
 /// `X-Forwarded-Proto` (Rack and gunicorn take `X-Forwarded-Ssl: on` as
 /// HTTPS, Rack `X-Forwarded-Scheme`, gunicorn `X-Forwarded-Protocol: ssl`,
-/// CodeIgniter `Front-End-Https`; forward-auth apps read
-/// `X-Forwarded-Method` with `X-Forwarded-Uri`).
+/// CodeIgniter `Front-End-Https`, Tornado and the ReverseProxied middleware
+/// of Flask's snippets `X-Scheme`, others `X-Url-Scheme`; forward-auth apps
+/// read `X-Forwarded-Method` with `X-Forwarded-Uri`), and the mount point
+/// that middleware (`X-Script-Name`) and connexion's (`X-Forwarded-Path`)
+/// strip from the path they route on, as a trusted proxy may set it.
 /// (`HeaderName`s, not `&str`s: a lookup by `&str` parses the name again on
 /// every request.)
-static UNTRUSTED_HOP_HEADERS: [HeaderName; 12] = [
+static UNTRUSTED_HOP_HEADERS: [HeaderName; 16] = [
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
@@ -112,6 +116,10 @@ static UNTRUSTED_HOP_HEADERS: [HeaderName; 12] = [
     HeaderName::from_static("x-forwarded-protocol"),
     HeaderName::from_static("front-end-https"),
     HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-scheme"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("x-script-name"),
+    HeaderName::from_static("x-forwarded-path"),
 ];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
