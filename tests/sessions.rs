@@ -850,19 +850,26 @@ async fn an_app_clearing_its_cookies_on_an_implicitly_refreshed_request_has_the_
     after.absorb(&resp);
     assert!(after.0.is_empty(), "the browser is logged out: {after:?}");
 
-    // Another name: jwtgate's four cookies as well as the app's.
-    env.up.respond_with.lock().unwrap().truncate(1); // the identity header, for the login
-    let (_, jar) = env.login().await;
-    env.clock.advance(120);
-    env.up.respond_with.lock().unwrap().push(("Set-Cookie".into(), "theme=dark; Path=/".into()));
-    let resp = env.with_jar("GET", "/api/page", &jar, &[]).await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    let lines = set_cookies(&resp);
-    assert_eq!(lines.len(), 5, "{lines:?}");
-    let mut after = jar.clone();
-    after.absorb(&resp);
-    assert_ne!(after.get("access_token_cookie"), jar.get("access_token_cookie"), "{lines:?}");
-    assert_eq!(after.get("theme"), Some("dark"));
+    // Another cookie: jwtgate's four cookies as well as the app's. Another
+    // name, or the same name at another Path (a browser keeps both): had
+    // jwtgate's new pair been left out, the browser would keep the refresh
+    // token just rotated away, and its next refresh would read as reuse.
+    for other in ["theme=dark; Path=/", "refresh_token_cookie=; Max-Age=0; Path=/token/refresh"] {
+        env.up.respond_with.lock().unwrap().truncate(1); // the identity header, for the login
+        let (_, jar) = env.login().await;
+        env.clock.advance(120);
+        env.up.respond_with.lock().unwrap().push(("Set-Cookie".into(), other.into()));
+        let resp = env.with_jar("GET", "/api/page", &jar, &[]).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let lines = set_cookies(&resp);
+        assert_eq!(lines.len(), 5, "{other}: {lines:?}");
+        assert!(lines.iter().any(|l| l == other), "{lines:?}");
+        let rotated = lines
+            .iter()
+            .find(|l| l.starts_with("refresh_token_cookie=ey"))
+            .expect("jwtgate's refresh cookie");
+        assert!(!rotated.contains(jar.get("refresh_token_cookie").unwrap()), "{rotated}");
+    }
 }
 
 fn set_cookies_of(lines: &[String]) -> Vec<String> {

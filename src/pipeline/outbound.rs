@@ -273,18 +273,23 @@ fn framing_ok(headers: &HeaderMap) -> bool {
 /// user's tokens and hand them to the next visitor. The fields such caches
 /// read instead of `Cache-Control` go too.
 ///
-/// On an implicitly refreshed request the app's own Set-Cookie for a name
-/// is the last word: an app logging the user out clears its cookies, and
-/// jwtgate's new ones after them would keep the browser logged in.
+/// On an implicitly refreshed request the app's own Set-Cookie for one of
+/// jwtgate's cookies (the same name, Path and Domain) is the last word: an
+/// app logging the user out clears its cookies, and jwtgate's new ones after
+/// them would keep the browser logged in.
 pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     if ctx.set_cookies.is_empty() {
         return;
     }
     let headers = resp.headers_mut();
     if ctx.refreshed.is_some() && headers.contains_key(SET_COOKIE) {
+        let settings = &ctx.snap.runtime.cookies;
+        let request_path = ctx.canonical.as_ref().map_or("/", |c| c.path.as_str());
         let app_sets = |ours: &HeaderValue| {
-            let name = cookie_name(ours.as_bytes());
-            headers.get_all(SET_COOKIE).iter().any(|theirs| cookie_name(theirs.as_bytes()) == name)
+            let name = std::str::from_utf8(cookie_name(ours.as_bytes())).unwrap_or_default();
+            headers.get_all(SET_COOKIE).iter().any(|theirs| {
+                crate::session::cookies::same_cookie(theirs.as_bytes(), name, settings, request_path)
+            })
         };
         ctx.set_cookies.retain(|ours| !app_sets(ours));
         if ctx.set_cookies.is_empty() {
@@ -300,8 +305,7 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     }
 }
 
-/// A Set-Cookie value's cookie name, as browsers read it (RFC 6265 §5.2:
-/// up to the first `=`, trimmed of spaces and tabs).
+/// The name of one of jwtgate's own Set-Cookie values (up to the `=`).
 fn cookie_name(set_cookie: &[u8]) -> &[u8] {
     let pair = set_cookie.split(|&b| b == b';').next().unwrap_or_default();
     let name = pair.split(|&b| b == b'=').next().unwrap_or_default();

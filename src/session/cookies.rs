@@ -40,6 +40,54 @@ fn cookie(
     HeaderValue::from_str(&s).ok()
 }
 
+/// Whether the Set-Cookie value `theirs` (an app's) sets the same cookie as
+/// jwtgate's `name` under `settings`: the same name, Path and Domain, the
+/// cookie's identity to a browser (RFC 6265 §5.3). Read as browsers read it
+/// (§5.2): a value with no `=` sets nothing; attribute names in any case,
+/// the last of each winning; no valid Path means the request path's
+/// directory; a Domain's leading dot and case do not count.
+pub fn same_cookie(theirs: &[u8], name: &str, settings: &CookieSettings, request_path: &str) -> bool {
+    let mut parts = theirs.split(|&b| b == b';');
+    let pair = parts.next().unwrap_or_default();
+    let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    if pair[..eq].trim_ascii() != name.as_bytes() {
+        return false;
+    }
+    let (mut path, mut domain): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    for attribute in parts {
+        let (key, value) = match attribute.iter().position(|&b| b == b'=') {
+            Some(i) => (attribute[..i].trim_ascii(), attribute[i + 1..].trim_ascii()),
+            None => (attribute.trim_ascii(), &b""[..]),
+        };
+        if key.eq_ignore_ascii_case(b"path") {
+            path = value.starts_with(b"/").then_some(value);
+        } else if key.eq_ignore_ascii_case(b"domain") {
+            let value = value.strip_prefix(b".").unwrap_or(value);
+            domain = (!value.is_empty()).then_some(value);
+        }
+    }
+    let path = path.unwrap_or_else(|| default_path(request_path).as_bytes());
+    let same_domain = match (domain, &settings.domain) {
+        (None, None) => true,
+        (Some(theirs), Some(ours)) => {
+            theirs.eq_ignore_ascii_case(ours.strip_prefix('.').unwrap_or(ours).as_bytes())
+        }
+        _ => false,
+    };
+    same_domain && path == settings.path.as_bytes()
+}
+
+/// A cookie's path when Set-Cookie gives none (RFC 6265 §5.1.4): the
+/// request path up to its last `/`, or `/`.
+fn default_path(request_path: &str) -> &str {
+    match request_path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &request_path[..i],
+    }
+}
+
 /// Set-Cookie values for a new or rotated session. The CSRF cookies only
 /// while `[csrf]` is on: AuthX and flask-jwt-extended set them only with CSRF
 /// protection on, and nothing reads them otherwise.
@@ -94,6 +142,30 @@ mod tests {
             domain: None,
             path: "/".into(),
         }
+    }
+
+    #[test]
+    fn an_app_cookie_is_the_same_cookie_only_with_the_same_name_path_and_domain() {
+        let ours = settings();
+        let same =
+            |theirs: &str, path: &str| same_cookie(theirs.as_bytes(), "access_token_cookie", &ours, path);
+        assert!(same("access_token_cookie=; Max-Age=0; Path=/", "/api/logout"));
+        assert!(same(" access_token_cookie =x; pAtH = / ; HttpOnly", "/api/logout"), "trimmed, any case");
+        assert!(same("access_token_cookie=x", "/logout"), "no Path: the request's directory, /");
+        assert!(same("access_token_cookie=x; Path=relative", "/logout"), "an invalid Path counts as none");
+        assert!(!same("access_token_cookie=x", "/api/logout"), "no Path: /api, another cookie");
+        assert!(!same("access_token_cookie=x; Path=/api", "/api/logout"));
+        assert!(!same("access_token_cookie=x; Path=/; Path=/api", "/"), "the last Path wins");
+        assert!(!same("access_token_cookie=x; Path=/; Domain=example.com", "/"), "ours is host-only");
+        assert!(!same("access_token_cookie; Path=/", "/"), "no `=`: sets nothing");
+        assert!(!same("Access_token_cookie=x; Path=/", "/"), "names are case-sensitive");
+        assert!(!same("refresh_token_cookie=x; Path=/", "/"));
+
+        let ours = CookieSettings { domain: Some("Example.com".into()), ..settings() };
+        let same = |theirs: &str| same_cookie(theirs.as_bytes(), "access_token_cookie", &ours, "/");
+        assert!(same("access_token_cookie=x; Path=/; Domain=.example.COM"));
+        assert!(!same("access_token_cookie=x; Path=/"), "host-only is another cookie");
+        assert!(!same("access_token_cookie=x; Path=/; Domain=app.example.com"));
     }
 
     #[test]
