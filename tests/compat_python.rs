@@ -341,28 +341,36 @@ async fn an_access_cookie_that_the_app_reads_twice_is_refused() {
 
 /// gunicorn, Flask's usual production server, takes `SCRIPT_NAME` from
 /// 127.0.0.1 by default (its `forwarder_headers`), so from a jwtgate beside
-/// it, and routes on the path after it: `GET /pub/protected` with
-/// `SCRIPT_NAME: /pub` runs the app's `/protected` view. Through jwtgate that
-/// request is on the public route, where no token is judged.
+/// it, and routes on the path after it; the ReverseProxied middleware of
+/// Flask's snippets does the same with `X-Script-Name` from anyone. So
+/// `GET /pub/protected` with `SCRIPT_NAME: /pub` runs the app's `/protected`
+/// view. Through jwtgate that request is on the public route, where no token
+/// is judged.
 #[tokio::test]
-async fn a_script_name_header_cannot_move_a_request_to_another_flask_view_under_gunicorn() {
-    let app = PyApp::start_with("flask_app.py", &["--server", "gunicorn"]).await;
-    let routes =
-        format!("[[routes]]\npath = \"/pub/**\"\npolicy = \"public\"\nupstream = \"app\"\n\n{PROTECTED}");
-    let gw = start_gateway(&base_config(&routes), app.addr, None).await;
-    // Signed with the shared key, refused by jwtgate (revoked), accepted by the app.
-    let mallory = mint_as(&gw, "mallory");
-    let jti = gw.gateway.snapshot().runtime.tokens.verifier.verify(&mallory, unix_now()).unwrap().jti.clone();
-    gw.store.revoke_jti(jti.as_deref().unwrap(), unix_now() + 3600, unix_now()).await.unwrap();
-    let bearer = format!("Bearer {mallory}");
-    get(gw.addr, "/protected", &[("Authorization", &bearer)]).await.assert_problem(401, "token_revoked");
-    for name in ["SCRIPT_NAME", "script_name"] {
+async fn a_mount_point_header_cannot_move_a_request_to_another_flask_view() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--server", "gunicorn"], "SCRIPT_NAME"),
+        (&["--server", "gunicorn"], "script_name"),
+        (&["--reverse-proxied"], "X-Script-Name"),
+    ];
+    for (args, name) in cases {
+        let app = PyApp::start_with("flask_app.py", args).await;
+        let routes =
+            format!("[[routes]]\npath = \"/pub/**\"\npolicy = \"public\"\nupstream = \"app\"\n\n{PROTECTED}");
+        let gw = start_gateway(&base_config(&routes), app.addr, None).await;
+        // Signed with the shared key, refused by jwtgate (revoked), accepted by the app.
+        let mallory = mint_as(&gw, "mallory");
+        let jti =
+            gw.gateway.snapshot().runtime.tokens.verifier.verify(&mallory, unix_now()).unwrap().jti.clone();
+        gw.store.revoke_jti(jti.as_deref().unwrap(), unix_now() + 3600, unix_now()).await.unwrap();
+        let bearer = format!("Bearer {mallory}");
+        get(gw.addr, "/protected", &[("Authorization", &bearer)]).await.assert_problem(401, "token_revoked");
         let headers = [(name, "/pub"), ("Authorization", bearer.as_str())];
         let direct = get(app.addr, "/pub/protected", &headers).await;
-        assert_eq!(direct.status, 200, "{name}: gunicorn no longer routes on it: {}", direct.body);
+        assert_eq!(direct.status, 200, "{args:?} no longer routes on {name}: {}", direct.body);
         assert_eq!(direct.json()["sub"], "mallory");
         let resp = get(gw.addr, "/pub/protected", &headers).await;
-        assert_eq!(resp.status, 404, "{name}: {}", resp.body);
+        assert_eq!(resp.status, 404, "{args:?} {name}: {}", resp.body);
         assert_ne!(resp.header("content-type"), Some("application/problem+json"), "the app's own 404");
     }
 }

@@ -299,9 +299,9 @@ async fn app_agrees_with_jwtgate(app_script: &str, args: &[&str], token: &str) {
     let config = base_config(&format!("[forward]\ntoken = \"{token}\"\n{ROUTES}"))
         .replace("[tokens]\n", "[tokens]\nissuer = \"jwtgate\"\n");
     let gw = start_gateway(&config, app.addr, None).await;
-    let now = unix_now();
     for target in TARGETS {
-        let tokens = Tokens::new(&gw, target, now);
+        // Minted per target: a long run (`PROPTEST_CASES`) outlasts a token.
+        let tokens = Tokens::new(&gw, target, unix_now());
         let Target { method, path, token_type, .. } = target;
         // Under strip only a refresh route's own credential reaches the app.
         let app_sees_tokens = token == "keep" || *token_type == TokenType::Refresh;

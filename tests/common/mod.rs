@@ -176,7 +176,7 @@ pub fn hs256_with_header(header: &str, payload: &str) -> String {
 pub fn mallory_token(kind: &str, csrf: &str, now: i64) -> String {
     let claims = serde_json::json!({
         "sub": "mallory", "iss": "evil", "type": kind, "fresh": true, "csrf": csrf,
-        "jti": format!("m-{kind}"), "iat": now, "nbf": now, "exp": now + 600,
+        "jti": format!("m-{kind}"), "iat": now, "nbf": now, "exp": now + 30 * 86_400,
     });
     hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims.to_string())
 }

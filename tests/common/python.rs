@@ -3,6 +3,7 @@
 //! `scripts/python-env.sh` builds; without it the tests FAIL saying so.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,8 +46,12 @@ pub struct PyApp {
 }
 
 impl Drop for PyApp {
+    /// Kills the app's whole process group: gunicorn's worker is a child of
+    /// the process started here and would outlive it.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        use nix::sys::signal::{killpg, Signal};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -63,6 +68,7 @@ impl PyApp {
             .arg(script(app))
             .args(["--port", &port.to_string(), "--secret", SECRET])
             .args(args)
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

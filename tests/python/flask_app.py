@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Tiny Flask + flask-jwt-extended app that verifies tokens (e.g. ones jwtgate minted).
 
-    python flask_app.py --port P --secret S [--server werkzeug|gunicorn]
+    python flask_app.py --port P --secret S [--server werkzeug|gunicorn] [--reverse-proxied]
 
 Binds 127.0.0.1:P, served by werkzeug's threaded server (Flask's own dependency), or by
 gunicorn (one worker, four threads) with its default settings: Flask's usual production
 server, which among other things takes SCRIPT_NAME / PATH_INFO headers from 127.0.0.1.
+--reverse-proxied wraps the app in the "ReverseProxied" middleware of Flask's snippets, as
+apps mounted below a prefix use it: X-Script-Name becomes SCRIPT_NAME and is cut from the
+path routed on, X-Scheme becomes the URL scheme, whoever sent them.
 flask-jwt-extended is configured the stock way an app sharing jwtgate's HS256 secret
 would be: JWT_TOKEN_LOCATION headers + cookies, JWT_COOKIE_CSRF_PROTECT on, default names
 (cookies access_token_cookie / refresh_token_cookie, CSRF cookies csrf_access_token /
@@ -76,6 +79,25 @@ def create_app(secret: str) -> Flask:
     return app
 
 
+class ReverseProxied:
+    """Mount point and scheme from the front proxy's headers (Flask snippet style)."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        script_name = environ.get("HTTP_X_SCRIPT_NAME", "")
+        if script_name:
+            environ["SCRIPT_NAME"] = script_name
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(script_name):
+                environ["PATH_INFO"] = path[len(script_name):]
+        scheme = environ.get("HTTP_X_SCHEME", "")
+        if scheme:
+            environ["wsgi.url_scheme"] = scheme
+        return self.wsgi_app(environ, start_response)
+
+
 def serve_gunicorn(app: Flask, port: int) -> None:
     from gunicorn.app.base import BaseApplication
 
@@ -96,8 +118,11 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--secret", required=True)
     ap.add_argument("--server", choices=["werkzeug", "gunicorn"], default="werkzeug")
+    ap.add_argument("--reverse-proxied", action="store_true")
     args = ap.parse_args(argv)
     app = create_app(args.secret)
+    if args.reverse_proxied:
+        app.wsgi_app = ReverseProxied(app.wsgi_app)
     if args.server == "gunicorn":
         serve_gunicorn(app, args.port)
         return 0
