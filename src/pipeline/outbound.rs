@@ -286,9 +286,13 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
         let settings = &ctx.snap.runtime.cookies;
         let request_path = ctx.canonical.as_ref().map_or("/", |c| c.path.as_str());
         let app_sets = |ours: &HeaderValue| {
-            let name = std::str::from_utf8(cookie_name(ours.as_bytes())).unwrap_or_default();
             headers.get_all(SET_COOKIE).iter().any(|theirs| {
-                crate::session::cookies::same_cookie(theirs.as_bytes(), name, settings, request_path)
+                crate::session::cookies::same_cookie(
+                    theirs.as_bytes(),
+                    ours.as_bytes(),
+                    settings,
+                    request_path,
+                )
             })
         };
         ctx.set_cookies.retain(|ours| !app_sets(ours));
@@ -303,13 +307,6 @@ pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     for name in ["expires", "cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control"] {
         headers.remove(name);
     }
-}
-
-/// The name of one of jwtgate's own Set-Cookie values (up to the `=`).
-fn cookie_name(set_cookie: &[u8]) -> &[u8] {
-    let pair = set_cookie.split(|&b| b == b';').next().unwrap_or_default();
-    let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-    name.trim_ascii()
 }
 
 /// The problem+json response for `err`, or a 303 to `errors.login_url` for a

@@ -41,18 +41,19 @@ fn cookie(
 }
 
 /// Whether the Set-Cookie value `theirs` (an app's) sets the same cookie as
-/// jwtgate's `name` under `settings`: the same name, Path and Domain, the
+/// `ours` (one of jwtgate's, made under `settings`): the same name, Path and Domain, the
 /// cookie's identity to a browser (RFC 6265 §5.3). Read as browsers read it
 /// (§5.2): a value with no `=` sets nothing; attribute names in any case,
 /// the last of each winning; no valid Path means the request path's
 /// directory; a Domain's leading dot and case do not count.
-pub fn same_cookie(theirs: &[u8], name: &str, settings: &CookieSettings, request_path: &str) -> bool {
+pub fn same_cookie(theirs: &[u8], ours: &[u8], settings: &CookieSettings, request_path: &str) -> bool {
+    let name = ours.split(|&b| b == b'=').next().unwrap_or_default();
     let mut parts = theirs.split(|&b| b == b';');
     let pair = parts.next().unwrap_or_default();
     let Some(eq) = pair.iter().position(|&b| b == b'=') else {
         return false;
     };
-    if pair[..eq].trim_ascii() != name.as_bytes() {
+    if pair[..eq].trim_ascii() != name {
         return false;
     }
     let (mut path, mut domain): (Option<&[u8]>, Option<&[u8]>) = (None, None);
@@ -147,8 +148,9 @@ mod tests {
     #[test]
     fn an_app_cookie_is_the_same_cookie_only_with_the_same_name_path_and_domain() {
         let ours = settings();
-        let same =
-            |theirs: &str, path: &str| same_cookie(theirs.as_bytes(), "access_token_cookie", &ours, path);
+        let same = |theirs: &str, path: &str| {
+            same_cookie(theirs.as_bytes(), b"access_token_cookie=new", &ours, path)
+        };
         assert!(same("access_token_cookie=; Max-Age=0; Path=/", "/api/logout"));
         assert!(same(" access_token_cookie =x; pAtH = / ; HttpOnly", "/api/logout"), "trimmed, any case");
         assert!(same("access_token_cookie=x", "/logout"), "no Path: the request's directory, /");
@@ -162,7 +164,7 @@ mod tests {
         assert!(!same("refresh_token_cookie=x; Path=/", "/"));
 
         let ours = CookieSettings { domain: Some("Example.com".into()), ..settings() };
-        let same = |theirs: &str| same_cookie(theirs.as_bytes(), "access_token_cookie", &ours, "/");
+        let same = |theirs: &str| same_cookie(theirs.as_bytes(), b"access_token_cookie=new", &ours, "/");
         assert!(same("access_token_cookie=x; Path=/; Domain=.example.COM"));
         assert!(!same("access_token_cookie=x; Path=/"), "host-only is another cookie");
         assert!(!same("access_token_cookie=x; Path=/; Domain=app.example.com"));
