@@ -228,9 +228,27 @@ hey_p99() { # hey_p99 PORT [TOKEN]: p99 in ms at RATE req/s
   [ -n "$p99" ] || { echo "run.sh: hey printed no 99% latency:" >&2; echo "$out" >&2; exit 1; }
   echo "$p99"
 }
-pace_p99() { # pace_p99 NAME PORT [TOKEN]: p99 in ms at RATE req/s; the whole line kept in $WORK/NAME.ROUND.pace
+# waited_ns PID: nanoseconds PID's threads (and its children's) have spent
+# ready to run while their core ran something else (the second field of
+# /proc/TID/schedstat). Over a pace run: how long other threads held the
+# proxy off CPU 0 (on this VM mostly the kernel's DAMON thread, in slices of
+# several ms), the stalls behind both proxies' half-peak p99 (BENCHMARKS.md).
+waited_ns() {
+  local total=0 p f ns
+  for p in "$1" $(pgrep -P "$1"); do
+    for f in /proc/"$p"/task/*/schedstat; do
+      read -r _ ns _ 2>/dev/null < "$f" && total=$((total + ns))
+    done
+  done
+  echo "$total"
+}
+[ -r "/proc/$$/schedstat" ] || { echo "run.sh: /proc/PID/schedstat is missing (a kernel without CONFIG_SCHED_INFO); the p99 rounds report from it how long each proxy waited for its core" >&2; exit 1; }
+pace_p99() { # pace_p99 NAME PORT [TOKEN [PID]]: p99 in ms at RATE req/s; the whole line kept in
+  # $WORK/NAME.ROUND.pace, and how long PID waited for its core during the run in $WORK/NAME.ROUND.wait (ms)
+  local before=0; [ -n "${4:-}" ] && before=$(waited_ns "$4")
   local out; out=$(pace_run "$2" "$RATE" "$DURATION" "${3:-}") || return 1
   echo "$out" > "$WORK/$1.$ROUND.pace"
+  [ -z "${4:-}" ] || echo $((($(waited_ns "$4") - before) / 1000000)) > "$WORK/$1.$ROUND.wait"
   python3 - "$1" "$out" <<'PY'
 import sys
 name, out = sys.argv[1], sys.argv[2]
@@ -256,8 +274,8 @@ HEY_ROUNDS=()
 for ROUND in $(seq 1 "$ROUNDS"); do
   echo "run.sh: p99 round $ROUND of $ROUNDS" >&2
   direct=$(pace_p99 direct "$UPSTREAM_PORT")
-  ngx=$(pace_p99 nginx-proxy_pass "$NGX_PORT")
-  gate=$(pace_p99 jwtgate-hs256 "$HS_PORT" "$HS_TOKEN")
+  ngx=$(pace_p99 nginx-proxy_pass "$NGX_PORT" "" "$NGX_RATE_PID")
+  gate=$(pace_p99 jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$RATE_PID")
   PACE_ROUNDS+=("$direct/$ngx/$gate")
   direct=$(hey_p99 "$UPSTREAM_PORT")
   ngx=$(hey_p99 "$NGX_PORT")
@@ -284,6 +302,14 @@ import glob, sys
 lines = [dict(kv.split("=", 1) for kv in open(f).read().split()) for f in glob.glob(f"{sys.argv[1]}/*.pace")]
 print(f"pace's own lag p99, highest of the {len(lines)} runs: {max(float(l['lag_p99_ms']) for l in lines):.3f} ms; "
       f"requests that found all connections busy: up to {max(float(l['queued_pct']) for l in lines):.2f} %")
+PY
+python3 - "$WORK" "$ROUNDS" "$DURATION" <<'PY'
+import sys
+work, rounds, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+waits = {name: " / ".join(open(f"{work}/{name}.{r}.wait").read().strip() for r in range(1, rounds + 1))
+         for name in ("nginx-proxy_pass", "jwtgate-hs256")}
+print(f"time each proxy was ready to run while CPU 0 ran another thread, per {duration} pace run, by round: "
+      f"nginx proxy_pass {waits['nginx-proxy_pass']} ms, jwtgate HS256 {waits['jwtgate-hs256']} ms")
 PY
 p99_line "hey -c $CONNS (bursts of $CONNS)" "${HEY_ROUNDS[@]}"
 
