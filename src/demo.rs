@@ -256,7 +256,7 @@ const PROTECTED: &str = "<p>The access token is short-lived. Wait, then click: t
 the session silently (watch the cookies rotate), the app never sees an expired token.</p>\
 <p><button id=api onclick=\"fetch('/api/whoami').then(r=>r.text().then(t=>document.getElementById('out').textContent=r.status+' '+t))\">Call the API</button></p>\
 <pre id=out></pre>\
-<p><button id=logout onclick=\"fetch('/logout',{method:'POST',headers:{'X-CSRF-TOKEN':(document.cookie.match(/csrf_access_token=([^;]+)/)||[])[1]||''}}).then(()=>location='/')\">Log out</button></p>";
+<p><button id=logout onclick=\"fetch('/logout',{method:'POST',headers:{'X-CSRF-TOKEN':(document.cookie.match(/csrf_access_token=([^;]+)/)||[])[1]||''}}).then(r=>r.text()).then(()=>location='/')\">Log out</button></p>";
 
 #[cfg(test)]
 mod tests {
