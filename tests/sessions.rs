@@ -518,6 +518,96 @@ async fn explicit_refresh_by_bearer_body_and_cookie() {
     drop(jar);
 }
 
+/// Login CSRF through the refresh handler: in cookie mode it sets the
+/// session cookies of any refresh token it is given, so a cross-site form
+/// (`enctype="text/plain"` makes its body JSON) carrying mallory's refresh
+/// token would put mallory's session in alice's browser. It is judged by
+/// Origin / Sec-Fetch-Site as login is, whichever location the token came
+/// from; same-origin and header-less (curl, SDK) refreshes still work.
+#[tokio::test]
+async fn a_cross_site_form_cannot_refresh_into_another_session() {
+    let env = env().await;
+    let (resp, _) = env.login().await;
+    let mallorys = resp.json()["refresh_token"].as_str().unwrap().to_owned();
+    let form = |token: &str| format!("{{\"refresh_token\":\"{token}\",\"x\":\"=\"}}\r\n");
+    let text = ("Content-Type", "text/plain");
+    for cross_site in [
+        vec![
+            ("Origin", "https://evil.test"),
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "navigate"),
+            text,
+        ],
+        vec![("Origin", "https://evil.test"), text],
+        vec![("Sec-Fetch-Site", "cross-site"), text],
+        vec![("Origin", "null"), text],
+    ] {
+        let r = request(env.gw.addr, "POST", "/refresh", &cross_site, &form(&mallorys)).await;
+        r.assert_problem(403, "csrf_failed");
+        assert!(set_cookies(&r).is_empty(), "no session cookie set cross-site: {:?}", set_cookies(&r));
+        // A Bearer header from a cross-site page (it would need CORS) is judged alike.
+        let mut with_bearer = cross_site.clone();
+        let bearer = format!("Bearer {mallorys}");
+        with_bearer.push(("Authorization", &bearer));
+        request(env.gw.addr, "POST", "/refresh", &with_bearer, "").await.assert_problem(403, "csrf_failed");
+    }
+    // Nothing rotated: the refresh token is still current, and a same-origin
+    // page and a client sending no Origin refresh with it.
+    let same_origin =
+        request(env.gw.addr, "POST", "/refresh", &[("Origin", "http://app.test"), text], &form(&mallorys))
+            .await;
+    assert_eq!(same_origin.status, 200, "{}", same_origin.body);
+    assert_eq!(set_cookies(&same_origin).len(), 4);
+    let rotated = same_origin.json()["refresh_token"].as_str().unwrap().to_owned();
+    let curl =
+        request(env.gw.addr, "POST", "/refresh", &[("Content-Type", "application/json")], &form(&rotated))
+            .await;
+    assert_eq!(curl.status, 200, "{}", curl.body);
+    // Only where cookies are set: a headers-only gateway's refresh answer
+    // is JSON a cross-site page cannot read.
+    let headers_only = env_edited(&routes(), |cfg| {
+        cfg.replace("locations = [\"headers\", \"cookies\", \"query\"]", "locations = [\"headers\"]")
+    })
+    .await;
+    let (resp, _) = headers_only.login().await;
+    let token = resp.json()["refresh_token"].as_str().unwrap().to_owned();
+    let r = request(
+        headers_only.gw.addr,
+        "POST",
+        "/refresh",
+        &[("Origin", "https://evil.test"), text],
+        &form(&token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(set_cookies(&r).is_empty());
+}
+
+/// A refresh body that stops arriving is cut after `idle_timeout` with 408,
+/// as a proxied upload is (README, *Stalled transfers*), instead of holding
+/// its connection for ever.
+#[tokio::test]
+async fn a_stalled_refresh_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = env_edited(&routes(), |cfg| {
+        cfg.replace("header_read_timeout = \"2s\"", "header_read_timeout = \"2s\"\nidle_timeout = \"1s\"")
+    })
+    .await;
+    assert_eq!(env.gw.gateway.snapshot().runtime.server.idle_timeout, std::time::Duration::from_secs(1));
+    let mut conn = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    let head = "POST /refresh HTTP/1.1\r\nHost: app.test\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n{\"refresh_";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "the connection was still held after 10 s: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "cut early: {:?}", started.elapsed());
+}
+
 /// `jwtgate_refresh_total` counts each outcome by mode: a rotation, then the
 /// rotated-away token presented after the grace (reuse).
 #[tokio::test]

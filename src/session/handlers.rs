@@ -137,6 +137,15 @@ async fn refresh(
     req: Request<Incoming>,
     jar: &CookieJar,
 ) -> Result<Response<Body>, GatewayError> {
+    // Login CSRF, as at the login handler: where the answer sets the session
+    // cookies, a cross-site form (`enctype="text/plain"` makes its body the
+    // JSON this handler reads) must not put another session in the victim's
+    // browser, whichever location its token came from. A GET cannot carry
+    // one cross-site (an Authorization header needs a CORS preflight).
+    let rt = &ctx.snap.runtime;
+    if cookie_mode(rt) && !is_safe(&ctx.method) {
+        check_origin(rt, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
+    }
     let (token, from) = refresh_credential(ctx, req, jar).await?;
     let claims = match ctx.snap.runtime.tokens.verifier.verify(&token, ctx.now) {
         Ok(c) => c,
@@ -146,11 +155,9 @@ async fn refresh(
     if claims.token_type != TokenType::Refresh {
         return Err(GatewayError::WrongTokenType("this endpoint needs a refresh token"));
     }
-    if from == From::Cookie {
-        check_origin(&ctx.snap.runtime, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
-        if ctx.snap.runtime.csrf.enabled {
-            check_double_submit(&ctx.fetch, claims.csrf.as_deref())?;
-        }
+    // The cookie comes only on unsafe methods in cookie mode: Origin is checked above.
+    if from == From::Cookie && ctx.snap.runtime.csrf.enabled {
+        check_double_submit(&ctx.fetch, claims.csrf.as_deref())?;
     }
     check_revoked(ctx, &claims).await?;
     let pair = if ctx.snap.runtime.sessions.rotate_refresh {
@@ -173,11 +180,7 @@ async fn refresh_credential(
     if is_safe(&ctx.method) {
         return Err(GatewayError::MissingToken);
     }
-    let body = Limited::new(req.into_body(), MAX_REFRESH_BODY)
-        .collect()
-        .await
-        .map_err(|_| GatewayError::BadRequest("refresh body unreadable or larger than 16 KiB"))?
-        .to_bytes();
+    let body = read_body(req, ctx.snap.runtime.server.idle_timeout).await?;
     if let Some(token) = body_token(&body) {
         return Ok((token, From::Body));
     }
@@ -185,6 +188,29 @@ async fn refresh_credential(
     match cookie.and_then(|v| std::str::from_utf8(v).ok()) {
         Some(t) if cookie_mode(&ctx.snap.runtime) => Ok((t.to_owned(), From::Cookie)),
         _ => Err(GatewayError::MissingToken),
+    }
+}
+
+/// The request body whole, at most [`MAX_REFRESH_BODY`]. A client that
+/// sends nothing more of it for `idle_timeout` gets 408, as on a proxied
+/// upload (README, *Stalled transfers*): otherwise it would hold the
+/// connection, and a `max_connections` slot, for as long as it liked.
+async fn read_body(req: Request<Incoming>, idle: std::time::Duration) -> Result<Bytes, GatewayError> {
+    let mut body = Limited::new(req.into_body(), MAX_REFRESH_BODY);
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(GatewayError::RequestTimeout),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(_))) => {
+                return Err(GatewayError::BadRequest("refresh body unreadable or larger than 16 KiB"))
+            }
+        }
     }
 }
 
