@@ -583,6 +583,37 @@ async fn a_cross_site_form_cannot_refresh_into_another_session() {
     assert!(set_cookies(&r).is_empty());
 }
 
+/// Explicit refresh by cookie judges the CSRF token by the access cookie
+/// beside the refresh cookie (DESIGN §7), which must be of the same family:
+/// a refresh cookie planted beside alice's session, with a CSRF cookie of its
+/// own, is refused whichever CSRF value comes with it. Alice's own expired
+/// access cookie still counts (exp ignored).
+#[tokio::test]
+async fn a_planted_refresh_cookie_beside_a_session_is_not_refreshed() {
+    let env = env().await;
+    let (_, alice) = env.login().await;
+    let (_, planted) = env.login().await;
+    let cookie = format!(
+        "access_token_cookie={}; csrf_access_token={}; refresh_token_cookie={}; csrf_refresh_token={}",
+        alice.get("access_token_cookie").unwrap(),
+        alice.get("csrf_access_token").unwrap(),
+        planted.get("refresh_token_cookie").unwrap(),
+        planted.get("csrf_refresh_token").unwrap(),
+    );
+    for csrf in [planted.get("csrf_refresh_token").unwrap(), alice.get("csrf_access_token").unwrap()] {
+        let r = request(env.gw.addr, "POST", "/refresh", &[("Cookie", &cookie), ("X-CSRF-TOKEN", csrf)], "")
+            .await;
+        r.assert_problem(403, "csrf_failed");
+        assert!(set_cookies(&r).is_empty());
+    }
+    // Alice's whole jar, her access cookie expired: judged by its csrf claim, refreshed.
+    env.clock.advance(120);
+    let csrf = alice.get("csrf_access_token").unwrap().to_owned();
+    let r = env.with_jar("POST", "/refresh", &alice, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(set_cookies(&r).len(), 4);
+}
+
 /// A refresh body that stops arriving is cut after `idle_timeout` with 408,
 /// as a proxied upload is (README, *Stalled transfers*), instead of holding
 /// its connection for ever.

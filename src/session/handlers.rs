@@ -156,8 +156,12 @@ async fn refresh(
         return Err(GatewayError::WrongTokenType("this endpoint needs a refresh token"));
     }
     // The cookie comes only on unsafe methods in cookie mode: Origin is checked above.
-    if from == From::Cookie && ctx.snap.runtime.csrf.enabled {
-        check_double_submit(&ctx.fetch, claims.csrf.as_deref())?;
+    if from == From::Cookie {
+        let access = session_access_cookie(ctx, jar, &claims)?;
+        if ctx.snap.runtime.csrf.enabled {
+            let expected = access.as_ref().map_or(claims.csrf.as_deref(), |a| a.csrf.as_deref());
+            check_double_submit(&ctx.fetch, expected)?;
+        }
     }
     check_revoked(ctx, &claims).await?;
     let pair = if ctx.snap.runtime.sessions.rotate_refresh {
@@ -167,6 +171,32 @@ async fn refresh(
     };
     ctx.decision = "refreshed";
     Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now)))
+}
+
+/// The access cookie beside a refresh cookie, which the request's CSRF token
+/// is judged by (DESIGN §7: signature verified, `exp` ignored). It must be of
+/// the refresh cookie's family, as implicit refresh requires: else a refresh
+/// cookie planted beside a session, with a CSRF cookie of its own, would be
+/// judged by that cookie and set its session in the browser. An access cookie
+/// that does not verify, or belongs to no family, fails the check.
+fn session_access_cookie(
+    ctx: &RequestCtx,
+    jar: &CookieJar,
+    refresh: &Claims,
+) -> Result<Option<Arc<Claims>>, GatewayError> {
+    const OTHER: GatewayError =
+        GatewayError::CsrfFailed("the access cookie is not of the refresh cookie's session");
+    let rt = &ctx.snap.runtime;
+    let Some(raw) = jar.get(&rt.cookies.access).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let access = match rt.tokens.verifier.verify(&String::from_utf8_lossy(raw), ctx.now) {
+        Ok(c) => c,
+        Err(TokenError::Expired(c)) => Arc::new(*c),
+        Err(_) => return Err(OTHER),
+    };
+    if access.fid.is_none() || access.fid != refresh.fid {
+        return Err(OTHER);
+    }
+    Ok(Some(access))
 }
 
 async fn refresh_credential(
