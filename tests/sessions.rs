@@ -998,3 +998,32 @@ fn set_cookies_of(lines: &[String]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Without rotation, an explicit refresh is a use of the session, as a
+/// rotation is: a client refreshing more often than `idle_timeout` keeps its
+/// session (it was cut off `idle_timeout` after its login), and one that
+/// stops refreshing for longer loses it.
+#[tokio::test]
+async fn without_rotation_each_explicit_refresh_keeps_the_session_from_idling_out() {
+    let idle = |cfg: String| rotation_off(cfg).replace("[sessions]\n", "[sessions]\nidle_timeout = \"1h\"\n");
+    let env = env_edited(&routes(), idle).await;
+    let (login, _) = env.login().await;
+    let refresh_token = login.json()["refresh_token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {refresh_token}");
+    for round in 1..=3 {
+        env.clock.advance(50 * 60);
+        let resp = get(env.gw.addr, "/refresh", &[("Authorization", &bearer)]).await;
+        assert_eq!(resp.status, 200, "refresh {round}, {} min after login: {}", round * 50, resp.body);
+        assert_eq!(resp.json()["refresh_token"], refresh_token.as_str(), "the refresh token stays");
+    }
+    env.clock.advance(3601);
+    let resp = get(env.gw.addr, "/refresh", &[("Authorization", &bearer)]).await;
+    resp.assert_problem(401, "invalid_token");
+    let text = env.gw.gateway.metrics.encode();
+    for line in [
+        r#"jwtgate_refresh_total{mode="explicit",outcome="renewed"} 3"#,
+        r#"jwtgate_refresh_total{mode="explicit",outcome="dead"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate::config::{StoreBackend, StoreSettings};
-use jwtgate::store::{Family, RedisStore, RotateOutcome, RotateRequest, Store, TokenPair};
+use jwtgate::store::{Family, RedisStore, RenewOutcome, RotateOutcome, RotateRequest, Store, TokenPair};
 
 const GRACE: i64 = 30;
 const LEEWAY: i64 = 5;
@@ -177,6 +177,34 @@ pub async fn activity_keeps_a_family_alive(s: Subject) {
         store.rotate(&req("busy", "r2", "r3"), s.at(t2 + IDLE)).await.unwrap(),
         RotateOutcome::Rotated(pair("r3"))
     );
+}
+
+/// An explicit refresh that keeps its refresh token (`rotate_refresh =
+/// false`) renews the family: the current jti is a use, as a rotation is;
+/// a jti rotated away is left to the rotation rules; a dead family stays dead.
+pub async fn renewal_is_a_use(s: Subject) {
+    let store = &s.store;
+    s.at(T0);
+    login(&**store, "kept").await;
+    let end = RenewOutcome::Renewed { expires_at: T0 + MAX_SESSION };
+    let t1 = T0 + IDLE - 10;
+    assert_eq!(store.renew("kept", "r0", IDLE, s.at(t1)).await.unwrap(), end);
+    assert_eq!(store.family("kept").await.unwrap().unwrap().last_used, t1);
+    // IDLE - 5 after the renewal, 2 × IDLE - 15 after the login.
+    let t2 = t1 + IDLE - 5;
+    assert_eq!(store.renew("kept", "r0", IDLE, s.at(t2)).await.unwrap(), end);
+    assert_eq!(
+        store.rotate(&req("kept", "r0", "r1"), s.at(t2 + 10)).await.unwrap(),
+        RotateOutcome::Rotated(pair("r1"))
+    );
+    assert_eq!(store.renew("kept", "r0", IDLE, s.at(t2 + 11)).await.unwrap(), RenewOutcome::NotCurrent);
+    assert_eq!(store.family("kept").await.unwrap().unwrap().last_used, t2 + 10, "not current: no use");
+    assert_eq!(store.renew("kept", "r1", IDLE, s.at(t2 + 10 + IDLE + 1)).await.unwrap(), RenewOutcome::Dead);
+    assert_eq!(store.renew("never", "r0", IDLE, s.at(T0)).await.unwrap(), RenewOutcome::Dead);
+    s.at(T0);
+    login(&**store, "gone").await;
+    store.revoke_family("gone", T0 + 100, LEEWAY, s.at(T0 + 1)).await.unwrap();
+    assert_eq!(store.renew("gone", "r0", IDLE, s.at(T0 + 2)).await.unwrap(), RenewOutcome::Dead);
 }
 
 /// A replay inside the grace is a use too, in memory and Redis. The embedded
@@ -448,6 +476,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn activity_keeps_a_family_alive() {
                 super::activity_keeps_a_family_alive($make).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn renewal_is_a_use() {
+                super::renewal_is_a_use($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn purge_waits_for_the_grace() {

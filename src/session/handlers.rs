@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 use crate::pipeline::extract::{bearer, CookieJar};
 use crate::pipeline::{check_revoked, full, outbound, Body, RequestCtx};
 use crate::route::Handler;
-use crate::store::{Family, TokenPair};
+use crate::store::{Family, RenewOutcome, TokenPair};
 use crate::token::{Claims, TokenError, TokenType};
 
 /// Identity headers larger than this are refused (502 bad_identity).
@@ -250,34 +250,39 @@ fn body_token(body: &Bytes) -> Option<String> {
 }
 
 /// `rotate_refresh = false`: a new access token, the same refresh token; the
-/// family must still be alive. Implicit refresh still rotates, so a refresh
-/// token it rotated away goes through the rotation rules instead (the
-/// current pair within the grace, reuse detection after it): it must not
-/// keep minting access tokens here.
+/// family must still be alive, and the refresh counts as a use of it (its
+/// idle time starts again, as at a rotation). Implicit refresh still
+/// rotates, so a refresh token it rotated away goes through the rotation
+/// rules instead (the current pair within the grace, reuse detection after
+/// it): it must not keep minting access tokens here.
 async fn access_only(ctx: &mut RequestCtx, claims: &Claims, token: &str) -> Result<TokenPair, GatewayError> {
     const NO_FAMILY: GatewayError = GatewayError::InvalidToken("no usable session family");
     let rt = &ctx.snap.runtime;
     let fid = claims.fid.as_deref().ok_or(NO_FAMILY)?;
-    let family = with_timeout(rt, ctx.gw.store.family(fid)).await?.ok_or(NO_FAMILY)?;
-    if family.is_dead(ctx.now, rt.sessions.idle_timeout.as_secs() as i64) {
-        return Err(NO_FAMILY);
-    }
-    if claims.jti.as_deref() != Some(family.current_jti.as_str()) {
-        return rotate(ctx, claims, "explicit").await;
-    }
+    let jti = claims.jti.as_deref().ok_or(NO_FAMILY)?;
+    let idle = rt.sessions.idle_timeout.as_secs() as i64;
+    let renewal = with_timeout(rt, ctx.gw.store.renew(fid, jti, idle, ctx.now)).await;
+    let outcome = match &renewal {
+        Ok(RenewOutcome::Renewed { .. }) => "renewed",
+        Ok(RenewOutcome::NotCurrent) => return rotate(ctx, claims, "explicit").await,
+        Ok(RenewOutcome::Dead) => "dead",
+        Err(_) => "store_error",
+    };
+    ctx.gw.metrics.refresh_outcome("explicit", outcome);
+    let RenewOutcome::Renewed { expires_at } = renewal? else { return Err(NO_FAMILY) };
     let extra = claims.extra();
     let seed = SessionSeed::from_refresh(claims, &extra).ok_or(NO_FAMILY)?;
     // A refresh token without exp (not one jwtgate mints) lasts the session.
-    let refresh_exp = claims.exp.map_or(family.expires_at, |e| e as i64);
+    let refresh_exp = claims.exp.map_or(expires_at, |e| e as i64);
     // Capped at the family's end too: a refresh token minted before a reload
     // raised max_session may end after it.
-    let until = refresh_exp.min(family.expires_at);
+    let until = refresh_exp.min(expires_at);
     let access = mint_access(rt, &seed, until, ctx.now)?.ok_or(NO_FAMILY)?;
     let pair = TokenPair {
         access_token: access.token,
         access_exp: access.exp,
         refresh_token: token.to_owned(),
-        refresh_jti: claims.jti.clone().unwrap_or_default(),
+        refresh_jti: jti.to_owned(),
         refresh_exp,
     };
     if cookie_mode(rt) {

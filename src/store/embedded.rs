@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::family::{decide, Family, RotateOutcome, RotateRequest};
+use super::family::{decide, renew, Family, RenewOutcome, RotateOutcome, RotateRequest};
 use super::memory::tombstone;
 use super::{Store, StoreError, StoreFuture};
 
@@ -186,6 +186,29 @@ impl Store for EmbeddedStore {
             };
             Ok(self.write(write, mirror).await?.0)
         })
+    }
+
+    /// Commits (one fsync) only when `last_used` moves: repeated renewals
+    /// within the same second write nothing.
+    fn renew<'a>(
+        &'a self,
+        fid: &'a str,
+        presented_jti: &'a str,
+        idle_timeout: i64,
+        now: i64,
+    ) -> StoreFuture<'a, RenewOutcome> {
+        let (fid, presented) = (fid.to_owned(), presented_jti.to_owned());
+        let write = move |txn: &redb::WriteTransaction| {
+            let Some(mut family) = get(txn, &fid)? else { return Ok((RenewOutcome::Dead, false)) };
+            let used_before = family.last_used;
+            let outcome = renew(&mut family, &presented, idle_timeout, now);
+            let commit = matches!(outcome, RenewOutcome::Renewed { .. }) && family.last_used != used_before;
+            if commit {
+                put(txn, &family)?;
+            }
+            Ok((outcome, commit))
+        };
+        Box::pin(self.write(write, no_mirror))
     }
 
     /// `leeway` needs nothing here, as in memory: purge runs at

@@ -122,6 +122,36 @@ pub enum RotateOutcome {
     Dead,
 }
 
+/// What [`renew`] found, for an explicit refresh that keeps its refresh
+/// token (`rotate_refresh = false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// The presented jti is current: the family was used now. Its end, which
+    /// the new access token may not outlast.
+    Renewed { expires_at: i64 },
+    /// Alive, but the presented jti is not current (implicit refresh rotated
+    /// it away): the rotation rules ([`decide`]) judge it.
+    NotCurrent,
+    /// Unknown, revoked, idle or past its end: nothing changed.
+    Dead,
+}
+
+/// A use of the family's current refresh token without rotating it: the
+/// family must be alive, and it counts as a use (`last_used = now`), as a
+/// rotation does, so a client refreshing more often than `idle_timeout` is
+/// not cut off `idle_timeout` after its login. The caller persists `family`
+/// on `Renewed`.
+pub fn renew(family: &mut Family, presented_jti: &str, idle_timeout: i64, now: i64) -> RenewOutcome {
+    if family.is_dead(now, idle_timeout) {
+        return RenewOutcome::Dead;
+    }
+    if family.current_jti != presented_jti {
+        return RenewOutcome::NotCurrent;
+    }
+    family.last_used = now;
+    RenewOutcome::Renewed { expires_at: family.expires_at }
+}
+
 /// Applies DESIGN.md §7 rules 2–4 to `family` at `now`; the caller persists
 /// `family` when the outcome is `Rotated` or `ReuseDetected` (or on `Replayed`, for last_used).
 pub fn decide(family: &mut Family, req: &RotateRequest, now: i64) -> RotateOutcome {
@@ -210,6 +240,19 @@ mod tests {
         let mut fam = Family::new("f", "alice", "r0", 100, 500);
         assert_eq!(decide(&mut fam, &req("r0", "r1"), 600), RotateOutcome::Dead);
         assert_eq!(fam.current_jti, "r0");
+    }
+
+    #[test]
+    fn renewing_the_current_jti_is_a_use_and_anything_else_changes_nothing() {
+        let mut fam = Family::new("f", "alice", "r0", 100, 10_000);
+        assert_eq!(renew(&mut fam, "r0", 1000, 900), RenewOutcome::Renewed { expires_at: 10_100 });
+        assert_eq!(fam.last_used, 900);
+        // 1 900 s after the login, 1 000 after the renewal: alive.
+        assert_eq!(renew(&mut fam, "r0", 1000, 1900), RenewOutcome::Renewed { expires_at: 10_100 });
+        assert_eq!(renew(&mut fam, "old", 1000, 1950), RenewOutcome::NotCurrent);
+        assert_eq!(fam.last_used, 1900, "a jti that is not current is not a use");
+        assert_eq!(renew(&mut fam, "r0", 1000, 2901), RenewOutcome::Dead);
+        assert_eq!(fam.last_used, 1900);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::family::{decide, Family, RotateOutcome, RotateRequest};
+use super::family::{decide, renew, Family, RenewOutcome, RotateOutcome, RotateRequest};
 use super::{Store, StoreFuture};
 
 #[derive(Debug, Default)]
@@ -43,6 +43,20 @@ impl Store for MemoryStore {
             let mut inner = self.lock();
             let Some(family) = inner.families.get_mut(&req.fid) else { return Ok(RotateOutcome::Dead) };
             Ok(decide(family, req, now))
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        fid: &'a str,
+        presented_jti: &'a str,
+        idle_timeout: i64,
+        now: i64,
+    ) -> StoreFuture<'a, RenewOutcome> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let Some(family) = inner.families.get_mut(fid) else { return Ok(RenewOutcome::Dead) };
+            Ok(renew(family, presented_jti, idle_timeout, now))
         })
     }
 

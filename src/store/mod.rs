@@ -14,7 +14,7 @@ mod memory;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use family::{Family, RotateOutcome, RotateRequest, TokenPair};
+pub use family::{Family, RenewOutcome, RotateOutcome, RotateRequest, TokenPair};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
@@ -54,6 +54,15 @@ pub trait Store: Send + Sync + 'static {
     /// The atomic step of DESIGN.md §7: decide with [`family::decide`] and
     /// persist, all-or-nothing. Unknown family → [`RotateOutcome::Dead`].
     fn rotate<'a>(&'a self, req: &'a RotateRequest, now: i64) -> StoreFuture<'a, RotateOutcome>;
+    /// An explicit refresh that keeps its refresh token: [`family::renew`],
+    /// atomically, persisted on `Renewed`. Unknown family → `Dead`.
+    fn renew<'a>(
+        &'a self,
+        fid: &'a str,
+        presented_jti: &'a str,
+        idle_timeout: i64,
+        now: i64,
+    ) -> StoreFuture<'a, RenewOutcome>;
     /// Revokes a family (logout, reuse). An unknown fid is remembered as
     /// revoked until `until`, so its tokens stop working too; a known one
     /// until `until` or its own `expires_at` plus `leeway` (its last tokens

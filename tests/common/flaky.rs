@@ -43,6 +43,18 @@ impl jwtgate::store::Store for Flaky {
             self.inner.rotate(req, now).await
         })
     }
+    fn renew<'a>(
+        &'a self,
+        fid: &'a str,
+        jti: &'a str,
+        idle_timeout: i64,
+        now: i64,
+    ) -> jwtgate::store::StoreFuture<'a, jwtgate::store::RenewOutcome> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.renew(fid, jti, idle_timeout, now).await
+        })
+    }
     fn revoke_family<'a>(
         &'a self,
         fid: &'a str,

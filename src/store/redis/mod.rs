@@ -32,7 +32,7 @@ use redis::{AsyncCommands, Client, ConnectionAddr, IntoConnectionInfo, TlsCertif
 
 use self::feed::{Feed, Kind};
 use self::scripts::{Scripts, CHANNEL, EXPIRY, FAMILY, PREV, REVOKED_FID, REVOKED_JTI};
-use super::family::{Family, RotateOutcome, RotateRequest, RotatedJti, ROTATED_KEPT};
+use super::family::{Family, RenewOutcome, RotateOutcome, RotateRequest, RotatedJti, ROTATED_KEPT};
 use super::{Store, StoreError, StoreFuture};
 use crate::config::StoreSettings;
 
@@ -270,6 +270,33 @@ impl Store for RedisStore {
                     Ok(RotateOutcome::ReuseDetected)
                 }
                 _ => Err(StoreError::new("unexpected reply from the rotate script")),
+            }
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        fid: &'a str,
+        presented_jti: &'a str,
+        idle_timeout: i64,
+        _now: i64,
+    ) -> StoreFuture<'a, RenewOutcome> {
+        Box::pin(async move {
+            let (offset, idle) = (self.offset(), idle_timeout.to_string());
+            let reply: Vec<String> = self
+                .scripts
+                .renew
+                .call(&mut self.conn(), &[&family_key(fid)], &[&offset, presented_jti, &idle])
+                .await
+                .map_err(redis_err)?;
+            match reply.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                ["dead"] => Ok(RenewOutcome::Dead),
+                ["not_current"] => Ok(RenewOutcome::NotCurrent),
+                ["renewed", end] => end
+                    .parse()
+                    .map(|expires_at| RenewOutcome::Renewed { expires_at })
+                    .map_err(|_| StoreError::new("corrupt expires_at")),
+                _ => Err(StoreError::new("unexpected reply from the renew script")),
             }
         })
     }

@@ -127,6 +127,27 @@ return {'reuse', revoke_fid(KEYS[2], KEYS[4], ARGV[8], fid, till, now)}
 "#
 );
 
+/// An explicit refresh that keeps its refresh token.
+///
+/// KEEP IN SYNC with `family::renew` (and `Family::is_dead`), as ROTATE with
+/// `decide`; the conformance suite checks both.
+///
+/// KEYS: family. ARGV: offset, presented jti, idle_timeout.
+/// Returns {'dead'} | {'not_current'} | {'renewed', expires_at}.
+pub const RENEW: &str = concat!(
+    prelude!(),
+    r#"
+local now = clock(ARGV[1])
+local f = redis.call('HMGET', KEYS[1], 'current_jti', 'revoked', 'last_used', 'expires_at')
+if not f[1] then return {'dead'} end
+local expires_at = tonumber(f[4])
+if f[2] == '1' or now >= expires_at or now - tonumber(f[3]) > tonumber(ARGV[3]) then return {'dead'} end
+if f[1] ~= ARGV[2] then return {'not_current'} end
+redis.call('HSET', KEYS[1], 'last_used', now)
+return {'renewed', f[4]}
+"#
+);
+
 /// A login: the family hash, its TTL (until `expires_at`) and purge entry.
 ///
 /// KEYS: family, expiry zset. ARGV: offset, expires_at, field, value, …
@@ -244,9 +265,10 @@ impl Lua {
     }
 }
 
-/// The four scripts, hashed once per store.
+/// The scripts, hashed once per store.
 pub struct Scripts {
     pub rotate: Lua,
+    pub renew: Lua,
     pub start: Lua,
     pub revoke_family: Lua,
     pub revoke_jti: Lua,
@@ -257,6 +279,7 @@ impl Scripts {
     pub fn new() -> Scripts {
         Scripts {
             rotate: Lua::new(ROTATE),
+            renew: Lua::new(RENEW),
             start: Lua::new(START),
             revoke_family: Lua::new(REVOKE_FAMILY),
             revoke_jti: Lua::new(REVOKE_JTI),
