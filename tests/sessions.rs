@@ -1027,3 +1027,29 @@ async fn without_rotation_each_explicit_refresh_keeps_the_session_from_idling_ou
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
 }
+
+/// By cookie, logout falls back to the refresh cookie when the access cookie
+/// beside it no longer verifies (here its signature is broken; in life, a key
+/// since dropped): the session is revoked and the cookies cleared, where the
+/// logout was refused with 401 and the refresh cookie stayed usable. A pair
+/// of which nothing verifies is still refused.
+#[tokio::test]
+async fn logout_by_cookie_revokes_the_session_when_only_the_refresh_cookie_verifies() {
+    let env = env().await;
+    let (_, mut jar) = env.login().await;
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    let refresh = format!("Bearer {}", jar.get("refresh_token_cookie").unwrap());
+    let broken = |token: &str| format!("{}{}", &token[..token.len() - 4], "AAAA");
+    let access = broken(jar.get("access_token_cookie").unwrap());
+    jar.0.insert("access_token_cookie".into(), access);
+    let mut nothing_verifies = jar.clone();
+    let refresh_cookie = broken(jar.get("refresh_token_cookie").unwrap());
+    nothing_verifies.0.insert("refresh_token_cookie".into(), refresh_cookie);
+    let refused = env.with_jar("POST", "/logout", &nothing_verifies, &[("X-CSRF-TOKEN", &csrf)]).await;
+    refused.assert_problem(401, "invalid_token");
+    env.with_jar("POST", "/logout", &jar, &[]).await.assert_problem(403, "csrf_failed");
+    let out = env.with_jar("POST", "/logout", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert_cleared(&out);
+    get(env.gw.addr, "/refresh", &[("Authorization", &refresh)]).await.assert_problem(401, "token_revoked");
+}

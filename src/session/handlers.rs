@@ -310,20 +310,17 @@ async fn logout(
         Some(c) if c.source == Source::Cookie && !is_safe(&ctx.method) => None,
         _ => bearer(req.headers())?,
     };
-    let token = match header {
-        Some(t) => Some(t.to_owned()),
+    let presented: Vec<String> = match header {
+        Some(t) => vec![t.to_owned()],
         None if !is_safe(&ctx.method) => [&rt.cookies.access, &rt.cookies.refresh]
             .into_iter()
-            .find_map(|name| jar.get(name).filter(|v| !v.is_empty()))
-            .map(|v| String::from_utf8_lossy(v).into_owned()),
-        None => None,
+            .filter_map(|name| jar.get(name).filter(|v| !v.is_empty()))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        None => Vec::new(),
     };
-    if let Some(token) = token {
-        let claims = match rt.tokens.verifier.verify(&token, ctx.now) {
-            Ok(c) => c,
-            Err(TokenError::Expired(c)) => Arc::new(*c),
-            Err(e) => return Err(e.into()),
-        };
+    if !presented.is_empty() {
+        let claims = first_verified(ctx, &presented)?;
         if header.is_none() {
             check_origin(rt, &ctx.fetch, ctx.conn.tls, &ctx.host)?;
             if rt.csrf.enabled {
@@ -337,6 +334,23 @@ async fn logout(
     let mut resp = Response::new(full(""));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
+}
+
+/// The first of the presented tokens whose signature verifies (expired
+/// counts), else the first one's error. By cookie, the access cookie comes
+/// first and the refresh cookie after it: an access cookie that no longer
+/// verifies (signed with a key since dropped) must not leave the session
+/// beside it alive, logged out in the browser and revoked nowhere.
+fn first_verified(ctx: &RequestCtx, presented: &[String]) -> Result<Arc<Claims>, GatewayError> {
+    let mut first_error = None;
+    for token in presented {
+        match ctx.snap.runtime.tokens.verifier.verify(token, ctx.now) {
+            Ok(c) => return Ok(c),
+            Err(TokenError::Expired(c)) => return Ok(Arc::new(*c)),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    Err(first_error.map_or(GatewayError::MissingToken, GatewayError::from))
 }
 
 /// The longest a token is remembered as revoked: a token without `exp`
