@@ -77,6 +77,14 @@ impl Env {
         request(self.gw.addr, method, path, &headers, "").await
     }
 
+    /// Each of `lines` is a line of the gateway's /metrics text.
+    fn assert_counted(&self, lines: &[&str]) {
+        let text = self.gw.gateway.metrics.encode();
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{line} missing:\n{text}");
+        }
+    }
+
     fn claims(&self, token: &str) -> jwtgate::token::Claims {
         let snap = self.gw.gateway.snapshot();
         snap.runtime.tokens.verifier.verify(token, self.clock.now_secs()).unwrap().as_ref().clone()
@@ -649,13 +657,10 @@ async fn refresh_outcomes_are_counted_by_mode() {
     assert_eq!(get(env.gw.addr, "/refresh", &[("Authorization", &old)]).await.status, 200);
     env.clock.advance(31); // past reuse_grace
     get(env.gw.addr, "/refresh", &[("Authorization", &old)]).await.assert_problem(401, "refresh_reuse");
-    let text = env.gw.gateway.metrics.encode();
-    for line in [
+    env.assert_counted(&[
         r#"jwtgate_refresh_total{mode="explicit",outcome="rotated"} 1"#,
         r#"jwtgate_refresh_total{mode="explicit",outcome="reuse"} 1"#,
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-    }
+    ]);
 }
 
 #[tokio::test]
@@ -1019,13 +1024,10 @@ async fn without_rotation_each_explicit_refresh_keeps_the_session_from_idling_ou
     env.clock.advance(3601);
     let resp = get(env.gw.addr, "/refresh", &[("Authorization", &bearer)]).await;
     resp.assert_problem(401, "invalid_token");
-    let text = env.gw.gateway.metrics.encode();
-    for line in [
+    env.assert_counted(&[
         r#"jwtgate_refresh_total{mode="explicit",outcome="renewed"} 3"#,
         r#"jwtgate_refresh_total{mode="explicit",outcome="dead"} 1"#,
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-    }
+    ]);
 }
 
 /// By cookie, logout falls back to the refresh cookie when the access cookie
