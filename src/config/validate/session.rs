@@ -168,6 +168,14 @@ pub(super) fn sessions(
         &[("tokens", LoginResponse::Tokens), ("upstream", LoginResponse::Upstream)],
         errs,
     );
+    if login_response == Some(LoginResponse::Upstream) && !cookie_location(tokens) {
+        errs.push(
+            "sessions.login_response",
+            "\"upstream\" answers a login with the app's response and hands the tokens over only in \
+             cookies, but tokens.locations has no \"cookies\", so no client would ever receive the \
+             session; add \"cookies\" to tokens.locations or write login_response = \"tokens\"",
+        );
+    }
     let access_ttl = parse_duration("tokens.access_ttl", &tokens.access_ttl, &mut ConfigErrors::default());
     let refresh_ahead = refresh_ahead(raw, tokens, access_ttl, errs);
     let settings = SessionSettings {
@@ -196,7 +204,7 @@ fn refresh_ahead(
         return Some(access_ttl.map_or(minute, |ttl| minute.min(ttl / 4)));
     };
     let ahead = parse_duration("sessions.refresh_ahead", explicit, errs)?;
-    let cookies = tokens.locations.iter().any(|l| l.trim().eq_ignore_ascii_case("cookies"));
+    let cookies = cookie_location(tokens);
     if let Some(ttl) = access_ttl.filter(|ttl| ahead >= *ttl && cookies && raw.implicit_refresh) {
         errs.push(
             "sessions.refresh_ahead",
@@ -209,6 +217,12 @@ fn refresh_ahead(
         return None;
     }
     Some(ahead)
+}
+
+/// Whether `tokens.locations` lists "cookies" (a misspelled entry is the
+/// token validator's to report).
+fn cookie_location(tokens: &RawTokens) -> bool {
+    tokens.locations.iter().any(|l| l.trim().eq_ignore_ascii_case("cookies"))
 }
 
 /// Validates `[store]`. The redis URL is never echoed: it may hold a password.

@@ -148,6 +148,27 @@ fn explicit_refresh_ahead_must_be_below_access_ttl_when_implicit_refresh_runs() 
     assert_eq!(s.refresh_ahead, Duration::from_secs(120));
 }
 
+/// `login_response = "upstream"` hands the tokens over only in cookies: with
+/// no "cookies" location nobody would receive the session it mints.
+#[test]
+fn login_response_upstream_needs_the_cookie_location() {
+    let upstream = RawSessions { login_response: "upstream".into(), ..RawSessions::default() };
+    let headers_only =
+        RawTokens { locations: vec!["headers".into(), "query".into()], ..RawTokens::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(sessions(&upstream, &headers_only, &mut errs).is_none());
+    assert_eq!(keys(&errs), ["sessions.login_response"]);
+    for fix in ["add \"cookies\" to tokens.locations", "login_response = \"tokens\""] {
+        assert!(errs.0[0].message.contains(fix), "{errs}");
+    }
+
+    let s = sessions(&upstream, &RawTokens::default(), &mut ConfigErrors::default()).unwrap();
+    assert_eq!(s.login_response, LoginResponse::Upstream);
+    let tokens = RawSessions::default();
+    let s = sessions(&tokens, &headers_only, &mut ConfigErrors::default()).unwrap();
+    assert_eq!(s.login_response, LoginResponse::Tokens);
+}
+
 #[test]
 fn session_field_errors() {
     let raw = RawSessions {
