@@ -34,6 +34,8 @@ pub enum GatewayError {
     BadRequest(&'static str),
     #[error("the request body stopped arriving")]
     RequestTimeout,
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
     #[error("no route matches this request")]
     NoRoute,
     #[error("method not allowed on this route")]
@@ -70,6 +72,7 @@ impl GatewayError {
             Forbidden { .. } | CsrfFailed(_) => StatusCode::FORBIDDEN,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             NoRoute => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -97,6 +100,7 @@ impl GatewayError {
             CsrfFailed(_) => "csrf_failed",
             BadRequest(_) => "bad_request",
             RequestTimeout => "request_timeout",
+            BodyTooLarge { .. } => "body_too_large",
             NoRoute => "no_route",
             MethodNotAllowed { .. } => "method_not_allowed",
             HeadersTooLarge => "header_too_large",
@@ -131,7 +135,7 @@ impl GatewayError {
                 Some(c)
             }
             Forbidden { .. } => Some(r#"Bearer realm="jwtgate", error="insufficient_scope""#.into()),
-            CsrfFailed(_) | BadRequest(_) | RequestTimeout | NoRoute | MethodNotAllowed { .. } | HeadersTooLarge | UriTooLong
+            CsrfFailed(_) | BadRequest(_) | RequestTimeout | BodyTooLarge { .. } | NoRoute | MethodNotAllowed { .. } | HeadersTooLarge | UriTooLong
             | NotImplemented | StoreUnavailable | BadIdentity(_) | UpstreamUnavailable | UpstreamTimeout
             | Internal => None,
         }
@@ -212,6 +216,7 @@ mod tests {
             (GatewayError::Forbidden { claim: "roles".into() }, 403, "forbidden"),
             (GatewayError::CsrfFailed("x"), 403, "csrf_failed"),
             (GatewayError::BadRequest("x"), 400, "bad_request"),
+            (GatewayError::BodyTooLarge { limit: 16384 }, 413, "body_too_large"),
             (GatewayError::NoRoute, 404, "no_route"),
             (GatewayError::MethodNotAllowed { allow: vec![] }, 405, "method_not_allowed"),
             (GatewayError::HeadersTooLarge, 431, "header_too_large"),

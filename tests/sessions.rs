@@ -152,6 +152,23 @@ async fn login_response_upstream_passes_the_apps_answer_without_the_identity_hea
     assert!(refused.all("set-cookie").is_empty());
 }
 
+/// A refresh body over 16 KiB is 413 `body_too_large`, as nginx answers a
+/// body over `client_max_body_size`; one that breaks off (a malformed chunk)
+/// stays the client's 400. Neither reaches the upstream.
+#[tokio::test]
+async fn a_refresh_body_over_16_kib_gets_413_and_a_broken_one_400() {
+    let env = env().await;
+    let body = format!(r#"{{"refresh_token":"{}"}}"#, "a".repeat(20 * 1024));
+    let json = ("Content-Type", "application/json");
+    let resp = request(env.gw.addr, "POST", "/refresh", &[json], &body).await;
+    resp.assert_problem(413, "body_too_large");
+    assert!(set_cookies(&resp).is_empty());
+    let broken = "POST /refresh HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\
+                  Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
+    common::raw::send_raw(env.gw.addr, broken).await.assert_problem(400, "bad_request");
+    assert_eq!(env.up.count(), 0, "the upstream received nothing");
+}
+
 /// `[cookies]` reaches every cookie jwtgate sets: SameSite and Path as
 /// configured, Secure by default, HttpOnly on the tokens and not on the CSRF
 /// values (the page's script must read those).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -221,7 +221,9 @@ async fn refresh_credential(
     }
 }
 
-/// The request body whole, at most [`MAX_REFRESH_BODY`]. A client that
+/// The request body whole, at most [`MAX_REFRESH_BODY`]: more is 413, as
+/// nginx answers a body over `client_max_body_size`; one that breaks off
+/// (malformed chunks, cut short) is the client's 400. A client that
 /// sends nothing more of it for `idle_timeout` gets 408, as on a proxied
 /// upload (README, *Stalled transfers*): otherwise it would hold the
 /// connection, and a `max_connections` slot, for as long as it liked.
@@ -237,9 +239,10 @@ async fn read_body(req: Request<Incoming>, idle: std::time::Duration) -> Result<
                     out.extend_from_slice(&data);
                 }
             }
-            Ok(Some(Err(_))) => {
-                return Err(GatewayError::BadRequest("refresh body unreadable or larger than 16 KiB"))
+            Ok(Some(Err(e))) if e.is::<LengthLimitError>() => {
+                return Err(GatewayError::BodyTooLarge { limit: MAX_REFRESH_BODY })
             }
+            Ok(Some(Err(_))) => return Err(GatewayError::BadRequest("refresh body unreadable")),
         }
     }
 }
