@@ -169,6 +169,45 @@ async fn a_refresh_body_over_16_kib_gets_413_and_a_broken_one_400() {
     assert_eq!(env.up.count(), 0, "the upstream received nothing");
 }
 
+/// The identity header and the refresh body are read as a token's claims
+/// are: a member name twice (`{"sub":"alice","sub":"admin"}`), at any depth,
+/// is refused, where serde kept the last copy and another reader may keep
+/// the first. A refresh body naming a member twice is 400, neither its last
+/// `refresh_token` nor a fall-back to the cookie; a body that is no JSON at
+/// all still falls back to the cookie.
+#[tokio::test]
+async fn a_json_member_named_twice_is_refused_in_the_identity_header_and_the_refresh_body() {
+    let env = env().await;
+    let (resp, jar) = env.login().await;
+    let token = resp.json()["refresh_token"].as_str().unwrap().to_owned();
+    for twice in [
+        r#"{"sub":"alice","sub":"admin"}"#,
+        r#"{"sub":"alice","roles":["dev"],"roles":["admin"]}"#,
+        r#"{"sub":"alice","org":{"id":1,"id":2}}"#,
+    ] {
+        *env.up.respond_with.lock().unwrap() = vec![("X-Jwtgate-Identity".into(), twice.into())];
+        let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+        resp.assert_problem(502, "bad_identity");
+        assert!(resp.all("set-cookie").is_empty(), "nothing minted for {twice}");
+        assert!(resp.header("x-jwtgate-identity").is_none());
+    }
+
+    let json = ("Content-Type", "application/json");
+    let last_wins = format!(r#"{{"refresh_token":"not-a-token","refresh_token":"{token}"}}"#);
+    let resp = request(env.gw.addr, "POST", "/refresh", &[json], &last_wins).await;
+    resp.assert_problem(400, "bad_request");
+    assert!(set_cookies(&resp).is_empty());
+    let csrf = ("X-CSRF-TOKEN", jar.get("csrf_access_token").unwrap());
+    let no_token_twice = r#"{"remember":true,"remember":false}"#;
+    let cookie = jar.header();
+    let by_cookie = [json, csrf, ("Cookie", cookie.as_str())];
+    let resp = request(env.gw.addr, "POST", "/refresh", &by_cookie, no_token_twice).await;
+    resp.assert_problem(400, "bad_request");
+    assert!(set_cookies(&resp).is_empty());
+    let resp = request(env.gw.addr, "POST", "/refresh", &by_cookie, "not json").await;
+    assert_eq!(resp.status, 200, "a body that is no JSON falls back to the cookie: {}", resp.body);
+}
+
 /// `[cookies]` reaches every cookie jwtgate sets: SameSite and Path as
 /// configured, Secure by default, HttpOnly on the tokens and not on the CSRF
 /// values (the page's script must read those).

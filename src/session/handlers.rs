@@ -17,6 +17,7 @@ use crate::pipeline::extract::{bearer, CookieJar};
 use crate::pipeline::{check_revoked, full, outbound, Body, RequestCtx};
 use crate::route::Handler;
 use crate::store::{Family, RenewOutcome, TokenPair};
+use crate::token::strict_json::{self, StrictError};
 use crate::token::{Claims, TokenError, TokenType};
 
 /// Identity headers larger than this are refused (502 bad_identity).
@@ -98,6 +99,9 @@ type Identity = Result<(String, Map<String, Value>), GatewayError>;
 
 /// The identity header: once, ≤ 4 KiB of UTF-8 JSON, an object with a
 /// non-empty string `sub`; reserved claim names are ignored. None = absent.
+/// Read as a token's claims are: a member name twice, at any depth, is
+/// refused, since serde keeps the last `sub` of two where another reader
+/// (the app's own logs, a WAF) may keep the first.
 fn identity(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<Identity> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
@@ -110,9 +114,10 @@ fn identity(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<Identi
         }
         let text =
             std::str::from_utf8(first.as_bytes()).map_err(|_| GatewayError::BadIdentity("not UTF-8"))?;
-        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
-            return Err(GatewayError::BadIdentity("not a JSON object"));
-        };
+        let mut map = strict_json::object(text.as_bytes()).map_err(|e| match e {
+            StrictError::Invalid => GatewayError::BadIdentity("not a JSON object"),
+            StrictError::Duplicate => GatewayError::BadIdentity("a member name appears twice"),
+        })?;
         let sub = match map.remove("sub") {
             Some(Value::String(s)) if !s.is_empty() => s,
             _ => return Err(GatewayError::BadIdentity("sub must be a non-empty string")),
@@ -211,7 +216,7 @@ async fn refresh_credential(
         return Err(GatewayError::MissingToken);
     }
     let body = read_body(req, ctx.snap.runtime.server.idle_timeout).await?;
-    if let Some(token) = body_token(&body) {
+    if let Some(token) = body_token(&body)? {
         return Ok((token, From::Body));
     }
     let cookie = jar.get(&ctx.snap.runtime.cookies.refresh).filter(|v| !v.is_empty());
@@ -247,9 +252,20 @@ async fn read_body(req: Request<Incoming>, idle: std::time::Duration) -> Result<
     }
 }
 
-fn body_token(body: &Bytes) -> Option<String> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    value.get("refresh_token")?.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+/// The body's non-empty string `refresh_token`. A body that is no JSON
+/// object, or names none, gives none: the refresh cookie may still count.
+/// A member name twice, at any depth, is 400, as in a token: serde would
+/// keep the last `refresh_token` of two where another reader keeps the
+/// first, and such a body is refused, not read as one without a token.
+fn body_token(body: &Bytes) -> Result<Option<String>, GatewayError> {
+    let map = match strict_json::object(body) {
+        Ok(map) => map,
+        Err(StrictError::Invalid) => return Ok(None),
+        Err(StrictError::Duplicate) => {
+            return Err(GatewayError::BadRequest("the refresh body names a JSON member twice"))
+        }
+    };
+    Ok(map.get("refresh_token").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned))
 }
 
 /// `rotate_refresh = false`: a new access token, the same refresh token; the

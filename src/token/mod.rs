@@ -14,7 +14,7 @@ mod keygen;
 pub mod keys;
 pub mod mint;
 mod pem_keys;
-mod strict_json;
+pub(crate) mod strict_json;
 pub mod verify;
 
 #[cfg(test)]
