@@ -208,6 +208,32 @@ async fn a_json_member_named_twice_is_refused_in_the_identity_header_and_the_ref
     assert_eq!(resp.status, 200, "a body that is no JSON falls back to the cookie: {}", resp.body);
 }
 
+/// `login_response = "tokens"` keeps the app's own Set-Cookie (Flask's
+/// `session`): an app put behind jwtgate keeps its cookies, and jwtgate's
+/// come after them, so on a clash the browser keeps jwtgate's. Nothing else
+/// of the app's answer goes out: the body is the token JSON, the app's other
+/// headers stay behind.
+#[tokio::test]
+async fn login_response_tokens_keeps_the_apps_set_cookie_before_jwtgates() {
+    let env = env().await;
+    let app = [
+        ("Set-Cookie", "session=abc; Path=/; HttpOnly"),
+        ("Set-Cookie", "access_token_cookie=from-the-app; Path=/"),
+        ("X-App", "login view"),
+    ];
+    env.up.respond_with.lock().unwrap().extend(app.map(|(n, v)| (n.to_owned(), v.to_owned())));
+    let (resp, jar) = env.login().await;
+    let body = resp.json();
+    assert_eq!(body["token_type"], "bearer", "{body}");
+    assert!(resp.header("x-app").is_none(), "the app's other headers stay behind");
+    let lines = resp.all("set-cookie");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines[..2], [app[0].1, app[1].1], "the app's cookies first, as it sent them");
+    assert!(lines[2..].iter().any(|c| c.starts_with("access_token_cookie=ey")), "{lines:?}");
+    assert_eq!(jar.get("session"), Some("abc"));
+    assert_eq!(jar.get("access_token_cookie"), body["access_token"].as_str(), "jwtgate's cookie wins");
+}
+
 /// `[cookies]` reaches every cookie jwtgate sets: SameSite and Path as
 /// configured, Secure by default, HttpOnly on the tokens and not on the CSRF
 /// values (the page's script must read those).

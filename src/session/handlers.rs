@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -89,7 +89,15 @@ async fn login(
     ctx.decision = "login";
     match rt.sessions.login_response {
         crate::config::LoginResponse::Tokens => {
-            Ok(json_response(StatusCode::OK, &tokens_body(&pair, ctx.now)))
+            // The app's own cookies (Flask's `session`, say) go out with the
+            // tokens, and nothing else of its answer; jwtgate's are appended
+            // after them (`outbound::finish`), so on a clash the browser
+            // keeps jwtgate's.
+            let mut tokens = json_response(StatusCode::OK, &tokens_body(&pair, ctx.now));
+            for cookie in resp.headers().get_all(SET_COOKIE) {
+                tokens.headers_mut().append(SET_COOKIE, cookie.clone());
+            }
+            Ok(tokens)
         }
         crate::config::LoginResponse::Upstream => Ok(resp),
     }
