@@ -208,6 +208,35 @@ async fn a_json_member_named_twice_is_refused_in_the_identity_header_and_the_ref
     assert_eq!(resp.status, 200, "a body that is no JSON falls back to the cookie: {}", resp.body);
 }
 
+/// An identity whose claims would make a token cookie larger than the 4 KiB
+/// a browser keeps is refused at login (502, nothing minted): the browser
+/// would drop the cookie silently and the user be logged out on the next
+/// request. Without cookies (`locations` without "cookies") there is no such
+/// limit, and a smaller identity logs in.
+#[tokio::test]
+async fn an_identity_too_large_for_a_browser_cookie_is_refused_in_cookie_mode() {
+    let identity = |bio: usize| format!(r#"{{"sub":"alice","bio":"{}"}}"#, "b".repeat(bio));
+    let env = env().await;
+    *env.up.respond_with.lock().unwrap() = vec![("X-Jwtgate-Identity".into(), identity(3000))];
+    let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+    resp.assert_problem(502, "bad_identity");
+    assert!(resp.all("set-cookie").is_empty(), "nothing minted");
+    *env.up.respond_with.lock().unwrap() = vec![("X-Jwtgate-Identity".into(), identity(2000))];
+    let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let longest = set_cookies(&resp).iter().map(|c| c.split(';').next().unwrap().len()).max().unwrap();
+    assert!(longest > 2000 && longest <= 4096, "{longest}");
+
+    let headers_only = |cfg: String| {
+        cfg.replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["headers"]"#)
+    };
+    let env = env_edited(&routes(), headers_only).await;
+    *env.up.respond_with.lock().unwrap() = vec![("X-Jwtgate-Identity".into(), identity(3000))];
+    let resp = request(env.gw.addr, "POST", "/login", &[], "").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(resp.json()["access_token"].as_str().unwrap().len() > 4096);
+}
+
 /// `login_response = "tokens"` keeps the app's own Set-Cookie (Flask's
 /// `session`): an app put behind jwtgate keeps its cookies, and jwtgate's
 /// come after them, so on a clash the browser keeps jwtgate's. Nothing else

@@ -115,6 +115,23 @@ pub fn session(
     out.into_iter().flatten().collect()
 }
 
+/// The most of one cookie's name plus value that browsers keep: RFC 6265
+/// §6.1 asks for at least 4096 bytes, and Chrome and Firefox keep no more (a
+/// longer cookie is dropped without a word).
+const BROWSER_COOKIE_BYTES: usize = 4096;
+/// Room kept at login for the session's later tokens, which can be a few
+/// bytes longer than its first (a rotation's access token says
+/// `"fresh":false`).
+const LATER_TOKENS_HEADROOM: usize = 16;
+
+/// Whether a browser would keep this new session's token cookies, and those
+/// of its rotations after it.
+pub fn fit_a_browser(settings: &CookieSettings, pair: &TokenPair) -> bool {
+    [(&settings.access, &pair.access_token), (&settings.refresh, &pair.refresh_token)]
+        .into_iter()
+        .all(|(name, token)| name.len() + token.len() + LATER_TOKENS_HEADROOM <= BROWSER_COOKIE_BYTES)
+}
+
 /// Set-Cookie values that delete all four cookies (Max-Age=0).
 pub fn cleared(settings: &CookieSettings) -> Vec<HeaderValue> {
     [
@@ -190,6 +207,23 @@ mod tests {
         assert!(cookies[1].starts_with("refresh_token_cookie=d.e.f;") && cookies[1].contains("HttpOnly"));
         assert_eq!(cookies[2], "csrf_access_token=x; Path=/; Max-Age=3600; Secure; SameSite=Lax");
         assert!(!cookies[3].contains("HttpOnly"));
+    }
+
+    #[test]
+    fn a_session_fits_a_browser_while_each_token_cookie_leaves_room_for_later_tokens() {
+        let s = settings();
+        let pair = |access: usize, refresh: usize| TokenPair {
+            access_token: "a".repeat(access),
+            access_exp: 0,
+            refresh_token: "r".repeat(refresh),
+            refresh_jti: "j".into(),
+            refresh_exp: 0,
+        };
+        let access_room = BROWSER_COOKIE_BYTES - LATER_TOKENS_HEADROOM - s.access.len();
+        let refresh_room = BROWSER_COOKIE_BYTES - LATER_TOKENS_HEADROOM - s.refresh.len();
+        assert!(fit_a_browser(&s, &pair(access_room, refresh_room)));
+        assert!(!fit_a_browser(&s, &pair(access_room + 1, 10)));
+        assert!(!fit_a_browser(&s, &pair(10, refresh_room + 1)));
     }
 
     #[test]

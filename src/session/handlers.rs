@@ -80,6 +80,13 @@ async fn login(
     let csrf = cookie_mode(rt).then(|| uuid::Uuid::new_v4().to_string());
     let seed = SessionSeed { sub: &sub, fid: &fid, csrf: csrf.as_deref(), auth_time: ctx.now, extra: &extra };
     let pair = mint_pair(rt, &seed, true, ctx.now)?;
+    // A browser drops a cookie over 4 KiB without a word: the user would be
+    // logged in by the answer and out on the next request.
+    if cookie_mode(rt) && !cookies::fit_a_browser(&rt.cookies, &pair) {
+        return Err(GatewayError::BadIdentity(
+            "its claims make the session cookies larger than a browser keeps (4 KiB)",
+        ));
+    }
     let family =
         Family::new(&fid, &sub, &pair.refresh_jti, ctx.now, rt.sessions.max_session.as_secs() as i64);
     with_timeout(rt, ctx.gw.store.start_family(&family)).await?;
