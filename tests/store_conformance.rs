@@ -815,3 +815,66 @@ async fn redis_never_shortens_a_family_revocation() {
         "the jti too"
     );
 }
+
+/// A TCP forwarder whose target for new connections can be switched, as a
+/// DNS name or a virtual IP moves at a failover; open connections stay.
+async fn switchable_proxy(target: Arc<std::sync::Mutex<u16>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = *target.lock().unwrap();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A failover that demotes the old primary without closing its clients
+/// (`REPLICAOF`, Redis's `FAILOVER`) answers every write on the old
+/// connection with READONLY, while the address leads to the new primary.
+/// The store opens a new connection and writes again: it used to fail every
+/// login, rotation and logout until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_writes_again_after_a_failover_that_kept_the_old_connection() {
+    let old = redis_server::RedisServer::start();
+    let new = redis_server::RedisServer::start();
+    let target = Arc::new(std::sync::Mutex::new(old.port));
+    let proxy = switchable_proxy(target.clone()).await;
+    let mut settings = redis_settings(&old);
+    settings.url = Some(format!("redis://127.0.0.1:{proxy}/0"));
+    let store = RedisStore::connect(&settings).await.unwrap();
+    login(&store, "before").await;
+
+    let mut to_old = connection_to(&old).await;
+    let _: String =
+        ::redis::cmd("REPLICAOF").arg("127.0.0.1").arg(new.port).query_async(&mut to_old).await.unwrap();
+    *target.lock().unwrap() = new.port;
+
+    let mut failures = Vec::new();
+    let started = std::time::Instant::now();
+    let written = loop {
+        match store.start_family(&Family::new("after", "alice", "r0", T0, MAX_SESSION)).await {
+            Ok(()) => break true,
+            Err(e) if started.elapsed() < Duration::from_secs(5) => failures.push(e.reason),
+            Err(_) => break false,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(written, "still failing 5 s after the failover: {failures:?}");
+    assert!(failures.iter().any(|r| r.contains("read only")), "no READONLY seen: {failures:?}");
+    let on_new: bool = ::redis::cmd("EXISTS")
+        .arg("jwtgate:family:after")
+        .query_async(&mut connection_to(&new).await)
+        .await
+        .unwrap();
+    assert!(on_new, "written to the new primary");
+}
+
+async fn connection_to(server: &redis_server::RedisServer) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}

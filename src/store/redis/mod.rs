@@ -23,12 +23,14 @@ mod scripts;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
+use redis::{
+    AsyncCommands, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, ServerErrorKind, TlsCertificates,
+};
 
 use self::feed::{Feed, Kind};
 use self::scripts::{Scripts, CHANNEL, EXPIRY, FAMILY, PREV, REVOKED_FID, REVOKED_JTI};
@@ -43,7 +45,7 @@ const PURGE_BATCH: usize = 500;
 
 /// A store shared through Redis. Dropping it stops its feed task.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    primary: Arc<Primary>,
     scripts: Scripts,
     feed: Arc<Feed>,
     feed_task: tokio::task::JoinHandle<()>,
@@ -79,7 +81,7 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(400))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(|e| {
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await.map_err(|e| {
             let hint = if untrusted_certificate(&e) {
                 "; trust the CA that signed the redis server's certificate with store.tls_ca"
             } else {
@@ -88,9 +90,16 @@ impl RedisStore {
             StoreError::new(format!("cannot reach redis: {e}{hint}"))
         })?;
         let feed = Arc::new(Feed::new(settings.max_staleness));
+        let client_for_reconnect = client.clone();
         let feed_task = tokio::spawn(feed::run(feed.clone(), client, conn.clone(), settings.timeout));
+        let primary = Arc::new(Primary {
+            conn: RwLock::new(conn),
+            client: client_for_reconnect,
+            config,
+            replacing: AtomicBool::new(false),
+        });
         let store =
-            RedisStore { conn, scripts: Scripts::new(), feed, feed_task, clock_offset: AtomicI64::new(0) };
+            RedisStore { primary, scripts: Scripts::new(), feed, feed_task, clock_offset: AtomicI64::new(0) };
         if !store.feed.wait_synced(FIRST_SYNC).await {
             return Err(StoreError::new("the redis revocation feed did not sync"));
         }
@@ -108,7 +117,52 @@ impl RedisStore {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.primary.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A failed command's error, as the store reports it; see [`Primary`].
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+            self.primary.replace();
+        }
+        redis_err(e)
+    }
+}
+
+/// The connection the store's commands go through, and what it takes to
+/// open another. The connection manager reconnects by itself when the
+/// connection breaks, but not when Redis answers on it as a replica: a
+/// failover that demotes the old primary without closing its clients
+/// (`FAILOVER`, `REPLICAOF`) would leave every write failing with READONLY
+/// for as long as the TCP connection lives, while the address (a DNS name,
+/// a virtual IP) already leads to the new primary. On READONLY a new
+/// connection is opened in the background and replaces this one.
+struct Primary {
+    conn: RwLock<ConnectionManager>,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// One replacement at a time, however many commands failed.
+    replacing: AtomicBool,
+}
+
+impl Primary {
+    fn replace(self: &Arc<Self>) {
+        if self.replacing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let primary = self.clone();
+        tokio::spawn(async move {
+            match ConnectionManager::new_with_config(primary.client.clone(), primary.config.clone()).await {
+                Ok(conn) => {
+                    *primary.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                    tracing::warn!("redis answered READONLY (a replica now): reconnected to the address");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %redis_err(e), "redis answered READONLY; reconnecting failed")
+                }
+            }
+            primary.replacing.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -221,8 +275,12 @@ impl Store for RedisStore {
                 args.push(name);
                 args.push(value);
             }
-            let _: i64 =
-                self.scripts.start.call(&mut self.conn(), &[&key, EXPIRY], &args).await.map_err(redis_err)?;
+            let _: i64 = self
+                .scripts
+                .start
+                .call(&mut self.conn(), &[&key, EXPIRY], &args)
+                .await
+                .map_err(|e| self.failed(e))?;
             Ok(())
         })
     }
@@ -257,7 +315,7 @@ impl Store for RedisStore {
                 .rotate
                 .call(&mut self.conn(), &[&key, &rkey, PREV, EXPIRY], &args)
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.failed(e))?;
             match reply.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 ["dead"] => Ok(RotateOutcome::Dead),
                 ["rotated"] => Ok(RotateOutcome::Rotated(req.candidate.clone())),
@@ -288,7 +346,7 @@ impl Store for RedisStore {
                 .renew
                 .call(&mut self.conn(), &[&family_key(fid)], &[&offset, presented_jti, &idle])
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.failed(e))?;
             match reply.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 ["dead"] => Ok(RenewOutcome::Dead),
                 ["not_current"] => Ok(RenewOutcome::NotCurrent),
@@ -314,7 +372,7 @@ impl Store for RedisStore {
                     &[&offset, fid, &until, CHANNEL, &leeway],
                 )
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.failed(e))?;
             self.feed.insert(Kind::Fid, fid, till);
             Ok(())
         })
@@ -329,7 +387,7 @@ impl Store for RedisStore {
                 .revoke_jti
                 .call(&mut self.conn(), &[&key, EXPIRY], &[&offset, jti, &exp_s, CHANNEL])
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.failed(e))?;
             self.feed.insert(Kind::Jti, jti, exp);
             Ok(())
         })
@@ -349,7 +407,7 @@ impl Store for RedisStore {
     fn family<'a>(&'a self, fid: &'a str) -> StoreFuture<'a, Option<Family>> {
         Box::pin(async move {
             let fields: HashMap<String, String> =
-                self.conn().hgetall(family_key(fid)).await.map_err(redis_err)?;
+                self.conn().hgetall(family_key(fid)).await.map_err(|e| self.failed(e))?;
             if fields.is_empty() {
                 return Ok(None);
             }
@@ -368,7 +426,7 @@ impl Store for RedisStore {
                     .purge
                     .call(&mut self.conn(), &[EXPIRY, PREV], &[&offset, &grace, &limit, FAMILY, REVOKED_FID])
                     .await
-                    .map_err(redis_err)?;
+                    .map_err(|e| self.failed(e))?;
                 let [n, keys, fids] = reply[..] else {
                     return Err(StoreError::new("unexpected purge reply"));
                 };
@@ -382,7 +440,8 @@ impl Store for RedisStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let _: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(redis_err)?;
+            let _: String =
+                redis::cmd("PING").query_async(&mut self.conn()).await.map_err(|e| self.failed(e))?;
             // Ready means able to answer `is_revoked` too.
             self.feed.check()
         })
