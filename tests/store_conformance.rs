@@ -878,3 +878,22 @@ async fn redis_writes_again_after_a_failover_that_kept_the_old_connection() {
 async fn connection_to(server: &redis_server::RedisServer) -> ::redis::aio::MultiplexedConnection {
     ::redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
 }
+
+/// A revocation key whose value is not a number (written by hand or by
+/// another tool) used to fail every load of the revocation set: no instance
+/// could start. It now loads, and its id stays revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loads_past_a_revocation_key_without_a_number_and_keeps_it_revoked() {
+    let server = redis_server::RedisServer::start();
+    let mut conn = connection_to(&server).await;
+    let _: () = ::redis::cmd("SET")
+        .arg("jwtgate:revoked:jti:by-hand")
+        .arg("forever")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let store =
+        RedisStore::connect(&redis_settings(&server)).await.expect("one odd key must not stop the load");
+    assert!(store.is_revoked(Some("by-hand"), None, T0 + MAX_SESSION).await.unwrap());
+    assert!(!store.is_revoked(Some("other"), None, T0).await.unwrap());
+}

@@ -227,9 +227,10 @@ async fn load(feed: &Feed, conn: &mut ConnectionManager) -> Result<usize, StoreE
             .map_err(StoreError::new)?;
         if !keys.is_empty() {
             // A key may expire between SCAN and MGET: its value is then nil.
-            let values: Vec<Option<i64>> = conn.mget(&keys).await.map_err(StoreError::new)?;
-            for (key, until) in keys.iter().zip(values) {
-                let Some(until) = until else { continue };
+            let values: Vec<Option<String>> = conn.mget(&keys).await.map_err(StoreError::new)?;
+            for (key, value) in keys.iter().zip(values) {
+                let Some(value) = value else { continue };
+                let until = revoked_until(key, &value);
                 if let Some(jti) = key.strip_prefix(REVOKED_JTI) {
                     feed.insert(Kind::Jti, jti, until);
                 } else if let Some(fid) = key.strip_prefix(REVOKED_FID) {
@@ -243,6 +244,17 @@ async fn load(feed: &Feed, conn: &mut ConnectionManager) -> Result<usize, StoreE
         }
         cursor = next;
     }
+}
+
+/// The end a revocation key holds. One that is not a number (written by
+/// hand, or by another tool) keeps its id revoked for good, with a warning:
+/// failing the whole load for it would keep every instance from starting,
+/// and skipping it would let a revoked token through.
+fn revoked_until(key: &str, value: &str) -> i64 {
+    value.trim().parse().unwrap_or_else(|_| {
+        tracing::warn!(key, "redis revocation key holds no end time; its id stays revoked");
+        i64::MAX
+    })
 }
 
 /// Applies messages until the subscription ends or stops answering pings.
@@ -282,6 +294,13 @@ mod tests {
         assert_eq!(parse_message("xyz 5 a"), None);
         assert_eq!(parse_message("jti soon a"), None);
         assert_eq!(parse_message("jti 5"), None);
+    }
+
+    #[test]
+    fn a_revocation_key_without_a_number_stays_revoked() {
+        assert_eq!(revoked_until("jwtgate:revoked:jti:a", "1800000000"), 1_800_000_000);
+        assert_eq!(revoked_until("jwtgate:revoked:jti:a", "forever"), i64::MAX);
+        assert_eq!(revoked_until("jwtgate:revoked:fid:b", ""), i64::MAX);
     }
 
     #[test]
