@@ -897,3 +897,28 @@ async fn redis_loads_past_a_revocation_key_without_a_number_and_keeps_it_revoked
     assert!(store.is_revoked(Some("by-hand"), None, T0 + MAX_SESSION).await.unwrap());
     assert!(!store.is_revoked(Some("other"), None, T0).await.unwrap());
 }
+
+/// `max_staleness` bounds how long a frozen feed is trusted even when the
+/// store's `timeout` is longer: a PING used to be given the whole `timeout`
+/// (3 s here), so the instance answered from its set for 3 s, not 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fails_closed_on_a_frozen_feed_within_max_staleness_whatever_the_timeout() {
+    let server = redis_server::RedisServer::start();
+    let mut settings = redis_settings(&server);
+    (settings.timeout, settings.max_staleness) = (Duration::from_secs(3), Duration::from_secs(1));
+    let store = RedisStore::connect(&settings).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // a heartbeat: a recent proof of life
+    server.freeze(true);
+    let frozen = std::time::Instant::now();
+    while store.is_revoked(Some("x"), None, T0).await.is_ok() && frozen.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let trusted = frozen.elapsed();
+    server.freeze(false);
+    // Due by 1 s after the last proof of life (at most a 250 ms heartbeat
+    // before the freeze); slack for a loaded machine.
+    assert!(
+        trusted <= Duration::from_millis(1500),
+        "a frozen feed trusted for {trusted:?}, max_staleness 1s"
+    );
+}

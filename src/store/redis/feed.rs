@@ -9,8 +9,8 @@
 //!
 //! Staleness: while the subscription is live the set is complete. A frozen
 //! connection is noticed within one heartbeat plus one PING timeout
-//! (max(`timeout`, heartbeat)); with the defaults that is well inside
-//! `max_staleness`. When it is
+//! ([`Feed::ping_limit`]: `timeout`, cut so that the two stay inside
+//! `max_staleness`). When it is
 //! lost, answers come from the set as it was for at most `max_staleness` past
 //! the last proof of life; after that [`Feed::check`] fails and the gateway
 //! answers 503 until the feed has resubscribed AND rescanned. Resync is a
@@ -142,6 +142,17 @@ impl Feed {
         self.live.store(false, Ordering::Release);
     }
 
+    /// How long a PING may take before the subscription counts as lost: the
+    /// store's `timeout` (at least a heartbeat), but never so long that the
+    /// set is trusted past `max_staleness`. A PING starts a heartbeat after
+    /// the last proof of life, so it may take `max_staleness` less one
+    /// heartbeat; a `timeout` above that once kept a frozen feed trusted for
+    /// `timeout` plus a heartbeat, whatever `max_staleness` said.
+    fn ping_limit(&self, timeout: Duration) -> Duration {
+        let beat = self.heartbeat();
+        timeout.max(beat).min(self.max_staleness.saturating_sub(beat).max(beat))
+    }
+
     /// How often the subscription is pinged: often enough that a silent
     /// failure is noticed well inside `max_staleness`.
     fn heartbeat(&self) -> Duration {
@@ -260,7 +271,7 @@ fn revoked_until(key: &str, value: &str) -> i64 {
 /// Applies messages until the subscription ends or stops answering pings.
 async fn follow(feed: &Feed, mut sink: PubSubSink, mut stream: PubSubStream, timeout: Duration) {
     let beat = feed.heartbeat();
-    let ping_limit = timeout.max(beat);
+    let ping_limit = feed.ping_limit(timeout);
     let mut tick = tokio::time::interval(beat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -294,6 +305,17 @@ mod tests {
         assert_eq!(parse_message("xyz 5 a"), None);
         assert_eq!(parse_message("jti soon a"), None);
         assert_eq!(parse_message("jti 5"), None);
+    }
+
+    #[test]
+    fn a_ping_never_outlasts_max_staleness() {
+        let ms = Duration::from_millis;
+        let feed = Feed::new(ms(1000)); // heartbeat 250 ms
+        assert_eq!(feed.ping_limit(ms(3000)), ms(750), "a long timeout is cut to the staleness left");
+        assert_eq!(feed.ping_limit(ms(250)), ms(250));
+        assert_eq!(feed.ping_limit(ms(10)), ms(250), "at least a heartbeat");
+        assert_eq!(Feed::new(ms(5000)).ping_limit(ms(250)), ms(1000), "the defaults: unchanged");
+        assert_eq!(Feed::new(ms(0)).ping_limit(ms(250)), ms(50), "0s: the shortest heartbeat");
     }
 
     #[test]
