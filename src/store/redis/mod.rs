@@ -100,6 +100,7 @@ impl RedisStore {
         });
         let store =
             RedisStore { primary, scripts: Scripts::new(), feed, feed_task, clock_offset: AtomicI64::new(0) };
+        warn_if_evicting(&mut store.conn()).await;
         if !store.feed.wait_synced(FIRST_SYNC).await {
             return Err(StoreError::new("the redis revocation feed did not sync"));
         }
@@ -164,6 +165,36 @@ impl Primary {
             primary.replacing.store(false, Ordering::Release);
         });
     }
+}
+
+/// Logs a warning when Redis may evict jwtgate's keys: under `maxmemory`
+/// with an eviction policy, and every jwtgate key has a TTL, so even the
+/// `volatile-*` policies take them. A revocation key is written once and
+/// read only when an instance loads the set, so LRU takes it early: an
+/// instance started afterwards accepts the logged-out token. A Redis that
+/// refuses `CONFIG` (managed services often do) is not judged.
+async fn warn_if_evicting(conn: &mut ConnectionManager) {
+    let config = |key: &'static str| redis::cmd("CONFIG").arg("GET").arg(key).clone();
+    let policy: redis::RedisResult<Vec<String>> = config("maxmemory-policy").query_async(conn).await;
+    let limit: redis::RedisResult<Vec<String>> = config("maxmemory").query_async(conn).await;
+    let (Ok([_, policy]), Ok([_, limit])) = (policy.as_deref(), limit.as_deref()) else {
+        tracing::debug!("redis does not answer CONFIG GET: its eviction policy is not checked");
+        return;
+    };
+    if let Some(warning) = eviction_risk(policy, limit) {
+        tracing::warn!(policy, maxmemory = limit, "{warning}");
+    }
+}
+
+/// Why a Redis with this `maxmemory-policy` and `maxmemory` may lose
+/// revocations, or `None` when it never evicts (`noeviction`, or no limit).
+fn eviction_risk(policy: &str, maxmemory: &str) -> Option<&'static str> {
+    let unlimited = maxmemory.trim() == "0";
+    (!unlimited && policy != "noeviction").then_some(
+        "redis evicts keys when it reaches maxmemory: revocations and sessions can be lost \
+         (an instance started later accepts a logged-out token); set maxmemory-policy noeviction, \
+         or give jwtgate a Redis of its own",
+    )
 }
 
 /// The client for `url`. Over TLS (`rediss://`) it trusts what an https
@@ -445,5 +476,19 @@ impl Store for RedisStore {
             // Ready means able to answer `is_revoked` too.
             self.feed.check()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eviction_risk;
+
+    #[test]
+    fn only_a_redis_that_never_evicts_is_judged_safe() {
+        assert_eq!(eviction_risk("noeviction", "4000000"), None);
+        assert_eq!(eviction_risk("volatile-lru", "0"), None, "no maxmemory: nothing is evicted");
+        for policy in ["volatile-lru", "allkeys-lru", "volatile-ttl", "allkeys-random"] {
+            assert!(eviction_risk(policy, "4000000").is_some(), "{policy}");
+        }
     }
 }
