@@ -90,14 +90,9 @@ impl RedisStore {
             StoreError::new(format!("cannot reach redis: {e}{hint}"))
         })?;
         let feed = Arc::new(Feed::new(settings.max_staleness));
-        let client_for_reconnect = client.clone();
-        let feed_task = tokio::spawn(feed::run(feed.clone(), client, conn.clone(), settings.timeout));
-        let primary = Arc::new(Primary {
-            conn: RwLock::new(conn),
-            client: client_for_reconnect,
-            config,
-            replacing: AtomicBool::new(false),
-        });
+        let feed_task = tokio::spawn(feed::run(feed.clone(), client.clone(), conn.clone(), settings.timeout));
+        let primary =
+            Arc::new(Primary { conn: RwLock::new(conn), client, config, replacing: AtomicBool::new(false) });
         let store =
             RedisStore { primary, scripts: Scripts::new(), feed, feed_task, clock_offset: AtomicI64::new(0) };
         warn_if_evicting(&mut store.conn()).await;
