@@ -303,13 +303,7 @@ async fn purge_loop(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tick.tick().await;
-        let (grace, leeway) = {
-            let rt = &gw.snapshot().runtime;
-            (rt.sessions.reuse_grace.as_secs() as i64, rt.tokens.leeway.as_secs() as i64)
-        };
-        // A family's tokens expire by its expires_at, but verification accepts
-        // them for `leeway` longer: its revocation must outlive that too.
-        match gw.store.purge(gw.clock.now().saturating_sub(leeway), grace).await {
+        match gw.purge_store().await {
             Ok(n) if n > 0 => tracing::debug!(dropped = n, "store purged"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "store purge failed"),

@@ -11,7 +11,8 @@ use crate::config::Runtime;
 use crate::forward::client::{Upstream, Upstreams};
 use crate::forward::headers::StripRules;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::token::MAX_LEEWAY;
 
 /// One config generation and everything built from it. A request holds its
 /// snapshot from start to end, so a reload never changes the rules mid-request.
@@ -80,6 +81,16 @@ impl Gateway {
     /// The snapshot a new request runs on.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Drops what the store no longer needs (the periodic purge): families
+    /// past their end and revocations past theirs, by a cutoff that leaves
+    /// [`MAX_LEEWAY`] for tokens accepted after their `exp` (a reload may raise
+    /// the leeway up to it), and `prev_result`s older than `reuse_grace`.
+    pub async fn purge_store(&self) -> Result<usize, StoreError> {
+        let grace = self.snapshot().runtime.sessions.reuse_grace.as_secs() as i64;
+        let cutoff = self.clock.now().saturating_sub(MAX_LEEWAY.as_secs() as i64);
+        self.store.purge(cutoff, grace).await
     }
 
     /// Installs a validated config; in-flight requests finish on their own snapshot.

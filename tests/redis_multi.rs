@@ -151,6 +151,37 @@ async fn logout_on_one_instance_is_refused_on_the_other_within_a_second() {
     bearer(&env.b, "/api/x", &access).await.assert_problem(401, "token_revoked");
 }
 
+/// Redis keys its revocations to expire, so they must outlast every leeway a
+/// reload may set (five minutes), not the one in force when they were
+/// written: a logged-out token without family until its `exp` plus that, a
+/// family revoked for reuse until its end plus that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_in_redis_outlast_the_largest_leeway() {
+    const MAX_LEEWAY: i64 = 300;
+    let env = env("5s").await;
+    let mut redis =
+        ::redis::Client::open(env.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut held =
+        async |key: String| -> i64 { ::redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap() };
+
+    let exp = env.clock.now() + 60;
+    let payload = format!(r#"{{"sub":"alice","type":"access","jti":"j-1","iat":{},"exp":{exp}}}"#, exp - 60);
+    let token = hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &payload);
+    let auth = format!("Bearer {token}");
+    let out = request(env.a.gw.addr, "POST", "/logout", &[("Authorization", &auth)], "").await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert_eq!(held("jwtgate:revoked:jti:j-1".into()).await, exp + MAX_LEEWAY);
+
+    let (body, old) = env.login(&env.a).await;
+    let fid = env.fid(body["refresh_token"].as_str().unwrap());
+    env.advance(120);
+    assert_eq!(with_jar(&env.a, "GET", "/api/a", &old, &[]).await.status, 200);
+    env.advance(40); // past reuse_grace
+    with_jar(&env.a, "GET", "/api/b", &old, &[]).await.assert_problem(401, "refresh_reuse");
+    let family = env.a.store.family(&fid).await.unwrap().unwrap();
+    assert_eq!(held(format!("jwtgate:revoked:fid:{fid}")).await, family.expires_at + MAX_LEEWAY);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_split_over_both_instances_rotates_once() {
     let env = env("5s").await;

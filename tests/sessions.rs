@@ -831,6 +831,65 @@ async fn a_logged_out_token_stays_revoked_as_long_as_it_would_be_accepted() {
     }
 }
 
+/// A reload may raise the leeway (to five minutes at most), and a token
+/// logged out before it must not pass again inside the new one. A token
+/// without family was revoked only until `exp` plus the old leeway. The
+/// purge runs between the logout and the reload, and the request comes 100 s
+/// after the token's `exp`.
+#[tokio::test]
+async fn a_reload_that_raises_the_leeway_reopens_no_logged_out_token() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg =
+        base_config(&routes()).replace("[tokens]\n", "[tokens]\nrequired_claims = [\"exp\", \"jti\"]\n");
+    let gw = start_gateway(&cfg, up.addr, Some(clock.clone())).await;
+    let payload = format!(r#"{{"sub":"alice","type":"access","jti":"j-1","iat":{T0},"exp":{}}}"#, T0 + 60);
+    let bearer = format!("Bearer {}", hs256_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &payload));
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(request(gw.addr, "POST", "/logout", &auth, "").await.status, 204);
+    clock.set(T0 + 160);
+    gw.gateway.purge_store().await.unwrap();
+    let text = raised_leeway(cfg).replace("{upstream}", &up.addr.to_string());
+    gw.gateway.swap(jwtgate::config::parse(&text, std::path::Path::new(".")).unwrap());
+    get(gw.addr, "/api/x", &auth).await.assert_problem(401, "token_revoked");
+    assert_eq!(up.count(), 0);
+}
+
+/// The same for a session's last access token, whose `exp` is its family's
+/// end: the family was revoked, and purged, the old leeway after that end,
+/// both after a logout and after a refresh token's reuse.
+#[tokio::test]
+async fn a_reload_that_raises_the_leeway_reopens_no_revoked_session() {
+    for reuse in [false, true] {
+        let env = env_edited(&routes(), with_max_session("1h")).await;
+        let (_, first) = env.login().await;
+        env.clock.advance(3560);
+        let last = env.with_jar("GET", "/api/a", &first, &[]).await;
+        assert_eq!(last.status, 200, "{}", last.body);
+        let mut jar = first.clone();
+        jar.absorb(&last);
+        let access = format!("Bearer {}", jar.get("access_token_cookie").unwrap());
+        assert_eq!(env.claims(&access[7..]).exp, Some((T0 + 3600) as f64), "ends with the family");
+        env.clock.advance(31); // past reuse_grace
+        if reuse {
+            env.with_jar("GET", "/api/b", &first, &[]).await.assert_problem(401, "refresh_reuse");
+        } else {
+            let out = request(env.gw.addr, "POST", "/logout", &[("Authorization", &access)], "").await;
+            assert_eq!(out.status, 204, "{}", out.body);
+        }
+        env.clock.set(T0 + 3700);
+        env.gw.gateway.purge_store().await.unwrap();
+        reload(&env, raised_leeway(session_config("1h")));
+        let resp = get(env.gw.addr, "/api/c", &[("Authorization", &access)]).await;
+        resp.assert_problem(401, "token_revoked");
+    }
+}
+
+/// `cfg` with the largest leeway a config may set.
+fn raised_leeway(cfg: String) -> String {
+    cfg.replace("[tokens]\n", "[tokens]\nleeway = \"5m\"\n")
+}
+
 /// The Bearer header is the presented token at logout whatever
 /// `tokens.locations` says, as it is at the refresh handler: otherwise GET
 /// /logout answered 204 and revoked nothing.

@@ -18,7 +18,7 @@ use crate::pipeline::{check_revoked, full, outbound, Body, RequestCtx};
 use crate::route::Handler;
 use crate::store::{Family, RenewOutcome, TokenPair};
 use crate::token::strict_json::{self, StrictError};
-use crate::token::{Claims, TokenError, TokenType};
+use crate::token::{Claims, TokenError, TokenType, MAX_LEEWAY};
 
 /// Identity headers larger than this are refused (502 bad_identity).
 const MAX_IDENTITY_BYTES: usize = 4096;
@@ -392,13 +392,14 @@ fn first_verified(ctx: &RequestCtx, presented: &[String]) -> Result<Arc<Claims>,
 /// a store's expiry can hold).
 const REVOKED_AT_MOST: i64 = 100 * 365 * 24 * 3600;
 
-/// Revokes the token's family and id for as long as the verifier would still
-/// accept the token: until `exp` plus the leeway, and a token without `exp`
-/// for good. Revoked only until `exp`, a logged-out token would pass again
-/// for the leeway after it; one without `exp`, a second after logout.
+/// Revokes the token's family and id for as long as a verifier could still
+/// accept the token: until `exp` plus the largest leeway a config may set
+/// (a reload may raise it), and a token without `exp` for good. Revoked only
+/// until `exp`, a logged-out token would pass again for the leeway after it;
+/// one without `exp`, a second after logout.
 async fn revoke(ctx: &RequestCtx, claims: &Claims) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
-    let leeway = rt.tokens.leeway.as_secs() as i64;
+    let leeway = MAX_LEEWAY.as_secs() as i64;
     let forever = ctx.now.saturating_add(REVOKED_AT_MOST);
     let accepted_until = claims.exp.map_or(forever, |exp| (exp as i64).saturating_add(leeway).min(forever));
     if let Some(fid) = &claims.fid {

@@ -16,7 +16,7 @@ use crate::config::Runtime;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
 use crate::store::{RotateOutcome, RotateRequest, StoreError, TokenPair};
-use crate::token::{Claims, Location, MintSpec, Minted, TokenType};
+use crate::token::{Claims, Location, MintSpec, Minted, TokenType, MAX_LEEWAY};
 
 /// What every token of one family shares.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ pub async fn rotate(ctx: &mut RequestCtx, refresh: &Claims, mode: &str) -> Resul
         candidate,
         reuse_grace: rt.sessions.reuse_grace.as_secs() as i64,
         idle_timeout: rt.sessions.idle_timeout.as_secs() as i64,
-        leeway: rt.tokens.leeway.as_secs() as i64,
+        leeway: MAX_LEEWAY.as_secs() as i64,
     };
     let outcome = match with_timeout(rt, ctx.gw.store.rotate(&req, ctx.now)).await {
         Ok(outcome) => outcome,

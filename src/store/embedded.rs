@@ -211,8 +211,8 @@ impl Store for EmbeddedStore {
         Box::pin(self.write(write, no_mirror))
     }
 
-    /// `leeway` needs nothing here, as in memory: purge runs at
-    /// `now - leeway`.
+    /// `leeway` needs nothing here, as in memory: the gateway purges at
+    /// `now - MAX_LEEWAY`.
     fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, _leeway: i64, now: i64) -> StoreFuture<'a, ()> {
         let owned = fid.to_owned();
         let mirrored = fid.to_owned();

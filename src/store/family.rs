@@ -102,10 +102,11 @@ pub struct RotateRequest {
     pub candidate: TokenPair,
     pub reuse_grace: i64,
     pub idle_timeout: i64,
-    /// `[tokens] leeway`: tokens are accepted this long past their `exp`, so
-    /// a reuse revocation outlasts the family's `expires_at` by as much (on
+    /// How long past their `exp` tokens may be accepted (the gateway passes
+    /// [`crate::token::MAX_LEEWAY`], as a reload may raise `[tokens] leeway`),
+    /// so a reuse revocation outlasts the family's `expires_at` by as much (on
     /// Redis, whose revocation keys expire; memory and embedded purge at
-    /// `now - leeway` and keep it anyway).
+    /// `now - MAX_LEEWAY` and keep it anyway).
     pub leeway: i64,
 }
 

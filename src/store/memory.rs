@@ -60,7 +60,7 @@ impl Store for MemoryStore {
         })
     }
 
-    /// `leeway` needs nothing here: purge runs at `now - leeway`, so the
+    /// `leeway` needs nothing here: the gateway purges at `now - MAX_LEEWAY`, so the
     /// record outlives `expires_at` by as much.
     fn revoke_family<'a>(&'a self, fid: &'a str, until: i64, _leeway: i64, now: i64) -> StoreFuture<'a, ()> {
         Box::pin(async move {

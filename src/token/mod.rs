@@ -60,11 +60,19 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     /// Default 30d.
     pub refresh_ttl: Duration,
-    /// Default 5s; applies to exp, nbf, iat and the lifetime cap.
+    /// Default 5s, at most [`MAX_LEEWAY`]; applies to exp, nbf, iat and the
+    /// lifetime cap.
     pub leeway: Duration,
     /// Default 8192; larger tokens are refused before any decoding.
     pub max_token_bytes: usize,
 }
+
+/// The largest `leeway` a config may set: five minutes, Kerberos's
+/// customary bound on clock skew. Everything a store keeps to stop a token
+/// (a revoked id, a revoked or expired family) is kept this long past the
+/// token's end, whatever the leeway is now, so a reload that raises the
+/// leeway cannot bring a logged-out token back.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 impl TokenSettings {
     /// Validates `[tokens]` and every `[[tokens.accept]]`, loading key files
@@ -91,7 +99,20 @@ impl TokenSettings {
             .collect();
         let access_ttl = positive_duration("tokens.access_ttl", &raw.access_ttl, errs);
         let refresh_ttl = positive_duration("tokens.refresh_ttl", &raw.refresh_ttl, errs);
-        let leeway = whole_seconds("tokens.leeway", &raw.leeway, errs);
+        let leeway = whole_seconds("tokens.leeway", &raw.leeway, errs).filter(|&d| {
+            let ok = d <= MAX_LEEWAY;
+            if !ok {
+                errs.push(
+                    "tokens.leeway",
+                    format!(
+                        "{:?} is more clock skew than jwtgate allows (at most \"5m\"): revocations are kept \
+                         only that long past a token's exp; fix the clocks (NTP) and write e.g. \"5s\"",
+                        raw.leeway
+                    ),
+                );
+            }
+            ok
+        });
         let locations = parse_locations(&raw.locations, errs);
         check_claim_settings(raw, errs);
         if errs.0.len() != before {

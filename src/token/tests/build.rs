@@ -7,7 +7,7 @@ use jsonwebtoken::Algorithm;
 
 use super::fixtures::RSA_1024_PKCS8;
 use super::*;
-use crate::token::Location;
+use crate::token::{Location, MAX_LEEWAY};
 
 /// The message for `key`, failing the test when there is none.
 fn message<'a>(errs: &'a ConfigErrors, key: &str) -> &'a str {
@@ -181,6 +181,21 @@ fn locations_and_other_keys_are_validated() {
     raw = raw_secret("HS256", SECRET);
     raw.locations = vec![];
     message(&build_errs(&raw, Path::new(".")), "tokens.locations");
+}
+
+/// Leeway is clock skew, at most five minutes: revocations are kept that long
+/// past a token's `exp` and no longer, so a larger one would reopen tokens
+/// logged out before a reload raised it.
+#[test]
+fn leeway_is_at_most_five_minutes() {
+    let mut raw = raw_secret("HS256", SECRET);
+    raw.leeway = "5m".into();
+    let settings = TokenSettings::build(&raw, Path::new("."), &mut ConfigErrors::default()).unwrap();
+    assert_eq!(settings.leeway, MAX_LEEWAY);
+    raw.leeway = "301s".into();
+    let errs = build_errs(&raw, Path::new("."));
+    let msg = message(&errs, "tokens.leeway");
+    assert!(msg.contains("\"301s\"") && msg.contains("at most \"5m\"") && msg.contains("NTP"), "{msg}");
 }
 
 #[test]
