@@ -99,6 +99,62 @@ where
     (addr, accepted)
 }
 
+/// An app that sends a body with its answer to HEAD, late (a hand-written
+/// HEAD handler, a server that runs the GET view and keeps its body): a full
+/// response 150 ms after the head. Any other request gets `real:<path>`.
+async fn late_head_body() -> (SocketAddr, Arc<AtomicUsize>) {
+    counting_upstream(|mut stream| async move {
+        let mut buf = Vec::new();
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                let mut more = [0u8; 1024];
+                match stream.read(&mut more).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&more[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+            if head.starts_with("HEAD ") {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 43\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nSMUGGLED").await;
+            } else {
+                let body = format!("real:{path}");
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        }
+    })
+    .await
+}
+
+/// A connection that answered a HEAD is not used again. hyper reads a HEAD
+/// answer as bodiless, so the exchange ended with the head and the
+/// connection went back to the pool; a body the app sent late was then read
+/// as the answer to the next request on it, another user's, which got the
+/// app's bytes (here a whole response; it could be a file someone uploaded).
+#[tokio::test]
+async fn a_late_body_after_a_head_answer_reaches_no_other_request() {
+    let (addr, accepted) = late_head_body().await;
+    let gw = gateway(addr, "").await;
+    for i in 0..3 {
+        let head = common::raw::send_raw(
+            gw.addr,
+            "HEAD /public/file HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(head.status, 200, "{}", head.body);
+        assert_eq!(head.header("content-length"), Some("43"));
+        let answer = get_once(gw.addr, &format!("/public/victim{i}")).await.unwrap();
+        assert_eq!(answer.status, 200, "request {i}: {answer:?}");
+        assert_eq!(answer.body, format!("real:/public/victim{i}"), "request {i}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4, "a new connection after each HEAD, then one for the GETs");
+}
+
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_not_used_again() {
     let (addr, accepted) = silent_closer().await;

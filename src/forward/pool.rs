@@ -242,14 +242,24 @@ impl Deadline {
 ///
 /// Not an `async fn`: the returned future holds only hyper's response future and
 /// the connection, not a second copy of the request (BENCHMARKS.md, future sizes).
+///
+/// A connection that answered a HEAD is closed, not pooled. hyper reads a
+/// HEAD response as bodiless, so its exchange ends with the head; an app
+/// that sends the body anyway (a hand-written HEAD handler, a server that
+/// runs the GET view and does not drop it) would have that body, which may
+/// be a file a user uploaded, read as the response to the next request on
+/// the connection, someone else's. hyper drops an idle connection that
+/// becomes readable, but bytes that come after the next request left are
+/// that request's answer. HEAD is rare, so the cost is one connect each.
 pub fn exchange(
     mut conn: Conn,
     pool: &Arc<Pool>,
     req: Request<ReplayBody>,
     deadline: Deadline,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + Send + 'static {
+    let reuse = req.method() != http::Method::HEAD;
     let response = conn.sender.try_send_request(req);
-    Exchange { response, conn: Some((conn, pool.clone())), deadline }
+    Exchange { response, conn: Some((conn, pool.clone())), reuse, deadline }
 }
 
 /// Why an [`exchange`] gave no response.
@@ -269,6 +279,8 @@ pin_project_lite::pin_project! {
         #[pin]
         response: F,
         conn: Option<(Conn, Arc<Pool>)>,
+        // The connection may go back to the pool after this exchange.
+        reuse: bool,
         deadline: Deadline,
     }
 }
@@ -298,7 +310,8 @@ where
         let Some((conn, pool)) = this.conn.take() else { return Poll::Pending };
         Poll::Ready(match result {
             Ok(resp) => Ok(resp.map(|inner| {
-                let mut body = UpstreamBody { inner, conn: Some((conn, pool)) };
+                let conn = (*this.reuse).then_some((conn, pool));
+                let mut body = UpstreamBody { inner, conn };
                 body.release_if_done();
                 body
             })),
