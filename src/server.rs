@@ -201,14 +201,31 @@ where
     // connection's whole life; boxed, an idle connection holds a pointer
     // instead of the pipeline's whole state.
     let gw = ctx.gw.clone();
-    let service = service_fn(move |req| Box::pin(pipeline::handle(gw.clone(), conn, req)));
+    // The last WebSocket handshake's hold, as in `plain`: an upgraded socket
+    // is the tunnel's, and this task keeps the connection's permit and gauge
+    // until the tunnel ends.
+    let tunnel = Arc::new(std::sync::Mutex::new(None));
+    let held = tunnel.clone();
+    let service = service_fn(move |mut req| {
+        if let Some(closed) = pipeline::upgrade::hold(&mut req) {
+            *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(closed);
+        }
+        Box::pin(pipeline::handle(gw.clone(), conn, req))
+    });
     let conn = h1_builder(&ctx.limits).serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => return Ok(res?),
-        _ = ctx.stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    let stopped = tokio::select! {
+        res = conn.as_mut() => res.map(|()| false)?,
+        _ = ctx.stop.wait_for(|s| *s) => true,
+    };
+    if stopped {
+        conn.as_mut().graceful_shutdown();
+        conn.await?;
     }
-    conn.await?;
+    let closed = tunnel.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let Some(closed) = closed {
+        let _ = closed.await;
+    }
     Ok(())
 }
 

@@ -243,6 +243,109 @@ async fn an_open_tunnel_closes_when_its_session_is_revoked() {
     }
 }
 
+/// Either transport a test tunnel may run on.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A tunnel on `/public-ws`, over TLS when `tls` is given.
+async fn tunnel(
+    gw: &TestGateway,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>, Box<dyn std::error::Error>> {
+    let tcp = TcpStream::connect(gw.addr).await?;
+    let stream: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            Box::new(connector.connect(name, tcp).await?)
+        }
+    };
+    let req = "ws://app.test/public-ws".into_client_request().unwrap();
+    Ok(tokio_tungstenite::client_async(req, stream).await?.0)
+}
+
+/// Sends `text` and expects it back within a few seconds.
+async fn echoes<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    text: &str,
+) {
+    ws.send(Message::text(text)).await.unwrap();
+    let echoed =
+        tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no echo").unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+}
+
+/// Whether the gateway closes `ws` within `limit`.
+async fn closes_within<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    limit: Duration,
+) -> bool {
+    let closed = async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, closed).await.is_ok()
+}
+
+/// An open tunnel is still its client connection, plain or over TLS: it
+/// counts against `max_connections` and in `jwtgate_connections_active` until
+/// it closes. The connection's task used to end at the upgrade and let go of
+/// both, so a client could hold any number of tunnels (each with an upstream
+/// connection) past the cap, uncounted.
+#[tokio::test]
+async fn a_tunnel_keeps_its_connections_place_until_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = common::app::self_signed(&["localhost"]);
+    let (cert, key) = common::app::write_leaf(dir.path(), "server", &leaf);
+    let tls_keys = format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display());
+    let connector =
+        tokio_rustls::TlsConnector::from(common::app::client_config(&leaf.cert_pem, &[b"http/1.1"]));
+    for tls in [false, true] {
+        let (ws, _seen) = echo_upstream().await;
+        let server = format!("[server]\nmax_connections = 2\n{}", if tls { tls_keys.as_str() } else { "" });
+        let cfg = base_config(&ROUTES.replace("{ws}", &ws.to_string())).replace("[server]\n", &server);
+        let gw = start_gateway(&cfg, ws, None).await;
+        let connector = tls.then_some(&connector);
+        let mut first = tunnel(&gw, connector).await.expect("the first tunnel");
+        let mut second = tunnel(&gw, connector).await.expect("the second tunnel");
+        echoes(&mut first, "one").await;
+        echoes(&mut second, "two").await;
+        assert_eq!(gw.gateway.metrics.connections_active.get(), 2, "tls {tls}");
+        assert!(tunnel(&gw, connector).await.is_err(), "tls {tls}: a third tunnel past max_connections = 2");
+        first.close(None).await.unwrap();
+        drop(first);
+        let freed = within(Duration::from_secs(5), || async { tunnel(&gw, connector).await.is_ok() }).await;
+        assert!(freed, "tls {tls}: a closed tunnel never gave its place back");
+        echoes(&mut second, "still open").await;
+    }
+}
+
+/// A tunnel that moves no byte either way for `idle_timeout` is closed, as
+/// nginx's `proxy_read_timeout` closes a quiet one; one that keeps talking
+/// stays open however long it lives. Before, a quiet tunnel stayed for ever.
+#[tokio::test]
+async fn a_quiet_tunnel_closes_after_idle_timeout_and_a_talking_one_stays() {
+    let (ws, _seen) = echo_upstream().await;
+    let cfg = base_config(&ROUTES.replace("{ws}", &ws.to_string()))
+        .replace("[server]\n", "[server]\nidle_timeout = \"1s\"\n");
+    let gw = start_gateway(&cfg, ws, None).await;
+    let mut quiet = tunnel(&gw, None).await.expect("handshake");
+    let mut talking = tunnel(&gw, None).await.expect("handshake");
+    echoes(&mut quiet, "hello").await;
+    let opened = std::time::Instant::now();
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        echoes(&mut talking, &format!("message {i}")).await;
+    }
+    assert!(closes_within(&mut quiet, Duration::from_secs(1)).await, "open after {:?}", opened.elapsed());
+    echoes(&mut talking, "still open").await;
+    assert!(opened.elapsed() > Duration::from_secs(2), "too fast to prove anything");
+}
+
 #[tokio::test]
 async fn a_parked_keep_alive_connection_can_still_upgrade() {
     let (gw, _seen, _app, _ws) = setup().await;
@@ -368,6 +471,56 @@ async fn a_101_that_does_not_answer_the_handshake_opens_no_tunnel() {
             assert_eq!(seen.matches("\r\n\r\n").count(), 1, "{case}: {seen}");
         }
     }
+}
+
+/// A 101 answers a WebSocket handshake and nothing else. To a GET without
+/// `Upgrade`, one with `Upgrade: websocket` but no `Connection: upgrade`, a
+/// POST dressed as a handshake (RFC 6455 §4.1: a handshake is a GET, so
+/// this is an ordinary request and its `Upgrade` goes no further) and an
+/// HTTP/2 GET, an upstream's 101 is 502, and nothing written after it
+/// reaches the app. It used to be passed on: a 101 on a connection that had
+/// switched to nothing, and on HTTP/2 a status RFC 9113 §8.6 forbids.
+#[tokio::test]
+async fn a_101_to_anything_but_a_websocket_handshake_is_502() {
+    use tokio::io::AsyncWriteExt;
+    let switched = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
+    );
+    let handshake_headers =
+        format!("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n");
+    let cases = [
+        ("no upgrade", "GET /public-ws HTTP/1.1\r\nHost: app.test\r\n\r\n".to_owned()),
+        (
+            "no Connection: upgrade",
+            format!("GET /public-ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"),
+        ),
+        (
+            "a POST",
+            format!("POST /public-ws HTTP/1.1\r\nHost: app.test\r\n{handshake_headers}Content-Length: 0\r\n\r\n"),
+        ),
+    ];
+    for (case, request) in cases {
+        let (app, got) = answering_upstream(switched.clone()).await;
+        let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let head = response_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 502"), "{case}: {head}");
+        let _ = s.write_all(b"GET /ws HTTP/1.1\r\nHost: app.test\r\nX-Auth-Subject: admin\r\n\r\n").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = String::from_utf8_lossy(&got.lock().unwrap()).to_ascii_lowercase();
+        assert_eq!(seen.matches("\r\n\r\n").count(), 1, "{case}: {seen}");
+        if case == "a POST" {
+            assert!(!seen.contains("upgrade"), "{case}: the upgrade was forwarded:\n{seen}");
+        }
+    }
+    let (app, _) = answering_upstream(switched).await;
+    let gw = start_gateway(&base_config(&ROUTES.replace("{ws}", &app.to_string())), app, None).await;
+    let (mut send, _conn) = common::client::h2_connect(gw.addr).await;
+    let req = http::Request::get("http://app.test/public-ws").body(http_body_util::Empty::new()).unwrap();
+    let resp = send.send_request(req).await.expect("an answer");
+    assert_eq!(resp.status(), 502, "HTTP/2");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ mod auth;
 pub mod extract;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
-mod upgrade;
+pub(crate) mod upgrade;
 
 use std::convert::Infallible;
 use std::future::Future;

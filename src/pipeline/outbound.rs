@@ -183,7 +183,7 @@ pub fn forward(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + '_ {
-    exchange(ctx, req, |ctx, resp| cleaned(resp, &ctx.snap.runtime.sessions.identity_header))
+    exchange(ctx, req, false, |ctx, resp| cleaned(resp, &ctx.snap.runtime.sessions.identity_header))
 }
 
 /// An upstream response as the client may see it: hop-by-hop headers and
@@ -214,15 +214,29 @@ pub fn send(
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + '_ {
-    exchange(ctx, req, |_, resp| resp)
+    exchange(ctx, req, false, |_, resp| resp)
+}
+
+/// [`send`] for a WebSocket handshake, the one request a 101 may answer.
+pub fn send_handshake(
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<UpstreamBody>, GatewayError>> + Send + '_ {
+    exchange(ctx, req, true, |_, resp| resp)
 }
 
 /// Starts the exchange now and returns its end, `then` applied. Not an `async
 /// fn`: that would hold the request a second time beside the upstream's own
 /// future, and copy both as it starts (BENCHMARKS.md, future sizes).
+///
+/// A 101 answers only a WebSocket handshake (`handshake`). To any other
+/// request it is 502: passed on, it told an HTTP/1.1 client the connection
+/// had switched to a protocol nobody speaks on it, and an HTTP/2 client got
+/// a status RFC 9113 §8.6 forbids.
 fn exchange<'a, T>(
     ctx: &'a mut RequestCtx,
     req: Request<Incoming>,
+    handshake: bool,
     then: impl FnOnce(&RequestCtx, Response<UpstreamBody>) -> T + Send + 'a,
 ) -> impl Future<Output = Result<T, GatewayError>> + Send + 'a {
     let sent = std::time::Instant::now();
@@ -233,6 +247,11 @@ fn exchange<'a, T>(
     pending.map(move |result| {
         ctx.upstream_time = Some(sent.elapsed());
         let resp = result?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS && !handshake {
+            let upstream = ctx.upstream_name();
+            tracing::warn!(upstream, "upstream answered 101 to a request that asked for no upgrade");
+            return Err(GatewayError::UpstreamUnavailable);
+        }
         // A body of known length (none included) was framed by its length:
         // hyper reads any Transfer-Encoding as chunked or to the close instead.
         if resp.body().size_hint().exact().is_none() && !framing_ok(resp.headers()) {

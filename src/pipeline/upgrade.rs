@@ -3,6 +3,12 @@
 //! when the session's family (or token) is revoked. Only `websocket` is ever
 //! forwarded as an upgrade: `h2c` and anything else are stripped.
 //!
+//! An open tunnel is still its client connection: it keeps that connection's
+//! `max_connections` permit and its count in `jwtgate_connections_active`
+//! (the connection's task waits for it, see [`hold`]), the shutdown drain
+//! waits for it, and it closes after `[server] idle_timeout` with no byte
+//! either way, as nginx's `proxy_read_timeout` closes a quiet one.
+//!
 //! The tunnel opens only on the upstream's answer to this handshake: a 101
 //! with `Upgrade: websocket` and the `Sec-WebSocket-Accept` the client's key
 //! calls for (RFC 6455 §4.2.2). A bare 101 from an endpoint that did not
@@ -10,6 +16,10 @@
 //! tunnel to an app still reading HTTP, and every request written into it
 //! would reach the app past the route policy ("WebSocket smuggling").
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,6 +27,9 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{full, outbound, Body, RequestCtx};
 use crate::error::GatewayError;
@@ -27,10 +40,13 @@ const REVOCATION_POLL: Duration = Duration::from_secs(1);
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
-/// An HTTP/1.1 `Upgrade: websocket` handshake (with `Connection: upgrade`).
+/// An HTTP/1.1 `GET` with `Upgrade: websocket` and `Connection: upgrade`
+/// (RFC 6455 §4.1: a handshake is a GET). Any other method is an ordinary
+/// request, its `Upgrade` dropped as hop-by-hop.
 pub fn is_websocket<B>(req: &Request<B>) -> bool {
     // In order of cost: most requests stop at the first test they fail.
     req.version() == http::Version::HTTP_11
+        && req.method() == http::Method::GET
         && req.headers().get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && req
             .headers()
@@ -41,6 +57,26 @@ pub fn is_websocket<B>(req: &Request<B>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Holds the client connection's place while its tunnel lives: dropped with
+/// the tunnel, or with the request when no tunnel opened. (In an `Arc`
+/// because request extensions must be `Clone`.)
+#[derive(Clone)]
+pub struct TunnelHold(#[allow(dead_code)] Arc<oneshot::Sender<()>>);
+
+/// For a WebSocket handshake, puts a [`TunnelHold`] in the request, which
+/// [`forward`] hands to the tunnel, and returns what the connection's task
+/// awaits once hyper has given its socket to the tunnel: it resolves when
+/// the hold is dropped. The task keeps the connection's permit and gauge
+/// until then; without this a tunnel counted against no limit.
+pub fn hold<B>(req: &mut Request<B>) -> Option<oneshot::Receiver<()>> {
+    if !is_websocket(req) {
+        return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    req.extensions_mut().insert(TunnelHold(Arc::new(tx)));
+    Some(rx)
+}
+
 /// Forwards the handshake; on 101 splices client and upstream in a task.
 pub async fn forward(
     ctx: &mut RequestCtx,
@@ -48,11 +84,12 @@ pub async fn forward(
 ) -> Result<Response<Body>, GatewayError> {
     // A cookie-carried handshake's Origin was checked in the csrf phase.
     let accept = expected_accept(req.headers())?;
+    let hold = req.extensions_mut().remove::<TunnelHold>();
     let client_upgrade = hyper::upgrade::on(&mut req);
     let h = req.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    let mut resp = outbound::send(ctx, req).await?;
+    let mut resp = outbound::send_handshake(ctx, req).await?;
     let upgraded_upstream = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded_upstream && !answers_handshake(resp.headers(), &accept) {
         // Dropping the response drops its upgrade and closes the connection.
@@ -73,18 +110,24 @@ pub async fn forward(
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     let (jti, fid) = ctx.claims().map_or((None, None), |c| (c.jti.clone(), c.fid.clone()));
     let gw = ctx.gw.clone();
+    let idle_timeout = ctx.snap.runtime.server.idle_timeout;
     tokio::spawn(async move {
+        let _hold = hold;
         let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) else {
             tracing::debug!("websocket upgrade did not complete");
             return;
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        let revoked = watch_revocation(&gw, jti, fid);
+        let last = LastProgress::new();
+        let mut client = Progress { io: TokioIo::new(client), last: &last };
+        let mut upstream = Progress { io: TokioIo::new(upstream), last: &last };
         tokio::select! {
             res = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
                 tracing::debug!(result = ?res.map(|_| ()), "websocket tunnel closed");
             }
-            () = revoked => tracing::info!("websocket tunnel closed: session revoked"),
+            () = watch_revocation(&gw, jti, fid) => tracing::info!("websocket tunnel closed: session revoked"),
+            () = last.quiet_for(idle_timeout) => {
+                tracing::debug!(?idle_timeout, "websocket tunnel closed: no byte either way for idle_timeout");
+            }
         }
     });
     ctx.decision = "tunnel";
@@ -128,5 +171,72 @@ async fn watch_revocation(gw: &crate::Gateway, jti: Option<String>, fid: Option<
         if let Ok(true) = gw.store.is_revoked(jti.as_deref(), fid.as_deref(), gw.clock.now()).await {
             return;
         }
+    }
+}
+
+/// When a tunnel last moved a byte, in milliseconds since it opened (an
+/// atomic, so the tunnel's future stays `Send`; only its own task touches it).
+struct LastProgress {
+    opened: Instant,
+    millis: AtomicU64,
+}
+
+impl LastProgress {
+    fn new() -> LastProgress {
+        LastProgress { opened: Instant::now(), millis: AtomicU64::new(0) }
+    }
+
+    fn moved(&self) {
+        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(millis, Relaxed);
+    }
+
+    /// Resolves once no byte has moved for `limit`: sleeps until the last
+    /// progress plus `limit`, and again from there if bytes moved meanwhile.
+    async fn quiet_for(&self, limit: Duration) {
+        loop {
+            let deadline = self.opened + Duration::from_millis(self.millis.load(Relaxed)) + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// One side of a tunnel, noting each read that brought bytes: every byte the
+/// tunnel moves is read from one side first.
+struct Progress<'a, T> {
+    io: T,
+    last: &'a LastProgress,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Progress<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.last.moved();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<'_, T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
