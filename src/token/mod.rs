@@ -178,7 +178,8 @@ fn parse_locations(raw: &[String], errs: &mut ConfigErrors) -> Vec<Location> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, name) in raw.iter().enumerate() {
         let key = format!("tokens.locations[{i}]");
-        let loc = match name.as_str() {
+        // Case-insensitive, as every other word-valued key (config::validate).
+        let loc = match name.trim().to_ascii_lowercase().as_str() {
             "headers" => Location::Headers,
             "cookies" => Location::Cookies,
             "query" => Location::Query,

@@ -231,3 +231,15 @@ fn all_problems_are_reported_together() {
         message(&errs, key);
     }
 }
+
+/// Location names are words like every other word-valued key: compared
+/// without regard to case, as `log.format = "JSON"` is.
+#[test]
+fn locations_are_read_without_regard_to_case() {
+    let mut raw = raw_secret("HS256", SECRET);
+    raw.locations = vec!["Headers".into(), "COOKIES".into(), " query ".into()];
+    let settings = TokenSettings::build(&raw, Path::new("."), &mut ConfigErrors::default()).unwrap();
+    assert_eq!(settings.locations, [Location::Headers, Location::Cookies, Location::Query]);
+    raw.locations = vec!["headers".into(), "Headers".into()];
+    assert!(message(&build_errs(&raw, Path::new(".")), "tokens.locations[1]").contains("listed twice"));
+}
