@@ -75,6 +75,11 @@ handler = "login"
 upstream = "demo"
 
 [[routes]]
+path = "/refresh"
+handler = "refresh"
+methods = ["GET", "POST"]
+
+[[routes]]
 path = "/logout"
 handler = "logout"
 
@@ -112,9 +117,12 @@ pub async fn run(listen: SocketAddr, access_ttl: &str) -> std::io::Result<()> {
     let runtime = crate::config::parse(&text, std::path::Path::new("."))
         .map_err(|e| std::io::Error::other(format!("demo config: {e}")))?;
     let gateway = Gateway::new(runtime, Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    // Only a port in use falls back (a second demo, a dev server): an address
+    // that is not this machine's, or a port it may not bind, is an error.
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
-        Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => TcpListener::bind("127.0.0.1:0").await?,
+        Err(e) => return Err(std::io::Error::new(e.kind(), format!("--listen {listen}: {e}"))),
     };
     let addr = listener.local_addr()?;
     println!("jwtgate demo: open http://{addr}/  (log in as test / test; access tokens live {access_ttl})");
@@ -206,12 +214,38 @@ async fn app(req: Request<Incoming>) -> Result<AppResponse, Infallible> {
 }
 
 /// Checks test/test and names the user in the identity header; the gateway
-/// turns that into a session.
+/// turns that into a session. The form's answer is a redirect; a JSON login
+/// (the seeds' `curl --json '{"username": "test", "password": "test"}'`)
+/// gets JSON, and the tokens in the cookies jwtgate sets.
 async fn login(req: Request<Incoming>) -> AppResponse {
+    let json = header(&req, "content-type").starts_with("application/json");
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let form: Vec<(String, String)> = if json {
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        ["username", "password"]
+            .iter()
+            .filter_map(|k| Some((k.to_string(), value.get(k)?.as_str()?.to_owned())))
+            .collect()
+    } else {
+        form_urlencoded::parse(&body).into_owned().collect()
+    };
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
-    if field("username") != "test" || field("password") != "test" {
+    let valid = field("username") == "test" && field("password") == "test";
+    if json {
+        let (status, answer) = if valid {
+            (StatusCode::OK, serde_json::json!({"msg": "logged in; the tokens are in the cookies"}))
+        } else {
+            (StatusCode::UNAUTHORIZED, serde_json::json!({"detail": "Wrong username or password"}))
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(answer.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        if valid {
+            resp.headers_mut().insert("x-jwtgate-identity", http::HeaderValue::from_static(IDENTITY));
+        }
+        return resp;
+    }
+    if !valid {
         return page(
             StatusCode::UNAUTHORIZED,
             "Log in",
@@ -225,10 +259,12 @@ async fn login(req: Request<Incoming>) -> AppResponse {
     if let Ok(v) = http::HeaderValue::from_str(next) {
         resp.headers_mut().insert(LOCATION, v);
     }
-    resp.headers_mut()
-        .insert("x-jwtgate-identity", http::HeaderValue::from_static(r#"{"sub":"test","name":"Test User"}"#));
+    resp.headers_mut().insert("x-jwtgate-identity", http::HeaderValue::from_static(IDENTITY));
     resp
 }
+
+/// Who `test` is, as the app tells jwtgate.
+const IDENTITY: &str = r#"{"sub":"test","name":"Test User"}"#;
 
 /// Only a local path: never an open redirect to another site (`//host` and
 /// `/\host` both leave the site in a browser).

@@ -31,7 +31,7 @@ static MALLOC_CONF: &u8 =
 #[derive(Parser)]
 #[command(name = "jwtgate", version, about = "Reverse-proxy authentication gateway for JWT sessions")]
 struct Cli {
-    /// Config file.
+    /// Config file (`demo` and `keygen` read none).
     #[arg(short = 'c', long = "config", global = true, default_value = "gateway.toml")]
     config: PathBuf,
     #[command(subcommand)]
@@ -67,7 +67,7 @@ enum Command {
     },
     /// Gateway plus a built-in demo app, to see login, silent refresh and step-up.
     Demo {
-        /// Where the demo listens (another free port if taken).
+        /// Where the demo listens (another free port on 127.0.0.1 if this one is in use).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Access-token lifetime, e.g. "20s" (short, so the silent refresh shows).

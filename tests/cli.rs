@@ -699,10 +699,19 @@ fn free_port() -> SocketAddr {
 
 /// A raw HTTP/1.1 GET; returns the status line, the headers and the body.
 fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, "GET", path, "Accept: text/html\r\n", "")
+}
+
+/// One request on its own connection; `headers` are whole lines.
+fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     response
@@ -815,4 +824,53 @@ fn demo_prints_its_url_and_serves_the_home_page() {
     let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
     assert!(head.to_ascii_lowercase().contains("content-type: text/html"), "{head}");
     assert!(body.contains("<html") && body.contains("/login"), "{body}");
+
+    // The seeds' command-line flow, as the README runs it against the demo:
+    // a JSON login, its tokens from the cookies, a fresh page, an explicit
+    // refresh with the refresh token, and the refreshed token refused there.
+    let json = "Content-Type: application/json\r\n";
+    let login = http_request(addr, "POST", "/login", json, r#"{"username": "test", "password": "test"}"#);
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let cookie = |name: &str| {
+        let prefix = format!("set-cookie: {name}=");
+        let line = login.lines().find(|l| l.to_ascii_lowercase().starts_with(&prefix)).expect(name);
+        line[prefix.len()..].split(';').next().unwrap().to_owned()
+    };
+    let (access, refresh) = (cookie("access_token_cookie"), cookie("refresh_token_cookie"));
+    let bearer = |token: &str| format!("Authorization: Bearer {token}\r\n");
+    let fresh = http_request(addr, "GET", "/account", &bearer(&access), "");
+    assert!(fresh.starts_with("HTTP/1.1 200"), "{fresh}");
+    let refreshed = http_request(addr, "POST", "/refresh", &bearer(&refresh), "");
+    assert!(refreshed.starts_with("HTTP/1.1 200"), "{refreshed}");
+    let pair: Value = serde_json::from_str(refreshed.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let new_access = pair["access_token"].as_str().expect("an access token");
+    let stale = http_request(addr, "GET", "/account", &bearer(new_access), "");
+    assert!(stale.starts_with("HTTP/1.1 401") && stale.contains("fresh_token_required"), "{stale}");
+    let whoami = http_request(addr, "GET", "/api/whoami", &bearer(new_access), "");
+    assert!(whoami.ends_with(r#"{"fresh":"false","sub":"test"}"#), "{whoami}");
+    let wrong = http_request(addr, "POST", "/login", json, r#"{"username": "test", "password": "nope"}"#);
+    assert!(
+        wrong.starts_with("HTTP/1.1 401") && !wrong.to_ascii_lowercase().contains("set-cookie"),
+        "{wrong}"
+    );
+}
+
+/// `--listen` falls back to a free port only when its port is in use: an
+/// address that is not this machine's is an error, not a demo on another
+/// address than the one asked for.
+#[test]
+fn demo_refuses_an_address_it_cannot_listen_on() {
+    let dir = tempdir();
+    let mut child = Running(
+        jwtgate(dir.path())
+            .args(["demo", "--listen", "192.0.2.1:8080"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(child.wait_for_exit(Duration::from_secs(10)), Some(1));
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("192.0.2.1:8080"), "{stderr}");
 }
