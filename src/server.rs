@@ -204,12 +204,10 @@ where
     // The last WebSocket handshake's hold, as in `plain`: an upgraded socket
     // is the tunnel's, and this task keeps the connection's permit and gauge
     // until the tunnel ends.
-    let tunnel = Arc::new(std::sync::Mutex::new(None));
-    let held = tunnel.clone();
+    let tunnel = Arc::new(pipeline::upgrade::LastTunnel::default());
+    let watched = tunnel.clone();
     let service = service_fn(move |mut req| {
-        if let Some(closed) = pipeline::upgrade::hold(&mut req) {
-            *held.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(closed);
-        }
+        watched.watch(&mut req);
         Box::pin(pipeline::handle(gw.clone(), conn, req))
     });
     let conn = h1_builder(&ctx.limits).serve_connection(TokioIo::new(stream), service).with_upgrades();
@@ -222,10 +220,7 @@ where
         conn.as_mut().graceful_shutdown();
         conn.await?;
     }
-    let closed = tunnel.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    if let Some(closed) = closed {
-        let _ = closed.await;
-    }
+    tunnel.closed().await;
     Ok(())
 }
 

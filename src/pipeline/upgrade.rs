@@ -5,7 +5,7 @@
 //!
 //! An open tunnel is still its client connection: it keeps that connection's
 //! `max_connections` permit and its count in `jwtgate_connections_active`
-//! (the connection's task waits for it, see [`hold`]), the shutdown drain
+//! (the connection's task waits for it, see [`LastTunnel`]), the shutdown drain
 //! waits for it, and it closes after `[server] idle_timeout` with no byte
 //! either way, as nginx's `proxy_read_timeout` closes a quiet one.
 //!
@@ -63,18 +63,33 @@ pub fn is_websocket<B>(req: &Request<B>) -> bool {
 #[derive(Clone)]
 pub struct TunnelHold(#[allow(dead_code)] Arc<oneshot::Sender<()>>);
 
-/// For a WebSocket handshake, puts a [`TunnelHold`] in the request, which
-/// [`forward`] hands to the tunnel, and returns what the connection's task
-/// awaits once hyper has given its socket to the tunnel: it resolves when
-/// the hold is dropped. The task keeps the connection's permit and gauge
-/// until then; without this a tunnel counted against no limit.
-pub fn hold<B>(req: &mut Request<B>) -> Option<oneshot::Receiver<()>> {
-    if !is_websocket(req) {
-        return None;
+/// A client connection's last WebSocket handshake, for its task to wait on
+/// once hyper has given the socket to the tunnel: the task keeps the
+/// connection's permit and gauge until the tunnel ends. Without it a tunnel
+/// counted against no limit.
+#[derive(Debug, Default)]
+pub struct LastTunnel(std::sync::Mutex<Option<oneshot::Receiver<()>>>);
+
+impl LastTunnel {
+    /// For a WebSocket handshake, puts a [`TunnelHold`] in the request, which
+    /// [`forward`] hands to the tunnel, and keeps its other end.
+    pub fn watch<B>(&self, req: &mut Request<B>) {
+        if !is_websocket(req) {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        req.extensions_mut().insert(TunnelHold(Arc::new(tx)));
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rx);
     }
-    let (tx, rx) = oneshot::channel();
-    req.extensions_mut().insert(TunnelHold(Arc::new(tx)));
-    Some(rx)
+
+    /// Resolves when the last handshake's tunnel has ended, at once if it
+    /// opened none (its hold went with the request) or there was none.
+    pub async fn closed(&self) {
+        let last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(closed) = last {
+            let _ = closed.await;
+        }
+    }
 }
 
 /// Forwards the handshake; on 101 splices client and upstream in a task.

@@ -32,7 +32,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::{BoxError, ConnCtx};
 use crate::metrics::GaugeGuard;
@@ -78,7 +78,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, mut ctx: Conn
         let Some(back) = Box::pin(exchange(stream, unread, conn, &mut ctx, &state)).await? else {
             // An upgraded socket is the tunnel's now; this task keeps the
             // connection's permit and gauge (`ctx`) until the tunnel ends.
-            state.tunnel_closed().await;
+            state.tunnel.closed().await;
             return Ok(());
         };
         (stream, unread) = back;
@@ -325,9 +325,9 @@ struct ConnState {
     unflushed: AtomicBool,
     /// The socket is being taken back: skip the `shutdown`.
     handing_back: AtomicBool,
-    /// The last WebSocket handshake's [`pipeline::upgrade::hold`]: resolves
-    /// when its tunnel ends, or at once if it opened none.
-    tunnel: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The last WebSocket handshake, whose tunnel outlives this hyper
+    /// connection.
+    tunnel: pipeline::upgrade::LastTunnel,
 }
 
 impl ConnState {
@@ -349,15 +349,6 @@ impl ConnState {
     fn busy(&self) -> bool {
         self.in_flight.load(Relaxed) > 0 || self.unflushed.load(Relaxed)
     }
-
-    /// Waits for the tunnel of the connection's last WebSocket handshake, if
-    /// there was one, to end.
-    async fn tunnel_closed(&self) {
-        let tunnel = self.tunnel.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(closed) = tunnel {
-            let _ = closed.await;
-        }
-    }
 }
 
 /// One request in flight, until its response body is dropped (hyper drops
@@ -368,7 +359,7 @@ impl Busy {
     fn begin(state: &Arc<ConnState>, req: &mut Request<Incoming>) -> Busy {
         if req.headers().contains_key(UPGRADE) || req.method() == Method::CONNECT {
             state.upgrade_asked.store(true, Relaxed);
-            *state.tunnel.lock().unwrap_or_else(PoisonError::into_inner) = pipeline::upgrade::hold(req);
+            state.tunnel.watch(req);
         }
         let reusable = req.body().is_end_stream() && !state.upgrade_asked.load(Relaxed);
         state.reusable.store(reusable, Relaxed);
