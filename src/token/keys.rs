@@ -333,6 +333,18 @@ fn check_secret(
         );
         return None;
     }
+    if let Some(kind) = key_text(&secret) {
+        errs.push(
+            key,
+            format!(
+                "holds {kind}, not a secret: anyone who has that key could sign {name} tokens with it \
+                 as the HMAC secret. To verify with a key pair, set tokens.algorithm to its algorithm \
+                 (RS256, ES256, EdDSA, ...) and private_key (or public_key in [[tokens.accept]]); \
+                 for {name}, generate a secret with: {hint}"
+            ),
+        );
+        return None;
+    }
     if secret.len() < min {
         errs.push(
             key,
@@ -344,4 +356,34 @@ fn check_secret(
         return None;
     }
     Some(Material::Secret(secret))
+}
+
+/// The key types that begin an OpenSSH public key line (`ssh-ed25519 AAAA…`).
+const SSH_KEY_TYPES: [&[u8]; 8] = [
+    b"ssh-rsa",
+    b"ssh-dss",
+    b"ssh-ed25519",
+    b"ecdsa-sha2-nistp256",
+    b"ecdsa-sha2-nistp384",
+    b"ecdsa-sha2-nistp521",
+    b"sk-ssh-ed25519@openssh.com",
+    b"sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// What kind of key `secret` is, when it is one: a public key used as an
+/// HMAC secret is the classic algorithm-confusion hole, since the public key
+/// is no secret (PyJWT refuses the same). PEM (any `-----BEGIN` block:
+/// keys and certificates), OpenSSH public keys and JWKs are recognised.
+fn key_text(secret: &[u8]) -> Option<&'static str> {
+    let text = secret.trim_ascii_start();
+    let has = |needle: &[u8]| secret.windows(needle.len()).any(|w| w == needle);
+    if has(b"-----BEGIN ") {
+        Some("a PEM key or certificate")
+    } else if SSH_KEY_TYPES.iter().any(|t| text.starts_with(t) && text.get(t.len()) == Some(&b' ')) {
+        Some("an OpenSSH key")
+    } else if text.starts_with(b"{") && has(b"\"kty\"") {
+        Some("a JSON Web Key")
+    } else {
+        None
+    }
 }

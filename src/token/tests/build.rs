@@ -243,3 +243,30 @@ fn locations_are_read_without_regard_to_case() {
     raw.locations = vec!["headers".into(), "Headers".into()];
     assert!(message(&build_errs(&raw, Path::new(".")), "tokens.locations[1]").contains("listed twice"));
 }
+
+/// A public key is no secret: as the HMAC secret it lets anyone who has it
+/// sign tokens (algorithm confusion), so a key in `secret` or `secret_file`
+/// is refused, naming the key. Secrets that merely mention such text pass.
+#[test]
+fn a_public_key_is_refused_as_a_secret() {
+    let dir = tempdir();
+    let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEyyK0lHZrS4gKCWGBB9aTb0d5xm7R\n-----END PUBLIC KEY-----\n";
+    let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0b5vO0d5xm7RkF8eYpkQZr0UQ2TA user@host";
+    let jwk = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+    for (text, kind) in [(pem, "a PEM key or certificate"), (ssh, "an OpenSSH key"), (jwk, "a JSON Web Key")]
+    {
+        let msg =
+            message(&build_errs(&raw_secret("HS256", text), Path::new(".")), "tokens.secret").to_string();
+        assert!(
+            msg.starts_with(&format!("holds {kind}, not a secret")) && msg.contains("private_key"),
+            "{msg}"
+        );
+        write(dir.path(), "key.txt", text);
+        let raw = RawTokens { secret_file: Some("key.txt".into()), ..RawTokens::default() };
+        assert!(message(&build_errs(&raw, dir.path()), "tokens.secret_file").contains(kind));
+    }
+    for fine in ["ssh-not-a-key-but-a-long-enough-passphrase", "{kty} is only a word in this 32-byte secret"]
+    {
+        build_ok(&raw_secret("HS256", fine), Path::new("."));
+    }
+}
