@@ -278,13 +278,23 @@ fn check_never_echoes_a_secret_in_a_config_error() {
         ),
         // A secret written without quotes: serde's type error quotes values.
         ("8647302915".to_owned(), config("secret = 8647302915", CATCH_ALL)),
+        // A string where an array belongs: serde quotes it in double quotes,
+        // escapes and all.
+        (
+            upstream.clone(),
+            config(&format!("secret = \"{old}\""), CATCH_ALL).replace(
+                "urls = [\"http://127.0.0.1:9\"]",
+                &format!("urls = \"http://svc:x\\\"{upstream}@127.0.0.1:9\""),
+            ),
+        ),
     ];
     for (i, (secret, text)) in cases.iter().enumerate() {
         let cfg = write(dir.path(), "gw.toml", text);
         let out = output(jwtgate(dir.path()).arg("check").arg("-c").arg(&cfg));
         out.expect_code(1);
         let all = out.all();
-        let located = ["line ", "urls[0]", "tokens.secret"].iter().any(|at| all.contains(at));
+        let located =
+            ["line ", "urls[0]", "upstreams[0].urls", "tokens.secret"].iter().any(|at| all.contains(at));
         assert!(located, "case {i}: the error names no place:\n{all}");
         assert!(!all.contains(secret.as_str()), "case {i}: the secret leaked:\n{all}");
     }

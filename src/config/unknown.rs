@@ -106,15 +106,30 @@ fn type_message(e: &toml::de::Error) -> String {
     format!("wrong type: {}; write it as gateway.toml.example shows", unquoted(&message))
 }
 
-/// serde's message without the values it quotes in backticks ("invalid
-/// type: integer `…`"): the value may be a secret written without quotes.
+/// serde's message without the values it quotes: integers and the like in
+/// backticks ("invalid type: integer `…`"), strings in double quotes, with
+/// Rust's escapes ("invalid type: string \"…\""). The value may be a secret,
+/// or a URL with a password, written where another type belongs. A quote
+/// left open drops the rest of the message.
 fn unquoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut parts = message.split('`');
-    while let Some(outside) = parts.next() {
-        out.push_str(outside);
-        if parts.next().is_some() {
-            out.truncate(out.trim_end().len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        let close = match c {
+            '`' => '`',
+            '"' => '"',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        out.truncate(out.trim_end().len());
+        while let Some(q) = chars.next() {
+            if q == '\\' && close == '"' {
+                chars.next();
+            } else if q == close {
+                break;
+            }
         }
     }
     out
