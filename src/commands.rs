@@ -215,14 +215,20 @@ fn worker_threads(env: Option<&str>, cpus: usize) -> Result<usize, CommandError>
 
 /// `jwtgate run`: serve until SIGTERM/SIGINT; SIGHUP reloads.
 pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
-    let rt = load(path)?;
+    // The bytes the config came from are the file watcher's starting point:
+    // an edit made while the store opens is then seen as one.
+    let bytes = std::fs::read(path).map_err(|e| {
+        CommandError::Usage(format!("cannot read {}: {e}; pass the config with -c FILE", path.display()))
+    })?;
+    let rt = config::load_bytes(path, &bytes)
+        .map_err(|errors| CommandError::Config { path: path.display().to_string(), errors })?;
     init_tracing(&rt.log);
     let tokio = runtime()?;
-    tokio.block_on(serve(rt, path))?;
+    tokio.block_on(serve(rt, path, bytes))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
+async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandError> {
     // Before anything that can take time (a Redis store's connect may take
     // seconds): until a handler is installed, SIGHUP's default action kills
     // the process, and `systemctl reload` right after a start would.
@@ -236,7 +242,7 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));
     tokio::spawn(purge_loop(gw.clone()));
     if gw.snapshot().runtime.server.watch_config {
-        tokio::spawn(watch_loop(gw.clone(), path.to_path_buf()));
+        tokio::spawn(watch_loop(gw.clone(), path.to_path_buf(), loaded));
     }
     if let Some(admin) = admin {
         let listener = tokio::net::TcpListener::bind(admin.listen).await?;
@@ -267,12 +273,18 @@ async fn serve(rt: Runtime, path: &Path) -> Result<(), CommandError> {
 
 /// `watch_config`: reloads when the file's bytes change. Polling (1 s) sees
 /// in-place writes and editors' rename-over alike, with no platform watcher.
-/// A file that cannot be read (removed, its mount gone) keeps the running
-/// config, with one warning until it can be read again.
-async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf) {
-    let mut last = std::fs::read(&path).ok();
+/// `loaded` is what the running config was read from. A change is applied
+/// once two polls a second apart read the same bytes ([`Settle`]), so a file
+/// caught half-written in place is never applied. A file that cannot be read
+/// (removed, its mount gone) keeps the running config, with one warning until
+/// it can be read again.
+async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf, loaded: Vec<u8>) {
+    let mut settle = Settle::new(loaded);
     let mut unreadable = false;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    // A late tick must not be followed by catch-up ticks at once: two polls
+    // that agree must be a second apart.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         match std::fs::read(&path) {
@@ -280,9 +292,8 @@ async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf) {
                 if std::mem::take(&mut unreadable) {
                     tracing::info!(path = %path.display(), "watch_config: the config file can be read again");
                 }
-                if last.as_ref() != Some(&now) {
-                    last = Some(now);
-                    reload(&gw, &path);
+                if let Some(bytes) = settle.observe(now) {
+                    apply(&gw, &path, config::load_bytes(&path, bytes));
                 }
             }
             Err(error) if !unreadable => {
@@ -295,6 +306,39 @@ async fn watch_loop(gw: Arc<Gateway>, path: std::path::PathBuf) {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The watcher's rule for when a changed file is ready: the same new bytes
+/// on two polls in a row. A writer that rewrites the file in place in pieces
+/// (`cp`, `cat >`, an editor without atomic saves) leaves, between pieces, a
+/// file that may parse and route differently, a route missing, say; it is
+/// not applied unless it stays that way for a whole poll interval.
+struct Settle {
+    /// The bytes last loaded, whether they made a valid config or not (an
+    /// invalid file is reported once, not at every poll).
+    loaded: Vec<u8>,
+    seen: Option<Vec<u8>>,
+}
+
+impl Settle {
+    fn new(loaded: Vec<u8>) -> Settle {
+        Settle { loaded, seen: None }
+    }
+
+    /// The bytes to load now, if this poll's read makes a settled change.
+    fn observe(&mut self, now: Vec<u8>) -> Option<&[u8]> {
+        if now == self.loaded {
+            self.seen = None;
+            return None;
+        }
+        if self.seen.as_ref() == Some(&now) {
+            self.seen = None;
+            self.loaded = now;
+            return Some(&self.loaded);
+        }
+        self.seen = Some(now);
+        None
     }
 }
 
@@ -376,7 +420,13 @@ impl Signals {
 
 /// Loads and validates `path`, swapping it in only when it is valid.
 pub fn reload(gw: &Gateway, path: &Path) {
-    match config::load(path) {
+    apply(gw, path, config::load(path));
+}
+
+/// Swaps in a config that loaded, or logs every error of one that did not
+/// and keeps the running one; counts the attempt either way.
+fn apply(gw: &Gateway, path: &Path, loaded: Result<Runtime, ConfigErrors>) {
+    match loaded {
         Ok(rt) => {
             // Against what runs, not the last file: a value set back to what
             // runs needs no restart, one changed earlier still does.
@@ -495,7 +545,26 @@ pub fn demo(listen: std::net::SocketAddr, access_ttl: &str) -> Result<ExitCode, 
 
 #[cfg(test)]
 mod tests {
-    use super::{worker_threads, CommandError};
+    use super::{worker_threads, CommandError, Settle};
+
+    /// The watcher applies a change only when two polls in a row read it: a
+    /// file caught between two pieces of an in-place write is never loaded,
+    /// and the finished file is, one poll later.
+    #[test]
+    fn a_changed_file_is_loaded_once_two_polls_agree() {
+        let mut settle = Settle::new(b"v1".to_vec());
+        assert_eq!(settle.observe(b"v1".to_vec()), None, "unchanged");
+        assert_eq!(settle.observe(b"v2-half".to_vec()), None, "first sight of a change");
+        assert_eq!(settle.observe(b"v2-whole".to_vec()), None, "changed again since");
+        assert_eq!(settle.observe(b"v2-whole".to_vec()), Some(&b"v2-whole"[..]), "the same on two polls");
+        assert_eq!(settle.observe(b"v2-whole".to_vec()), None, "loaded once");
+
+        // A change that is undone before it settles is never loaded.
+        assert_eq!(settle.observe(b"v3-half".to_vec()), None);
+        assert_eq!(settle.observe(b"v2-whole".to_vec()), None);
+        assert_eq!(settle.observe(b"v3-half".to_vec()), None, "seen again, but not on consecutive polls");
+        assert_eq!(settle.observe(b"v3-half".to_vec()), Some(&b"v3-half"[..]));
+    }
 
     #[test]
     fn workers_come_from_the_variable_or_the_cpu_count() {

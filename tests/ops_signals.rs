@@ -3,6 +3,8 @@
 //! invalid file keeps the old config and is counted.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use std::time::{Duration, Instant};
 
@@ -194,6 +196,36 @@ async fn watch_config_warns_once_while_the_file_cannot_be_read() {
 
     let access = ProcConfig { api_policy: "access", ..gw.config.clone() };
     gw.write_config(&access.text());
+    wait_status(&gw, 401, Duration::from_secs(5)).await;
+    wait_metric(gw.config.admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
+}
+
+/// An edit made while the gateway starts (here, while a frozen Redis keeps
+/// the store from opening) is applied once it is up: the watcher starts from
+/// the bytes the running config was read from, not from the file as it is
+/// when the watcher starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_applies_an_edit_made_while_the_store_opened() {
+    let app = App::start("app", Duration::ZERO).await;
+    let redis = redis_server::RedisServer::start();
+    let config = ProcConfig { watch_config: true, ..ProcConfig::new(app.addr) };
+    let with_redis = |config: &ProcConfig| {
+        let store = format!("backend = \"redis\"\nurl = \"{}\"\ntimeout = \"20s\"", redis.url());
+        config.text().replace("backend = \"memory\"", &store)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    redis.freeze(true);
+    let child = common::process::spawn_jwtgate(dir.path(), &with_redis(&config), &[]);
+    let gw = GatewayProc { child, config: config.clone(), dir };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        TcpStream::connect(gw.config.listen).await.is_err(),
+        "the store is frozen, so the gateway should still be starting; log:\n{}",
+        gw.log()
+    );
+    gw.write_config(&with_redis(&ProcConfig { api_policy: "access", ..config }));
+    redis.freeze(false);
+    common::client::wait_listening(gw.config.listen, Duration::from_secs(20)).await;
     wait_status(&gw, 401, Duration::from_secs(5)).await;
     wait_metric(gw.config.admin, RELOAD_OK, 1.0, Duration::from_secs(1)).await;
 }

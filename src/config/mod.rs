@@ -21,13 +21,24 @@ pub use settings::*;
 /// Reads, interpolates and validates one config file. Relative paths inside it
 /// resolve against the file's directory.
 pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         let mut errs = ConfigErrors::default();
         errs.push("(file)", format!("cannot read {}: {e}; pass the config with -c FILE", path.display()));
         errs
     })?;
+    load_bytes(path, &bytes)
+}
+
+/// [`load`] for the bytes already read from `path`, so that a caller who
+/// watches the file knows exactly which bytes the config came from.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Runtime, ConfigErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let mut errs = ConfigErrors::default();
+        errs.push("(file)", format!("{} is not UTF-8 text ({e}); save it as UTF-8", path.display()));
+        errs
+    })?;
     let base = path.parent().unwrap_or_else(|| Path::new(".")).to_path_buf();
-    let mut runtime = parse(&text, &base)?;
+    let mut runtime = parse(text, &base)?;
     runtime.config_path = path.to_path_buf();
     Ok(runtime)
 }

@@ -43,6 +43,7 @@ pub struct StartOnly {
     log_format: LogFormat,
     log_level: String,
     store: (StoreBackend, PathBuf, Option<String>, Option<PathBuf>, Duration),
+    store_timeout: Duration,
 }
 
 impl StartOnly {
@@ -57,6 +58,7 @@ impl StartOnly {
             log_format: rt.log.format,
             log_level: rt.log.level.clone(),
             store: (s.backend, s.path.clone(), s.url.clone(), s.tls_ca.clone(), s.max_staleness),
+            store_timeout: s.timeout,
         }
     }
 
@@ -71,6 +73,15 @@ impl StartOnly {
             ("log.format", self.log_format != file.log_format),
             ("log.level", self.log_level != file.log_level),
             ("store", self.store != file.store),
+            // Every store call is bounded by the running value, but a Redis
+            // connection's own response timeout is set when it opens: a
+            // lower value applies at once, a higher one only after a restart.
+            (
+                "store.timeout (raised above its value at start, with redis)",
+                self.store == file.store
+                    && file.store.0 == StoreBackend::Redis
+                    && file.store_timeout > self.store_timeout,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))
@@ -287,5 +298,27 @@ mod tests {
             assert_ne!(edited, BASE, "{key}: the edit did not apply");
             assert_eq!(running.differences(&start_only(&edited)), vec![key]);
         }
+    }
+
+    /// `[store] timeout` is reloadable, except that a Redis connection keeps
+    /// its response timeout from the start: raising it there is named, as a
+    /// start-only change; lowering it, or any change on another backend, is not.
+    #[test]
+    fn a_raised_redis_timeout_is_named_as_start_only() {
+        let redis = |timeout: &str| {
+            BASE.replace(
+                "backend = \"memory\"",
+                &format!("backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\ntimeout = \"{timeout}\""),
+            )
+        };
+        let running = start_only(&redis("2s"));
+        assert_eq!(
+            running.differences(&start_only(&redis("5s"))),
+            vec!["store.timeout (raised above its value at start, with redis)"]
+        );
+        assert!(running.differences(&start_only(&redis("1s"))).is_empty());
+        let memory = start_only(BASE);
+        let raised = BASE.replace("backend = \"memory\"", "backend = \"memory\"\ntimeout = \"30s\"");
+        assert!(memory.differences(&start_only(&raised)).is_empty());
     }
 }
