@@ -11,6 +11,14 @@ use crate::gateway::Gateway;
 use crate::route::{canonicalize, PathError, RouteMiss};
 use crate::token::{MintSpec, TokenType};
 
+/// `println!` for the commands' output, except that a stdout closed early
+/// (`jwtgate check | head -1`) is an error the command returns, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 /// Why a command could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -32,8 +40,8 @@ fn load(path: &Path) -> Result<Runtime, CommandError> {
 pub fn check(path: &Path) -> Result<ExitCode, CommandError> {
     match config::load(path) {
         Ok(rt) => {
-            println!("{}: ok", path.display());
-            println!("{}", rt.routes.describe());
+            say!("{}: ok", path.display());
+            say!("{}", rt.routes.describe());
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -68,25 +76,25 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
         Err(PathError::TooLong) => return explained("rejected: 414 (request target longer than 8 KiB)"),
         Err(PathError::Ambiguous(why)) => return explained(&format!("rejected: 400 bad_request ({why})")),
     };
-    println!("canonical path: {}", canonical.path);
+    say!("canonical path: {}", canonical.path);
     match rt.routes.lookup(&host, &method, &canonical.path) {
         Ok(route) => {
-            println!("route:          routes[{}] {}", route.index, route.pattern);
+            say!("route:          routes[{}] {}", route.index, route.pattern);
             // The config's own spelling (`access`, `login`), as `check` prints it.
             match route.handler {
-                Some(h) => println!("handler:        {}", h.as_str()),
-                None => println!("policy:         {}", route.policy.as_str()),
+                Some(h) => say!("handler:        {}", h.as_str()),
+                None => say!("policy:         {}", route.policy.as_str()),
             }
             if let Some(age) = route.max_age {
-                println!("max_age:        {}", humantime::format_duration(age));
+                say!("max_age:        {}", humantime::format_duration(age));
             }
             for (claim, value) in &route.require {
-                println!("require:        {claim} = {value}");
+                say!("require:        {claim} = {value}");
             }
             if let Some(up) = &route.upstream {
                 // The upstream receives the canonical path plus the query verbatim (DESIGN §4 rule 8).
                 let query = canonical.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
-                println!("upstream:       {up} {}{query}", route.upstream_path(&canonical.path));
+                say!("upstream:       {up} {}{query}", route.upstream_path(&canonical.path));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -105,7 +113,7 @@ pub fn explain(path: &Path, method: &str, url: &str) -> Result<ExitCode, Command
 }
 
 fn explained(line: &str) -> Result<ExitCode, CommandError> {
-    println!("{line}");
+    say!("{line}");
     Ok(ExitCode::FAILURE)
 }
 
@@ -161,7 +169,8 @@ pub fn mint(
     for pair in claims {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| CommandError::Usage(format!("--claim {pair:?}: write k=v")))?;
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| CommandError::Usage(format!("--claim {pair:?}: write name=value")))?;
         // The minter sets these itself and would drop them: refuse rather than
         // hand back a token without what was asked for.
         if k == "sub" {
@@ -179,7 +188,7 @@ pub fn mint(
     let spec =
         MintSpec { sub, token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra: &extra };
     let minted = rt.tokens.minter.mint(&spec, SystemClock.now())?;
-    println!("{}", minted.token);
+    say!("{}", minted.token);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -245,14 +254,14 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
         tokio::spawn(watch_loop(gw.clone(), path.to_path_buf(), loaded));
     }
     if let Some(admin) = admin {
-        let listener = tokio::net::TcpListener::bind(admin.listen).await?;
+        let listener = bind("admin.listen", admin.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "admin listening");
         tokio::spawn(crate::admin::serve(listener, gw.clone()));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for addr in listen {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = bind("server.listen", addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let (gw, mut stop) = (gw.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -269,6 +278,14 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Binds a listener; a failure names the key and the address ("address
+/// already in use" alone does not say which of several).
+async fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, CommandError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CommandError::Usage(format!("{key}: cannot listen on {addr}: {e}")))
 }
 
 /// `watch_config`: reloads when the file's bytes change. Polling (1 s) sees
@@ -471,11 +488,11 @@ pub fn inspect(path: &Path, token: &str) -> Result<ExitCode, CommandError> {
     let pretty = |v: &Option<serde_json::Value>| {
         v.as_ref().map_or("(not decodable)".into(), |v| serde_json::to_string_pretty(v).unwrap_or_default())
     };
-    println!("header: {}", pretty(&report.header));
-    println!("claims: {}", pretty(&report.claims));
+    say!("header: {}", pretty(&report.header));
+    say!("claims: {}", pretty(&report.claims));
     match &report.verdict {
-        Ok(c) => println!("verdict: valid ({} token for {})", c.token_type.as_str(), c.sub),
-        Err(e) => println!("verdict: INVALID: {e}"),
+        Ok(c) => say!("verdict: valid ({} token for {})", c.token_type.as_str(), c.sub),
+        Err(e) => say!("verdict: INVALID: {e}"),
     }
     Ok(if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -496,7 +513,7 @@ pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
     };
     let Some(dir) = out else {
         for (_, text) in &files {
-            print!("{text}");
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -512,7 +529,7 @@ pub fn keygen(alg: &str, out: Option<&Path>) -> Result<ExitCode, CommandError> {
     for (name, text) in &files {
         let path = dir.join(name);
         write_private(&path, text, name.ends_with(".pub.pem"))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -108,6 +108,32 @@ fn check_accepts_the_example_and_prints_every_route() {
     }
 }
 
+/// Output into a pipe nobody reads (`jwtgate check | true`): the commands
+/// that print report it and exit 1; none panics (exit 101).
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let dir = tempdir();
+    let secret = secret48();
+    let cfg = write(dir.path(), "gw.toml", &config(&format!("secret = \"{secret}\""), CATCH_ALL));
+    let cfg = cfg.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["check", "-c", cfg],
+        &["explain", "-c", cfg, "GET", "/x"],
+        &["token", "-c", cfg, "mint", "--sub", "alice"],
+        &["token", "-c", cfg, "inspect", "not.a.token"],
+        &["keygen", "--alg", "HS256"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out =
+            jwtgate(dir.path()).args(args).stdin(Stdio::null()).stdout(writer).output().expect("run jwtgate");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn check_without_the_secret_names_the_key_and_the_variable() {
     let dir = tempdir();
@@ -548,6 +574,19 @@ fn claims_jwtgate_sets_itself_are_refused_not_dropped() {
     }
 }
 
+/// A claim needs a name: `=v` and `k` alone are usage errors, no token.
+#[test]
+fn a_claim_without_a_name_or_value_is_refused() {
+    let dir = tempdir();
+    let secret = secret48();
+    for claim in ["=admin", " =admin", "role"] {
+        let out = token(dir.path(), &example(), &secret, &["mint", "--sub", "bob", "--claim", claim]);
+        assert_eq!(out.code, Some(1), "--claim {claim:?}: {}", out.all());
+        assert!(out.stdout.trim().is_empty(), "no token printed for --claim {claim:?}: {}", out.all());
+        assert!(out.stderr.contains("write name=value"), "{}", out.all());
+    }
+}
+
 #[test]
 fn tampered_or_foreign_tokens_inspect_invalid() {
     let dir = tempdir();
@@ -868,6 +907,22 @@ fn demo_prints_its_url_and_serves_the_home_page() {
 /// `--listen` falls back to a free port only when its port is in use: an
 /// address that is not this machine's is an error, not a demo on another
 /// address than the one asked for.
+/// `run` on an address another process holds: exit 1, naming the key and
+/// the address (the bind error alone does not say which listener failed).
+#[test]
+fn run_names_the_listen_address_it_cannot_bind() {
+    let dir = tempdir();
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
+        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"{addr}\""));
+    assert!(text.contains(&addr.to_string()), "{text}");
+    let cfg = write(dir.path(), "gw.toml", &text);
+    let out = output(jwtgate(dir.path()).arg("run").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    assert!(out.stderr.contains(&format!("server.listen: cannot listen on {addr}")), "{}", out.stderr);
+}
+
 #[test]
 fn demo_refuses_an_address_it_cannot_listen_on() {
     let dir = tempdir();

@@ -74,11 +74,33 @@ fn listen(raw: &OneOrMany, errs: &mut ConfigErrors) -> Vec<SocketAddr> {
         let Some(addr) = socket_addr(&key, value, errs) else { continue };
         if addrs.contains(&addr) {
             errs.push(key, format!("{addr} is listed twice; remove the repeat"));
+        } else if let Some(other) = addrs.iter().find(|a| overlap(**a, addr)) {
+            errs.push(key, format!("{}; keep one of the two", overlap_message(addr, *other)));
         } else {
             addrs.push(addr);
         }
     }
     addrs
+}
+
+/// Two listen addresses that cannot both be bound: the same port, with the
+/// same address or a wildcard (`0.0.0.0`, `[::]`) of the same family, which
+/// takes the port on every address of the host. (An IPv6 wildcard may also
+/// hold the IPv4 port, depending on the host's `bindv6only`; that is left to
+/// the bind's own error, which names the address.) Port 0 is a new port each
+/// time and overlaps nothing.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn overlap_message(addr: SocketAddr, other: SocketAddr) -> String {
+    format!(
+        "{addr} overlaps {other}: a wildcard address takes port {} on every address of the host",
+        addr.port()
+    )
 }
 
 fn socket_addr(key: &str, value: &str, errs: &mut ConfigErrors) -> Option<SocketAddr> {
@@ -160,6 +182,14 @@ pub(super) fn admin_apart_from_server(
         errs.push(
             "admin.listen",
             format!("{} is also in server.listen; give the admin listener its own port", admin.listen),
+        );
+    } else if let Some(other) = server.listen.iter().find(|a| overlap(**a, admin.listen)) {
+        errs.push(
+            "admin.listen",
+            format!(
+                "{} (server.listen); give the admin listener its own port",
+                overlap_message(admin.listen, *other)
+            ),
         );
     }
 }

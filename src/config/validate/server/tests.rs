@@ -42,6 +42,37 @@ fn listen_array_errors_are_indexed() {
     assert!(errs.0[1].message.contains("twice"));
 }
 
+/// A wildcard address takes its port on every address of its family, so it
+/// cannot be bound beside another address on that port (nor can the admin
+/// listener share it). Other ports, the other family and port 0 are fine.
+#[test]
+fn a_wildcard_listen_address_overlaps_any_other_on_its_port() {
+    let listen = |v: &[&str]| OneOrMany::Many(v.iter().map(|s| s.to_string()).collect());
+    let raw = RawServer { listen: listen(&["0.0.0.0:8080", "127.0.0.1:8080"]), ..RawServer::default() };
+    let (_, errs) = check(&raw);
+    assert_eq!(keys(&errs), ["server.listen[1]"]);
+    assert!(errs.0[0].message.contains("overlaps 0.0.0.0:8080"), "{}", errs.0[0].message);
+    let raw = RawServer { listen: listen(&["[::1]:8080", "[::]:8080"]), ..RawServer::default() };
+    assert_eq!(keys(&check(&raw).1), ["server.listen[1]"]);
+    for fine in [
+        &["0.0.0.0:8080", "127.0.0.1:8081"][..],
+        &["127.0.0.1:8080", "10.0.0.1:8080"],
+        &["0.0.0.0:8080", "[::1]:8080"],
+        &["0.0.0.0:0", "127.0.0.1:0"],
+    ] {
+        let (s, errs) = check(&RawServer { listen: listen(fine), ..RawServer::default() });
+        assert!(s.is_some() && errs.is_empty(), "{fine:?}: {errs}");
+    }
+
+    let mut errs = ConfigErrors::default();
+    let a = admin(&RawAdmin { listen: "127.0.0.1:8080".into() }, &mut errs).unwrap();
+    let raw = RawServer { listen: OneOrMany::One("0.0.0.0:8080".into()), ..RawServer::default() };
+    let s = server(&raw, Path::new("."), &mut errs).unwrap();
+    admin_apart_from_server(&a, &s, &mut errs);
+    assert_eq!(keys(&errs), ["admin.listen"]);
+    assert!(errs.0[0].message.contains("own port"), "{}", errs.0[0].message);
+}
+
 #[test]
 fn empty_listen_is_an_error() {
     let (_, errs) = check(&RawServer { listen: OneOrMany::Many(vec![]), ..RawServer::default() });
