@@ -253,6 +253,14 @@ fn check_max_age(
 ) -> Option<Duration> {
     let value = value?;
     let age = whole_seconds(&at.key("max_age"), value, errs);
+    if age.is_some_and(|a| a.is_zero()) {
+        errs.push(
+            at.key("max_age"),
+            "is zero: no login is recent enough for it, so the route would refuse every request; \
+             write how recent a login must be, e.g. \"5m\"",
+        );
+        return None;
+    }
     if policy.is_some_and(|p| p != Policy::Fresh) {
         errs.push(at.key("max_age"), "applies only to policy = \"fresh\"; remove it or make the route fresh");
     }

@@ -482,6 +482,11 @@ policy = "public"
 upstream = "app"
 require = { roles = "admin" }
 methods = []
+[[routes]]
+path = "/now"
+policy = "fresh"
+upstream = "app"
+max_age = "0s"
 "#,
     );
     for key in [
@@ -504,6 +509,7 @@ methods = []
         "routes[5].require.list",
         "routes[6].require",
         "routes[6].methods",
+        "routes[7].max_age",
     ] {
         assert!(has(&errs, key), "no error for {key} in {errs:#?}");
     }

@@ -130,10 +130,13 @@ fn tls(raw: &RawServer, base_dir: &Path, errs: &mut ConfigErrors) -> Option<TlsF
             match crate::tls::server_config(&cert, &key) {
                 Ok(config) => Some(TlsFiles { cert, key, config }),
                 Err(e) => {
-                    errs.push(
-                        "server.tls_cert",
-                        format!("{e}; give a PEM certificate chain and its PEM private key"),
-                    );
+                    // Name the file at fault: the key file's own errors are tls_key's.
+                    let key = if matches!(e, crate::tls::TlsError::Key { .. }) {
+                        "server.tls_key"
+                    } else {
+                        "server.tls_cert"
+                    };
+                    errs.push(key, format!("{e}; give a PEM certificate chain and its PEM private key"));
                     None
                 }
             }

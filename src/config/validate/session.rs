@@ -255,8 +255,8 @@ pub(super) fn store(raw: &RawStore, base_dir: &Path, errs: &mut ConfigErrors) ->
         ),
         _ => {}
     }
-    if backend == Some(StoreBackend::Embedded) && raw.path.trim().is_empty() {
-        errs.push("store.path", "is empty; write the database file, e.g. \"jwtgate.redb\"");
+    if backend == Some(StoreBackend::Embedded) {
+        embedded_path(raw.path.trim(), base_dir, errs);
     }
     let tls_ca = raw.tls_ca.as_deref().and_then(|ca| store_tls_ca(backend, url, ca, base_dir, errs));
     let settings = StoreSettings {
@@ -268,6 +268,27 @@ pub(super) fn store(raw: &RawStore, base_dir: &Path, errs: &mut ConfigErrors) ->
         max_staleness: parse_duration("store.max_staleness", &raw.max_staleness, errs).unwrap_or_default(),
     };
     clean(errs, before, settings)
+}
+
+/// The embedded store's file: `check` refuses a directory here, naming the
+/// key, where `run` would fail opening it. (A directory that does not exist
+/// yet is not an error: it may be made before the gateway starts, as
+/// systemd's `StateDirectory=` does.)
+fn embedded_path(path: &str, base_dir: &Path, errs: &mut ConfigErrors) {
+    if path.is_empty() {
+        errs.push("store.path", "is empty; write the database file, e.g. \"jwtgate.redb\"");
+        return;
+    }
+    let file = resolve_path(base_dir, path);
+    if file.is_dir() {
+        errs.push(
+            "store.path",
+            format!(
+                "{} is a directory; name the database file in it, e.g. \"{path}/jwtgate.redb\"",
+                file.display()
+            ),
+        );
+    }
 }
 
 /// `store.tls_ca` trusts a `rediss://` Redis: with any other backend or url it

@@ -112,6 +112,12 @@ fn tls_files_resolve_relative_to_base_and_must_exist() {
     let tls = server(&raw, dir.path(), &mut errs).unwrap().tls.unwrap();
     assert_eq!(tls.cert, dir.path().join("cert.pem"));
     assert_eq!(tls.key, dir.path().join("missing.pem"));
+    // A key file that holds no private key (here, the certificate again) is
+    // tls_key's error, not tls_cert's.
+    std::fs::write(dir.path().join("missing.pem"), pair.cert.pem()).unwrap();
+    let mut errs = ConfigErrors::default();
+    assert!(server(&raw, dir.path(), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["server.tls_key"]);
     // A file that is there but holds no certificate is an error too.
     std::fs::write(dir.path().join("cert.pem"), "x").unwrap();
     let mut errs = ConfigErrors::default();

@@ -252,6 +252,18 @@ fn store_field_errors() {
     let mut errs = ConfigErrors::default();
     assert!(store(&raw, Path::new("."), &mut errs).is_none());
     assert_eq!(keys(&errs), ["store.path"]);
+    // A directory is no database file: check names the key.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let raw = RawStore { path: "sub".into(), ..RawStore::default() };
+    let mut errs = ConfigErrors::default();
+    assert!(store(&raw, dir.path(), &mut errs).is_none());
+    assert_eq!(keys(&errs), ["store.path"]);
+    assert!(errs.0[0].message.contains("is a directory"), "{}", errs.0[0].message);
+    for fine in ["jwtgate.redb", "sub/jwtgate.redb", "made-at-start/jwtgate.redb"] {
+        let raw = RawStore { path: fine.into(), ..RawStore::default() };
+        assert!(store(&raw, dir.path(), &mut ConfigErrors::default()).is_some(), "{fine}");
+    }
     let mem = RawStore { backend: "memory".into(), ..RawStore::default() };
     assert_eq!(
         store(&mem, Path::new("."), &mut ConfigErrors::default()).unwrap().backend,
