@@ -567,3 +567,34 @@ async fn a_client_that_goes_away_ends_its_upstream_request() {
     assert!(closed, "the upstream request outlived its reset stream");
     assert_eq!(hung.targets(), ["/public/h1", "/public/h2"]);
 }
+
+/// A refused HEAD gets its status and headers and no content, over HTTP/2 as
+/// over HTTP/1.1 (RFC 9110 §9.3.2). hyper's HTTP/2 server sends whatever body
+/// it is given, and a HEAD response with DATA is a protocol error to the
+/// client, which then never sees the 401 or 404. Content-Length is a GET's.
+#[tokio::test]
+async fn a_refused_head_has_no_body_over_http2_or_http11() {
+    use http_body_util::{BodyExt, Empty};
+    let (up, gw) = public_and_api().await;
+    let (mut h2, _conn) = common::client::h2_connect(gw.addr).await;
+    for (path, status) in [("/api/x", 401), ("/nowhere", 404)] {
+        let get = common::raw::request(gw.addr, "GET", path, &[], "").await;
+        assert_eq!(get.status, status, "{get:?}");
+        let get_length = get.body.len().to_string();
+
+        let req =
+            http::Request::head(format!("http://app.test{path}")).body(Empty::<bytes::Bytes>::new()).unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), status);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        assert_eq!(resp.headers()["content-length"], get_length.as_str(), "a GET's length");
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+        assert!(matches!(&body, Ok(b) if b.is_empty()), "HTTP/2 HEAD {path}: {body:?}");
+
+        let head = common::raw::request(gw.addr, "HEAD", path, &[], "").await;
+        assert_eq!(head.status, status, "{head:?}");
+        assert_eq!(head.header("content-length"), Some(get_length.as_str()), "{head:?}");
+        assert!(head.body.is_empty(), "HTTP/1.1 HEAD {path}: {head:?}");
+    }
+    assert_eq!(up.count(), 0, "nothing forwarded");
+}

@@ -185,6 +185,9 @@ pub fn handle(
             Err(err) => outbound::error_response(&mut ctx, &err),
         };
         outbound::finish(&mut ctx, &mut resp);
+        if ctx.method == Method::HEAD {
+            outbound::bodiless(&mut resp);
+        }
         outbound::record(&ctx, &resp);
         outbound::access_log(&ctx, &resp);
         Ok(resp)

@@ -296,6 +296,22 @@ fn framing_ok(headers: &HeaderMap) -> bool {
 /// jwtgate's cookies (the same name, Path and Domain) is the last word: an
 /// app logging the user out clears its cookies, and jwtgate's new ones after
 /// them would keep the browser logged in.
+/// A HEAD response has no content (RFC 9110 §9.3.2; RFC 9113 §8.1). hyper's
+/// HTTP/1 server leaves out a body it is given; its HTTP/2 server sends it,
+/// and the client takes the stream for a protocol error and never sees the
+/// status. So a body jwtgate made itself (a refusal, a session endpoint's
+/// answer) is replaced by none, with the Content-Length a GET would get. An
+/// upstream's answer to a HEAD already has no body and is left alone.
+pub fn bodiless(resp: &mut Response<Body>) {
+    if resp.body().is_end_stream() {
+        return;
+    }
+    if let Some(len) = resp.body().size_hint().exact() {
+        resp.headers_mut().entry(http::header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(len));
+    }
+    *resp.body_mut() = full(bytes::Bytes::new());
+}
+
 pub fn finish(ctx: &mut RequestCtx, resp: &mut Response<Body>) {
     if ctx.set_cookies.is_empty() {
         return;
