@@ -129,6 +129,10 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
         format!("GET /api/a HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
         format!("GET /api/b HTTP/1.1\r\nHost: t\r\nCookie: access_token_cookie={token}\r\nConnection: close\r\n\r\n"),
         format!("GET /api/c?token={token}&q=hunter2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        // In the path: a magic link's or an e-mail check's segment, alone or
+        // inside a segment.
+        format!("GET /api/verify/{token} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        format!("GET /api/link-{token}.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
     ] {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(req.as_bytes()).unwrap();
@@ -140,11 +144,16 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
     let out = child.wait_with_output().unwrap();
     let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let access: Vec<&str> = logs.lines().filter(|l| l.contains("jwtgate::access")).collect();
-    assert_eq!(access.len(), 3, "one access event per request:\n{logs}");
+    assert_eq!(access.len(), 5, "one access event per request:\n{logs}");
     for line in &access {
         let event: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert_eq!(event["fields"]["status"], 401, "{line}");
+    }
+    let paths: Vec<&str> =
+        access.iter().filter_map(|l| l.split("\"path\":\"").nth(1)?.split('"').next()).collect();
+    for marked in ["/api/verify/[token]", "/api/link-[token].html"] {
+        assert!(paths.contains(&marked), "the path's token is marked, the rest kept: {paths:?}");
     }
     for secret in [token, "eyJzdWIiOiJtYWxsb3J5In0", "hunter2", SECRET] {
         assert!(!logs.contains(secret), "a credential reached the logs: {secret}\n{logs}");

@@ -420,7 +420,7 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
     tracing::info!(
         target: "jwtgate::access",
         method = %ctx.method,
-        path = ctx.canonical.as_ref().map_or("-", |c| c.path.as_str()),
+        path = %ctx.canonical.as_ref().map_or(Cow::Borrowed("-"), |c| without_tokens(&c.path)),
         host = %ctx.match_host,
         route = route.map_or("-", |r| r.pattern.as_str()),
         policy = route.map_or("-", |r| policy_name(r)),
@@ -431,6 +431,52 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
         sub = ctx.claims().map(|c| c.sub.as_str()),
         peer = %ctx.conn.peer.ip(),
     );
+}
+
+/// `path` with every compact JWS in it (a magic link's or an e-mail check's
+/// segment) written `[token]`: the access log carries no token (DESIGN.md
+/// §11), wherever the client put it. A JWS is three base64url parts joined by
+/// dots, the first a JSON header, which always encodes to `eyJ…`.
+fn without_tokens(path: &str) -> Cow<'_, str> {
+    const B64URL: fn(&u8) -> bool = |b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+    if !path.contains("eyJ") {
+        return Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let (mut copied, mut at) = (0, 0);
+    while let Some(found) = path[at..].find("eyJ") {
+        let start = at + found;
+        // Three runs of base64url, the first two non-empty, joined by dots.
+        let mut end = start;
+        let mut parts = 0;
+        while parts < 3 {
+            let run = bytes[end..].iter().take_while(|b| B64URL(b)).count();
+            if run == 0 && parts < 2 {
+                break;
+            }
+            end += run;
+            parts += 1;
+            if parts < 3 && bytes.get(end) == Some(&b'.') {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        if parts == 3 {
+            out.push_str(&path[copied..start]);
+            out.push_str("[token]");
+            copied = end;
+            at = end;
+        } else {
+            at = start + 3;
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(path);
+    }
+    out.push_str(&path[copied..]);
+    Cow::Owned(out)
 }
 
 /// Metrics for one answered request.
@@ -471,5 +517,26 @@ pub fn policy_name(route: &crate::route::Route) -> &'static str {
         (None, Policy::Access) => "access",
         (None, Policy::Fresh) => "fresh",
         (None, Policy::Refresh) => "refresh",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_tokens;
+
+    #[test]
+    fn access_log_paths_lose_their_tokens_and_keep_the_rest() {
+        let jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln-_9";
+        for (path, logged) in [
+            ("/api/items/7", "/api/items/7"),
+            (&format!("/verify/{jws}") as &str, "/verify/[token]"),
+            (&format!("/l/x-{jws}.html/{jws}"), "/l/x-[token].html/[token]"),
+            ("/a/eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0./b", "/a/[token]/b"),
+            // Not three parts, or an empty header or payload: kept.
+            ("/eyJ/eyJhbGci.only-two", "/eyJ/eyJhbGci.only-two"),
+            ("/eyJa..c/eyJa.b", "/eyJa..c/eyJa.b"),
+        ] {
+            assert_eq!(without_tokens(path), logged, "{path}");
+        }
     }
 }
