@@ -46,7 +46,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
 ];
 
 /// How a refresh ended: `jwtgate_refresh_total{mode,outcome}`.
-pub const REFRESH_OUTCOMES: &[&str] = &["rotated", "replayed", "reuse", "dead", "store_error"];
+pub const REFRESH_OUTCOMES: &[&str] = &["rotated", "replayed", "renewed", "reuse", "dead", "store_error"];
 pub const REFRESH_MODES: &[&str] = &["implicit", "explicit"];
 
 pub struct Metrics {

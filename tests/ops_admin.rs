@@ -38,6 +38,8 @@ async fn health_readiness_and_metrics_after_traffic() {
     for series in [
         r#"jwtgate_auth_failures_total{reason="missing_token"}"#,
         r#"jwtgate_refresh_total{mode="implicit",outcome="rotated"}"#,
+        // `renewed`: an explicit refresh under rotate_refresh = false.
+        r#"jwtgate_refresh_total{mode="explicit",outcome="renewed"}"#,
         r#"jwtgate_config_reloads_total{result="ok"}"#,
         r#"jwtgate_config_reloads_total{result="error"}"#,
         "jwtgate_request_duration_seconds_count",
