@@ -226,11 +226,9 @@ fn worker_threads(env: Option<&str>, cpus: usize) -> Result<usize, CommandError>
 pub fn run(path: &Path) -> Result<ExitCode, CommandError> {
     // The bytes the config came from are the file watcher's starting point:
     // an edit made while the store opens is then seen as one.
-    let bytes = std::fs::read(path).map_err(|e| {
-        CommandError::Usage(format!("cannot read {}: {e}; pass the config with -c FILE", path.display()))
-    })?;
-    let rt = config::load_bytes(path, &bytes)
-        .map_err(|errors| CommandError::Config { path: path.display().to_string(), errors })?;
+    let config_error = |errors| CommandError::Config { path: path.display().to_string(), errors };
+    let bytes = config::read(path).map_err(config_error)?;
+    let rt = config::load_bytes(path, &bytes).map_err(config_error)?;
     init_tracing(&rt.log);
     let tokio = runtime()?;
     tokio.block_on(serve(rt, path, bytes))?;

@@ -21,12 +21,17 @@ pub use settings::*;
 /// Reads, interpolates and validates one config file. Relative paths inside it
 /// resolve against the file's directory.
 pub fn load(path: &Path) -> Result<Runtime, ConfigErrors> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    load_bytes(path, &read(path)?)
+}
+
+/// The config file's bytes, or the error `check` and `run` report for a file
+/// they cannot read.
+pub fn read(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
+    std::fs::read(path).map_err(|e| {
         let mut errs = ConfigErrors::default();
         errs.push("(file)", format!("cannot read {}: {e}; pass the config with -c FILE", path.display()));
         errs
-    })?;
-    load_bytes(path, &bytes)
+    })
 }
 
 /// [`load`] for the bytes already read from `path`, so that a caller who
