@@ -9,6 +9,11 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong and what to write instead.
     pub message: String,
+    /// Keys this error follows from, `[*]` standing for any array index: when
+    /// one of them is itself in error (mistyped, misspelled, invalid), this
+    /// error is a consequence, not a second mistake, and is left out. A route
+    /// naming upstream "app" is not also wrong when the upstream's `name` is.
+    pub follows: Vec<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -23,7 +28,18 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError { key: key.into(), message: message.into() });
+        self.0.push(ConfigError { key: key.into(), message: message.into(), follows: Vec::new() });
+    }
+
+    /// [`push`](Self::push) for an error that holds only while the keys in
+    /// `follows` are right (see [`ConfigError::follows`]).
+    pub fn push_following(
+        &mut self,
+        key: impl Into<String>,
+        follows: Vec<String>,
+        message: impl Into<String>,
+    ) {
+        self.0.push(ConfigError { key: key.into(), message: message.into(), follows });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -70,14 +70,46 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Runtime, ConfigErrors> {
         Ok(_) => Err(errs),
         Err(v) => {
             errs.0.extend(v.0.into_iter().filter(|e| !failed.iter().any(|f| covers(f, &e.key))));
+            // An error that follows from a key in error is a consequence of it.
+            failed.extend(errs.iter().map(|e| e.key.clone()));
+            let first = errs.0.clone();
+            errs.0.retain(|e| !e.follows.iter().any(|key| failed.iter().any(|f| covers(f, key))));
+            if errs.is_empty() {
+                errs.0 = first; // errors that follow each other: keep them all
+            }
             Err(errs)
         }
     }
 }
 
-/// Is `key` the failed key `failed` or inside it?
+/// Is `key` the failed key `failed` or inside it? A `key` written with `[*]`
+/// (see [`ConfigError::follows`]) matches every index.
 fn covers(failed: &str, key: &str) -> bool {
+    let any_index;
+    let failed = if key.contains("[*]") {
+        any_index = without_indexes(failed);
+        any_index.as_str()
+    } else {
+        failed
+    };
     key.strip_prefix(failed).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// `routes[2].path` → `routes[*].path`.
+fn without_indexes(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut rest = key;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(']') {
+            out.push('*');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The longest duration any key accepts. Deadlines and expiry times are
@@ -155,3 +187,30 @@ path = "/**"
 policy = "access"
 upstream = "app"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::{covers, without_indexes};
+
+    #[test]
+    fn a_failed_key_covers_itself_and_what_is_inside_it() {
+        assert!(covers("tokens.secret", "tokens.secret"));
+        assert!(covers("upstreams[0]", "upstreams[0].name"));
+        assert!(!covers("tokens.secret", "tokens.secret_file"));
+        assert!(!covers("upstreams[0].name", "upstreams[0]"));
+        // `[*]` in the covered key matches every index, and only there.
+        assert!(covers("upstreams[3].name", "upstreams[*].name"));
+        assert!(covers("upstreams", "upstreams[*].name"));
+        assert!(!covers("upstreams[3].urls", "upstreams[*].name"));
+        assert!(!covers("routes[3].name", "upstreams[*].name"));
+        assert!(!covers("upstreams[3].name", "upstreams[0].name"));
+    }
+
+    #[test]
+    fn without_indexes_replaces_only_whole_indexes() {
+        assert_eq!(without_indexes("routes[12].require.roles"), "routes[*].require.roles");
+        assert_eq!(without_indexes("tokens.accept[0].kid"), "tokens.accept[*].kid");
+        assert_eq!(without_indexes("forward.claims.\"a[b]\""), "forward.claims.\"a[b]\"");
+        assert_eq!(without_indexes("a[1x]"), "a[1x]");
+    }
+}

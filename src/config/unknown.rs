@@ -24,8 +24,9 @@ use super::ConfigErrors;
 mod tests;
 
 /// See the module doc. `Ok` carries the config built from everything that was
-/// well typed, the errors found, and the key paths of the values dropped (so
-/// validation does not report them again as missing).
+/// well typed, the errors found, and the key paths of the values dropped and of
+/// the absent keys a misspelled one was meant as (so validation does not report
+/// them again as missing).
 pub fn deserialize(value: Value) -> Result<(RawConfig, ConfigErrors, Vec<String>), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut dropped = Vec::new();
@@ -39,9 +40,18 @@ pub fn deserialize(value: Value) -> Result<(RawConfig, ConfigErrors, Vec<String>
         dropped.extend(bad.iter().map(|p| keypath::format(p)));
     }
     let mut unknown = Vec::new();
+    let tree = value.clone();
     let raw = serde_ignored::deserialize(value, |path| unknown.push(segments(&path)));
     for path in unknown {
-        errs.push(keypath::format(&path), unknown_key_message(&path));
+        let (message, meant) = unknown_key(&path);
+        // `nam = "app"` for `name`: what validation finds missing there was written.
+        if let Some(meant) = meant.filter(|m| !has_sibling(&tree, &path, m)) {
+            let mut at = path.clone();
+            at.pop();
+            at.push(Seg::Key(meant.to_owned()));
+            dropped.push(keypath::format(&at));
+        }
+        errs.push(keypath::format(&path), message);
     }
     match raw {
         Ok(raw) => Ok((raw, errs, dropped)),
@@ -171,9 +181,25 @@ fn push(mut v: Vec<Seg>, seg: Seg) -> Vec<Seg> {
     v
 }
 
-fn unknown_key_message(path: &[Seg]) -> String {
+/// Whether the table holding the key at `path` also holds `key`.
+fn has_sibling(root: &Value, path: &[Seg], key: &str) -> bool {
+    let mut node = root;
+    for seg in &path[..path.len().saturating_sub(1)] {
+        let next = match (seg, node) {
+            (Seg::Key(k), Value::Table(t)) => t.get(k),
+            (Seg::Index(i), Value::Array(a)) => a.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        node = next;
+    }
+    matches!(node, Value::Table(t) if t.contains_key(key))
+}
+
+/// The message for an unknown key, and the known key it is probably a typo of.
+fn unknown_key(path: &[Seg]) -> (String, Option<&'static str>) {
     let Some((Seg::Key(key), parent)) = path.split_last() else {
-        return "unknown key; remove it".into();
+        return ("unknown key; remove it".into(), None);
     };
     let table: Vec<&str> = parent
         .iter()
@@ -183,8 +209,8 @@ fn unknown_key_message(path: &[Seg]) -> String {
         })
         .collect();
     match suggest(key, known_keys(&table.join("."))) {
-        Some(known) => format!("unknown key; did you mean {known:?}?"),
-        None => "unknown key; remove it (gateway.toml.example lists every key)".into(),
+        Some(known) => (format!("unknown key; did you mean {known:?}?"), Some(known)),
+        None => ("unknown key; remove it (gateway.toml.example lists every key)".into(), None),
     }
 }
 

@@ -185,8 +185,9 @@ fn policy_and_handler(
             None
         }
         (None, None) => {
-            errs.push(
+            errs.push_following(
                 at.key("policy"),
+                vec![at.key("handler")],
                 "missing; every route says who may pass: policy = \"public\", \"access\", \"fresh\" or \"refresh\"",
             );
             None
@@ -217,8 +218,9 @@ fn check_upstream(
             } else {
                 "a route without a handler forwards"
             };
-            errs.push(
+            errs.push_following(
                 at.key("upstream"),
+                vec![at.key("handler")],
                 format!("missing: {why}; name one of the [[upstreams]] ({})", names(upstreams)),
             );
         }
@@ -227,8 +229,10 @@ fn check_upstream(
             errs.push(at.key("upstream"), format!("the {h} handler answers by itself; remove `upstream`"));
         }
         (Some(name), _) if !upstreams.iter().any(|u| u == name) => {
-            errs.push(
+            // Perhaps the upstream meant is one whose `name` is in error.
+            errs.push_following(
                 at.key("upstream"),
+                vec!["upstreams[*].name".into()],
                 format!("no [[upstreams]] named {name:?}; known: {}", names(upstreams)),
             );
         }

@@ -280,7 +280,8 @@ fn check_one_source(cfg: &KeyConfig<'_>, alg: Option<Algorithm>, errs: &mut Conf
         },
         _ => format!("{} are all set; keep exactly one of secret / secret_file / {pem}", set.join(" and ")),
     };
-    errs.push(cfg.prefix.clone(), msg);
+    let follows = ["secret", "secret_file", pem].map(|k| format!("{}.{k}", cfg.prefix)).into();
+    errs.push_following(cfg.prefix.clone(), follows, msg);
     false
 }
 

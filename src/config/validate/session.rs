@@ -169,8 +169,9 @@ pub(super) fn sessions(
         errs,
     );
     if login_response == Some(LoginResponse::Upstream) && !cookie_location(tokens) {
-        errs.push(
+        errs.push_following(
             "sessions.login_response",
+            vec!["tokens.locations".into()],
             "\"upstream\" answers a login with the app's response and hands the tokens over only in \
              cookies, but tokens.locations has no \"cookies\", so no client would ever receive the \
              session; add \"cookies\" to tokens.locations or write login_response = \"tokens\"",
@@ -206,8 +207,9 @@ fn refresh_ahead(
     let ahead = parse_duration("sessions.refresh_ahead", explicit, errs)?;
     let cookies = cookie_location(tokens);
     if let Some(ttl) = access_ttl.filter(|ttl| ahead >= *ttl && cookies && raw.implicit_refresh) {
-        errs.push(
+        errs.push_following(
             "sessions.refresh_ahead",
+            ["tokens.access_ttl", "tokens.locations", "sessions.implicit_refresh"].map(String::from).into(),
             format!(
                 "{explicit:?} is not shorter than tokens.access_ttl ({}), so every request would refresh; \
                  write less than access_ttl or remove it for the default min(60s, access_ttl/4)",

@@ -127,6 +127,66 @@ fn parse_reports_syntax_alone_and_everything_else_in_one_run() {
     assert_eq!(keys.iter().filter(|k| **k == "server.max_headers").count(), 1, "{keys:?}");
 }
 
+/// The keys `parse` reports for the example with each `(from, to)` edit made.
+fn error_keys_after(edits: &[(&str, &str)]) -> Vec<String> {
+    let mut text = EXAMPLE.to_owned();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from:?} is not in the example");
+        text = text.replacen(from, to, 1);
+    }
+    let text = text.replace("${JWTGATE_SECRET}", SECRET);
+    let errs = crate::config::parse(&text, Path::new("/srv/jwtgate")).unwrap_err();
+    errs.iter().map(|e| e.key.clone()).collect()
+}
+
+#[test]
+fn a_mistake_is_reported_alone_not_with_what_follows_from_it() {
+    let secret = "secret = \"${JWTGATE_SECRET}\"";
+    let name = "name = \"app\"";
+    let urls = "urls = [";
+    let ahead = "# refresh_ahead = \"60s\"";
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        // Not also "tokens: needs one of secret / secret_file / private_key".
+        (&[(secret, "secret = 12345")], "tokens.secret"),
+        (&[(secret, "secre = \"x\"")], "tokens.secre"),
+        // Not also every route's "no [[upstreams]] named \"app\"; known: none".
+        (&[(name, "name = 12345")], "upstreams[0].name"),
+        (&[(name, "nam = \"app\"")], "upstreams[0].nam"),
+        (&[(name, "name = \"\"")], "upstreams[0].name"),
+        // Not also "urls: no URL".
+        (&[(urls, "url = [")], "upstreams[0].url"),
+        // Not also "policy: missing" and "upstream: missing".
+        (&[("handler = \"refresh\"", "handler = 5")], "routes[7].handler"),
+        // Not also "refresh_ahead is not shorter than access_ttl (15m)", the default's.
+        (
+            &[("access_ttl = \"15m\"", "access_ttl = 3600"), (ahead, "refresh_ahead = \"20m\"")],
+            "tokens.access_ttl",
+        ),
+    ];
+    for (edits, key) in cases {
+        assert_eq!(error_keys_after(edits), [key], "after {edits:?}");
+    }
+}
+
+#[test]
+fn a_mistake_of_its_own_beside_another_is_still_reported() {
+    // The misspelled key's twin is written too: its own error is no consequence.
+    let both = error_keys_after(&[("urls = [\"http://127.0.0.1:9000\"]", "urls = []\nurl = [\"http://x\"]")]);
+    assert_eq!(both, ["upstreams[0].url", "upstreams[0].urls"]);
+    // refresh_ahead against a valid access_ttl.
+    let ahead = error_keys_after(&[("# refresh_ahead = \"60s\"", "refresh_ahead = \"20m\"")]);
+    assert_eq!(ahead, ["sessions.refresh_ahead"]);
+    // A route naming an upstream that does not exist, when every upstream's name is fine.
+    let route = error_keys_after(&[("upstream = \"app\"", "upstream = \"ap\"")]);
+    assert_eq!(route, ["routes[0].upstream"]);
+    // Two unrelated mistakes.
+    let two = error_keys_after(&[
+        ("secret = \"${JWTGATE_SECRET}\"", "secret = 1"),
+        ("max_headers = 100", "max_headers = 0"),
+    ]);
+    assert_eq!(two, ["tokens.secret", "server.max_headers"]);
+}
+
 #[test]
 
 fn example_validates_in_full() {
