@@ -184,6 +184,10 @@ async fn a_stalled_handshake_is_closed_after_header_read_timeout() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
 
+/// A client that trusts another certificate refuses the one the gateway
+/// presents: the handshake fails on certificate verification (not on a
+/// connection the gateway dropped), and the same listener then serves a client
+/// that trusts it.
 #[tokio::test]
 async fn an_untrusted_client_gets_no_session() {
     let env = env().await;
@@ -191,8 +195,20 @@ async fn an_untrusted_client_gets_no_session() {
     let connector = TlsConnector::from(client_config(&other.cert_pem, &[b"h2"]));
     let tcp = TcpStream::connect(env.gw.addr).await.unwrap();
     let result = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await;
-    assert!(result.is_err(), "a client trusting another certificate must fail the handshake");
+    let err = result.err().expect("a client trusting another certificate must fail the handshake");
+    let cause = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    assert!(
+        matches!(cause, Some(rustls::Error::InvalidCertificate(_))),
+        "the handshake must fail on the certificate, not on the connection: {err:?}"
+    );
     assert_eq!(env.up.count(), 0);
+    let tls = tls_connect(env.gw.addr, &env.leaf, &[b"http/1.1"]).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req =
+        http::Request::get("/public/x").header("host", "localhost").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    assert_eq!(env.up.count(), 1);
 }
 
 /// curl `--http2 --cacert` negotiates h2 through the gateway (scripts/test.sh
