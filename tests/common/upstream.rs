@@ -39,6 +39,8 @@ pub enum UpstreamBehavior {
     Ok,
     /// Never answers.
     Hang,
+    /// 200 with the request's body as its own.
+    Echo,
 }
 
 pub struct Upstream {
@@ -102,6 +104,10 @@ async fn record(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let answer = match behavior {
+        UpstreamBehavior::Echo => body.clone(),
+        _ => Bytes::from_static(b"upstream ok"),
+    };
     seen.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
@@ -113,7 +119,7 @@ async fn record(
     if behavior == UpstreamBehavior::Hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"upstream ok")));
+    let mut resp = Response::new(Full::new(answer));
     for (k, v) in respond_with.lock().unwrap().iter() {
         resp.headers_mut().append(
             http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
