@@ -397,15 +397,18 @@ impl Upstream {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The targets (`host:port`) skipped right now after connect failures.
-    pub fn paused_targets(&self) -> Vec<String> {
+    /// The targets skipped right now after connect failures: `host:port` and
+    /// how many connects to it failed in a row (each one tried doubles its
+    /// pause, so a count that stays put shows it was really skipped).
+    pub fn paused_targets(&self) -> Vec<(String, u32)> {
         let now = self.now_ms();
         self.targets
             .iter()
-            .filter(|t| {
-                t.failures.load(Ordering::Relaxed) > 0 && t.paused_until.load(Ordering::Relaxed) > now
+            .filter_map(|t| {
+                let failures = t.failures.load(Ordering::Relaxed);
+                (failures > 0 && t.paused_until.load(Ordering::Relaxed) > now)
+                    .then(|| (t.authority.to_string(), failures))
             })
-            .map(|t| t.authority.to_string())
             .collect()
     }
 }
@@ -736,7 +739,7 @@ mod tests {
         let picks: Vec<usize> = (0..6).map(|_| up.pick(None).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         up.pause(&up.targets[1]);
-        assert_eq!(up.paused_targets(), ["b:2"]);
+        assert_eq!(up.paused_targets(), [("b:2".to_owned(), 1)]);
         let picks: Vec<usize> = (0..6).map(|_| up.pick(None).unwrap()).collect();
         assert!(!picks.contains(&1), "{picks:?}");
         assert_eq!(up.pick(Some(0)), Some(2), "a re-send avoids the target that failed");
