@@ -126,24 +126,33 @@ async fn scenario() {
         samples.len(),
         &failed[..failed.len().min(5)]
     );
-    let rate = samples.len() as f64 / elapsed.as_secs_f64();
-    assert!(rate > 150.0, "only {rate:.0} req/s ({} in {elapsed:?})", samples.len());
 
     // A request that overlapped no reload window answers with the policy of
     // the last reload seen before it was sent (before the first: public).
     let mut checked = 0;
+    let mut per_policy = vec![0; switches.len() + 1];
     for s in &samples {
         let Ok(status) = s.result else { unreachable!() };
         if switches.iter().any(|w| s.sent < w.seen && s.done > w.signalled) {
             continue;
         }
-        let want = switches.iter().rev().find(|w| w.seen <= s.sent).map_or(200, |w| w.status);
+        let reloads_before = switches.iter().filter(|w| w.seen <= s.sent).count();
+        let want = switches[..reloads_before].last().map_or(200, |w| w.status);
         assert_eq!(status, want, "request sent {:?} after start; reloads {switches:?}", s.sent - started);
+        per_policy[reloads_before] += 1;
         checked += 1;
     }
     assert!(
         checked > samples.len() * 9 / 10,
         "only {checked} of {} requests fell outside reloads",
+        samples.len()
+    );
+    // Each of the four configs really served the load (about 900 requests
+    // each at the load's pace; this is no speed floor, only that none of them
+    // went untested, e.g. behind a stall at a reload).
+    assert!(
+        per_policy.iter().all(|&n| n >= 100),
+        "requests checked under each config in turn: {per_policy:?} ({} in {elapsed:?})",
         samples.len()
     );
     let m = metrics(gw.config.admin).await;
@@ -153,5 +162,5 @@ async fn scenario() {
         .iter()
         .map(|w| format!("{:?} → {} seen after {:?}", w.signalled - started, w.status, w.seen - w.signalled))
         .collect();
-    eprintln!("{} requests in {elapsed:?} ({rate:.0}/s), 0 failed; reloads: {timeline:?}", samples.len());
+    eprintln!("{} requests in {elapsed:?}, 0 failed; reloads: {timeline:?}", samples.len());
 }
