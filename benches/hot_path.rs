@@ -5,11 +5,13 @@
 //! outside any timed closure; one named scenario per function. The machine these
 //! run on is shared, so compare ratios between scenarios, not absolute times.
 //!
-//! `verify/<alg>` is the cold verifier as the gateway runs it today: no cache of
-//! parsed keys or verified tokens. `verify_steps/*` split it up, to show where
-//! the time goes: the JWS signature check alone through jsonwebtoken (which
-//! re-reads the public key on every call), and the raw aws-lc check with a key
-//! parsed once (what a parsed-key cache could reach).
+//! `verify/cold/<alg>` is the verifier without its cache of verified tokens
+//! (`verify_uncached`: every token decoded and its signature checked);
+//! `verify/cached/<alg>` is the gateway's path for a token seen before (a hit
+//! re-runs only the clock's checks). `verify_steps/*` split the cold path up, to
+//! show where the time goes: the JWS signature check alone through jsonwebtoken
+//! (which re-reads the public key on every call), and the raw aws-lc check with
+//! a key parsed once.
 
 use std::hint::black_box;
 use std::net::IpAddr;

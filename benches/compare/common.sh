@@ -46,13 +46,16 @@ start_upstream() {
 
 # need PKG...: installs the missing Debian packages (as root), or stops with
 # their names. A package is present when its command is (llvm-N: its
-# llvm-profdata-N; libnginx-mod-http-js: nginx's module file).
+# llvm-profdata-N; procps: pgrep; libnginx-mod-http-js: nginx's module file).
+# nginx and haproxy live in /usr/sbin, which a user's PATH may lack.
+PATH="$PATH:/usr/sbin:/sbin"
 need() {
   local missing=() pkg
   for pkg in "$@"; do
     case $pkg in
       libnginx-mod-http-js) [ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=("$pkg") ;;
       llvm-[0-9]*) command -v "llvm-profdata-${pkg#llvm-}" >/dev/null || missing+=("$pkg") ;;
+      procps) command -v pgrep >/dev/null || missing+=("$pkg") ;;
       *) command -v "$pkg" >/dev/null || missing+=("$pkg") ;;
     esac
   done

@@ -1,10 +1,13 @@
 """Opens N keep-alive connections to jwtgate, sends one authenticated request
 on each, then holds them all idle and prints jwtgate's VmRSS (DESIGN.md §12:
-≤ 64 MiB at 10 000 idle connections). Loopback only, bounded in time.
+≤ 64 MiB at 10 000 idle connections). Exits non-zero unless, when the RSS is
+read, all N are still open on both sides (none closed by jwtgate, and jwtgate
+holding at least N sockets). Loopback only, bounded in time.
 
     python3 idle_conns.py PORT TOKEN PID [N]
 """
 import asyncio
+import os
 import sys
 
 PORT, TOKEN, PID = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -29,7 +32,7 @@ async def one(sem, held):
             raise RuntimeError(head[:60])
         length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
         await reader.readexactly(length)
-        held.append(writer)
+        held.append((reader, writer))
 
 
 async def main():
@@ -38,9 +41,25 @@ async def main():
     await asyncio.wait_for(asyncio.gather(*(one(sem, held) for _ in range(N))), 120)
     await asyncio.sleep(2)
     after = rss_mib(PID)
+    sockets = jwtgate_sockets(PID)
+    closed = sum(reader.at_eof() for reader, _ in held)
     print(f"idle keep-alive connections held: {len(held)}; jwtgate VmRSS {before:.1f} MiB before, {after:.1f} MiB with them open")
-    for w in held:
-        w.close()
+    for _, writer in held:
+        writer.close()
+    if len(held) != N or closed or sockets < N:
+        sys.exit(f"idle_conns.py: of {N} connections {len(held)} were made and {closed} then closed by jwtgate, "
+                 f"which held {sockets} sockets when its RSS was read")
+
+
+def jwtgate_sockets(pid):
+    """How many sockets jwtgate has open (its listeners and upstream ones too)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            pass
+    return count
 
 
 asyncio.run(main())

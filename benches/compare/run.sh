@@ -6,9 +6,11 @@
 #
 #   benches/compare/run.sh            full table, refresh row, p99 at half peak, idle memory
 #                                     (about 11 min after the builds at ROUNDS=3)
-#   benches/compare/run.sh --smoke    jwtgate HS256 only, a few hundred requests
-#                                     from wrk and from pace (below); exits
-#                                     non-zero if any request fails
+#   benches/compare/run.sh --smoke    jwtgate's part only, on a debug build: the
+#                                     HS256, RS256, ES256 and implicit-refresh
+#                                     rows for 1 s each, pace for 400 requests
+#                                     and 200 idle connections; exits non-zero
+#                                     if any request fails or a check misses
 #
 # Env: DURATION (default 10s), CONNS (default 32), ROUNDS (default 3), PGO
 # (default 1: also build jwtgate with scripts/pgo-build.sh, about 10 min, and
@@ -31,11 +33,11 @@ ROUNDS=${ROUNDS:-3}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROUNDS must be a whole number of at least 1 (odd, for a true median), not '$ROUNDS'" >&2; exit 1; }
 PGO=${PGO:-1}
 [[ $PGO =~ ^[01]$ ]] || { echo "run.sh: PGO must be 1 (build and run the profile-guided binary too) or 0, not '$PGO'" >&2; exit 1; }
-[ $SMOKE = 1 ] && PGO=0
+if [ $SMOKE = 1 ]; then PGO=0; DURATION=1s; CONNS=4; ROUNDS=1; fi
 SECRET=compare-secret-compare-secret-0123456789
 
 source "$HERE/common.sh"
-if [ $SMOKE = 1 ]; then need nginx wrk curl; else need nginx libnginx-mod-http-js haproxy wrk hey curl; fi
+if [ $SMOKE = 1 ]; then need nginx wrk curl python3 procps; else need nginx libnginx-mod-http-js haproxy wrk hey curl python3 procps; fi
 
 PROFILE=release
 [ $SMOKE = 1 ] && PROFILE=dev
@@ -59,16 +61,14 @@ jwtgate_config() { # name key-lines
 }
 HS_PORT=$(jwtgate_config hs256 "secret = \"$SECRET\"")
 HS_TOKEN=$("$JWTGATE" token mint -c "$WORK/hs256.toml" --sub bench)
-if [ $SMOKE = 0 ]; then
-  "$JWTGATE" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
-  "$JWTGATE" keygen --alg ES256 --out "$WORK/es256" >/dev/null
-  RS_PORT=$(jwtgate_config rs256 "algorithm = \"RS256\"
+"$JWTGATE" keygen --alg RS256 --out "$WORK/rs256" >/dev/null
+"$JWTGATE" keygen --alg ES256 --out "$WORK/es256" >/dev/null
+RS_PORT=$(jwtgate_config rs256 "algorithm = \"RS256\"
 private_key = \"$WORK/rs256/signing.pem\"")
-  ES_PORT=$(jwtgate_config es256 "algorithm = \"ES256\"
+ES_PORT=$(jwtgate_config es256 "algorithm = \"ES256\"
 private_key = \"$WORK/es256/signing.pem\"")
-  RS_TOKEN=$("$JWTGATE" token mint -c "$WORK/rs256.toml" --sub bench)
-  ES_TOKEN=$("$JWTGATE" token mint -c "$WORK/es256.toml" --sub bench)
-fi
+RS_TOKEN=$("$JWTGATE" token mint -c "$WORK/rs256.toml" --sub bench)
+ES_TOKEN=$("$JWTGATE" token mint -c "$WORK/es256.toml" --sub bench)
 
 # CPU time a contestant spends per request, from /proc: the process and its
 # children (nginx's worker), user and kernel, over the measured wrk run.
@@ -117,19 +117,12 @@ run_row() {
     [ "$code" = 401 ] || { echo "run.sh: $name answered $code without a token" >&2; exit 1; }
   fi
   local out ticks0="" ticks1=""
-  if [ $SMOKE = 1 ]; then
-    [ -n "$measured" ] && ticks0=$(cpu_ticks "$measured")
-    out=$(taskset -c 1 wrk -t1 -c4 -d1s --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
-  else
-    taskset -c 1 wrk -t1 -c"$CONNS" -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
-    [ -n "$measured" ] && ticks0=$(cpu_ticks "$measured")
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
-  fi
+  [ $SMOKE = 1 ] || taskset -c 1 wrk -t1 -c"$CONNS" -d2s "${auth[@]}" "http://127.0.0.1:$port/api/x" >/dev/null
+  [ -n "$measured" ] && ticks0=$(cpu_ticks "$measured")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${auth[@]}" "http://127.0.0.1:$port/api/x")
   [ -n "$measured" ] && ticks1=$(cpu_ticks "$measured")
   echo "$out" > "$wrk_out"
-  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
-    echo "run.sh: $name had failed requests:" >&2; echo "$out" >&2; exit 1
-  fi
+  check_wrk "$name" "$out"
   local rss="" cpu=""
   [ "${name#jwtgate}" != "$name" ] && rss=$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$pid/status")
   [ -n "$measured" ] && cpu=$(cpu_per_request "$ticks0" "$ticks1" "$wrk_out")
@@ -137,39 +130,36 @@ run_row() {
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
-export TOKIO_WORKER_THREADS=1
-if [ $SMOKE = 1 ]; then
-  run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
-  python3 "$HERE/table.py" "${ROWS[@]}"
-  REQS=$(python3 -c 'import re,sys; print(int(re.search(r"(\d+) requests in", open(sys.argv[1]).read()).group(1)))' "$WORK/jwtgate-hs256.1.wrk")
-  [ "$REQS" -ge 100 ] || { echo "run.sh: smoke sent only $REQS requests" >&2; exit 1; }
-  echo "compare smoke: $REQS requests through jwtgate HS256, all 200"
-  taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-pace.out" 2>&1 &
-  PIDS+=($!)
-  wait_port "$HS_PORT"
-  out=$(pace_run "$HS_PORT" 400 1s "$HS_TOKEN")
-  [[ $out =~ ^requests=400\ .*\ p99_ms=[0-9.]+ ]] || { echo "run.sh: pace smoke printed: $out" >&2; exit 1; }
-  echo "compare smoke: pace sent 400 requests at 400 req/s through jwtgate HS256 after 400 of warm-up, all 200 ($out)"
-  exit 0
-fi
+# check_wrk NAME OUTPUT: stops the run on a failed request, and in the smoke
+# run on one that sent fewer than 20 (a row that never really ran).
+check_wrk() {
+  if grep -q "Non-2xx\|Socket errors" <<<"$2"; then
+    echo "run.sh: $1 had failed requests:" >&2; echo "$2" >&2; exit 1
+  fi
+  local n; n=$(grep -o '[0-9]* requests in' <<<"$2" | cut -d' ' -f1)
+  [ $SMOKE = 0 ] || [ "${n:-0}" -ge 20 ] || { echo "run.sh: $1 sent only ${n:-no} requests:" >&2; echo "$2" >&2; exit 1; }
+}
 
+export TOKIO_WORKER_THREADS=1
 NGX_PORT=$(free_port); render "$HERE/nginx-proxy.conf" "$WORK/nginx-proxy.conf" "PORT=$NGX_PORT"
 NJS_PORT=$(free_port); render "$HERE/nginx-njs.conf" "$WORK/nginx-njs.conf" "PORT=$NJS_PORT"
 HAP_HS=$(free_port); HAP_RS=$(free_port)
 render "$HERE/haproxy.cfg" "$WORK/haproxy.cfg" "PORT_HS=$HAP_HS" "PORT_RS=$HAP_RS"
 for ROUND in $(seq 1 "$ROUNDS"); do
   echo "run.sh: throughput round $ROUND of $ROUNDS" >&2
-  run_row direct "$UPSTREAM_PORT" "" true
-  run_row nginx-proxy_pass "$NGX_PORT" "" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
-  run_row nginx-njs-hs256 "$NJS_PORT" "$HS_TOKEN" nginx -c "$WORK/nginx-njs.conf" -p "$WORK" -e "$WORK/nginx-njs-error.log"
-  taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
-  HAP_PID=$!; PIDS+=("$HAP_PID")
-  wait_port "$HAP_HS"
-  MEASURE_PID=$HAP_PID
-  run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
-  run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
-  MEASURE_PID=""
-  kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
+  if [ $SMOKE = 0 ]; then # the peers
+    run_row direct "$UPSTREAM_PORT" "" true
+    run_row nginx-proxy_pass "$NGX_PORT" "" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log"
+    run_row nginx-njs-hs256 "$NJS_PORT" "$HS_TOKEN" nginx -c "$WORK/nginx-njs.conf" -p "$WORK" -e "$WORK/nginx-njs-error.log"
+    taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.out" 2>&1 &
+    HAP_PID=$!; PIDS+=("$HAP_PID")
+    wait_port "$HAP_HS"
+    MEASURE_PID=$HAP_PID
+    run_row haproxy-jwt_verify-hs256 "$HAP_HS" "$HS_TOKEN" true
+    run_row haproxy-jwt_verify-rs256 "$HAP_RS" "$RS_TOKEN" true
+    MEASURE_PID=""
+    kill "$HAP_PID" 2>/dev/null || true; wait "$HAP_PID" 2>/dev/null || true
+  fi
   run_row jwtgate-hs256 "$HS_PORT" "$HS_TOKEN" "$JWTGATE" run -c "$WORK/hs256.toml"
   [ $PGO = 1 ] && run_row jwtgate-hs256-pgo "$HS_PORT" "$HS_TOKEN" "$JWTGATE_PGO" run -c "$WORK/hs256.toml"
   run_row jwtgate-rs256 "$RS_PORT" "$RS_TOKEN" "$JWTGATE" run -c "$WORK/rs256.toml"
@@ -190,18 +180,27 @@ grep -qi '^set-cookie: refresh_token_cookie=' "$WORK/check.head" && [ "$code" = 
   { echo "run.sh: jwtgate-refresh did not refresh ($code)" >&2; exit 1; }
 logins "$REFRESH_PORT" $((CONNS + 1)) "$WORK/warm.tokens"  # +1: wrk calls request() once before the run, and never sends it
 logins "$REFRESH_PORT" $((CONNS + 1)) "$WORK/measure.tokens"
-taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
+[ $SMOKE = 1 ] || taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/warm.tokens" >/dev/null
 ticks0=$(cpu_ticks "$REFRESH_PID")
 out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/refresh.lua" "http://127.0.0.1:$REFRESH_PORT/api/x" "$WORK/measure.tokens")
 ticks1=$(cpu_ticks "$REFRESH_PID")
 echo "$out" > "$WORK/jwtgate-refresh.1.wrk"
-if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
-  echo "run.sh: jwtgate-refresh had failed requests:" >&2; echo "$out" >&2; exit 1
-fi
+check_wrk jwtgate-refresh "$out"
 ROWS+=("jwtgate-refresh (rotation + fsync per request, one round)|$(python3 "$HERE/parse_wrk.py" < "$WORK/jwtgate-refresh.1.wrk")|$(awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$REFRESH_PID/status")|$(cpu_per_request "$ticks0" "$ticks1" "$WORK/jwtgate-refresh.1.wrk")")
 kill "$REFRESH_PID" 2>/dev/null || true; wait "$REFRESH_PID" 2>/dev/null || true
 
 python3 "$HERE/table.py" "${ROWS[@]}"
+
+if [ $SMOKE = 1 ]; then
+  echo "compare smoke: jwtgate HS256, RS256, ES256 and implicit refresh for $DURATION each, every request 200"
+  taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-pace.out" 2>&1 &
+  PACE_PID=$!; PIDS+=("$PACE_PID")
+  wait_port "$HS_PORT"
+  out=$(pace_run "$HS_PORT" 400 1s "$HS_TOKEN")
+  [[ $out =~ ^requests=400\ .*\ p99_ms=[0-9.]+ ]] || { echo "run.sh: pace smoke printed: $out" >&2; exit 1; }
+  echo "compare smoke: pace sent 400 requests at 400 req/s through jwtgate HS256 after 400 of warm-up, all 200 ($out)"
+  kill "$PACE_PID" 2>/dev/null || true; wait "$PACE_PID" 2>/dev/null || true
+fi
 
 # Latency added at half of jwtgate's peak: the same fixed request rate
 # straight to the upstream, through nginx proxy_pass (the reference the added
@@ -261,6 +260,7 @@ print(line["p99_ms"])
 PY
 }
 # Both proxies run on CPU 0 throughout; only the one under load uses it.
+if [ $SMOKE = 0 ]; then # (not indented: its here-documents end at the line start)
 taskset -c 0 nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" -e "$WORK/nginx-proxy-error.log" > "$WORK/nginx-proxy-rate.out" 2>&1 &
 NGX_RATE_PID=$!; PIDS+=("$NGX_RATE_PID")
 taskset -c 0 "$JWTGATE" run -c "$WORK/hs256.toml" > "$WORK/jwtgate-hs256-rate.out" 2>&1 &
@@ -312,13 +312,17 @@ print(f"time each proxy was ready to run while CPU 0 ran another thread, per {du
       f"nginx proxy_pass {waits['nginx-proxy_pass']} ms, jwtgate HS256 {waits['jwtgate-hs256']} ms")
 PY
 p99_line "hey -c $CONNS (bursts of $CONNS)" "${HEY_ROUNDS[@]}"
+fi
 
-# Memory: 10 000 idle keep-alive connections (both timeouts and max_connections raised).
+# Memory: 10 000 idle keep-alive connections (200 in the smoke run), both
+# timeouts and max_connections raised.
 ulimit -n "$(ulimit -Hn)"  # 10 000 connections per process need more than the default soft limit
 IDLE_PORT=$(free_port)
 render "$HERE/jwtgate.toml" "$WORK/idle.toml" "PORT=$IDLE_PORT" "NAME=idle" "KEY=secret = \"$SECRET\""
 sed -i 's/^watch_config = false/watch_config = false\nmax_connections = 20000\nheader_read_timeout = "600s"\nidle_timeout = "600s"/' "$WORK/idle.toml"
+grep -q '^idle_timeout = "600s"' "$WORK/idle.toml" ||
+  { echo "run.sh: could not raise the timeouts in $WORK/idle.toml (no 'watch_config = false' line in jwtgate.toml?)" >&2; exit 1; }
 taskset -c 0 "$JWTGATE" run -c "$WORK/idle.toml" > "$WORK/idle.out" 2>&1 &
 IDLE_PID=$!; PIDS+=("$IDLE_PID")
 wait_port "$IDLE_PORT"
-taskset -c 1 python3 "$HERE/idle_conns.py" "$IDLE_PORT" "$HS_TOKEN" "$IDLE_PID" 10000
+taskset -c 1 python3 "$HERE/idle_conns.py" "$IDLE_PORT" "$HS_TOKEN" "$IDLE_PID" "$([ $SMOKE = 1 ] && echo 200 || echo 10000)"
