@@ -204,10 +204,9 @@ fn check_names_the_key_of_a_missing_environment_variable() {
     assert!(all.contains("tokens.issuer:") && all.contains("JWTGATE_TEST_UNSET_B"), "{all}");
 }
 
-/// DESIGN §3: "`jwtgate check` reports all errors at once" — only a TOML syntax
-/// error or a wrongly typed value may be reported alone. Today
-/// `config::parse` (src/config/mod.rs) returns after the `${VAR}` pass and
-/// after the unknown-key pass, so the later errors only show up on the next run.
+/// DESIGN §3: "`jwtgate check` reports all errors at once": a missing
+/// `${VAR}`, a mistyped value, an unknown key and an invalid value, in one run
+/// (only a TOML syntax error is reported alone).
 #[test]
 
 fn check_lists_errors_of_every_kind_in_one_run() {
