@@ -195,7 +195,7 @@ async fn an_untrusted_client_gets_no_session() {
     let connector = TlsConnector::from(client_config(&other.cert_pem, &[b"h2"]));
     let tcp = TcpStream::connect(env.gw.addr).await.unwrap();
     let result = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await;
-    let err = result.err().expect("a client trusting another certificate must fail the handshake");
+    let err = result.expect_err("a client trusting another certificate must fail the handshake");
     let cause = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
     assert!(
         matches!(cause, Some(rustls::Error::InvalidCertificate(_))),
