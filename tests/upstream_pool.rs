@@ -186,29 +186,41 @@ async fn idle_upstream_connections_are_closed_after_idle_timeout() {
     assert_eq!(conns, [0, 1]);
 }
 
+/// Answers each request head read off `stream` (requests without bodies)
+/// with `answer()`'s bytes, until either side closes.
+async fn answer_heads<F, Fut>(mut stream: tokio::net::TcpStream, answer: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = &'static [u8]>,
+{
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 1024]);
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            if stream.write_all(answer().await).await.is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// A keep-alive upstream that holds every answer until `together` requests
 /// are waiting for one, so a burst of that many is in flight all at once.
 async fn gathering_upstream(together: usize) -> (SocketAddr, Arc<AtomicUsize>) {
     let gathered = Arc::new(tokio::sync::Barrier::new(together));
-    counting_upstream(move |mut stream| {
+    counting_upstream(move |stream| {
         let gathered = gathered.clone();
-        async move {
-            let (mut buf, mut chunk) = (Vec::new(), [0u8; 1024]);
-            loop {
-                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    buf.drain(..end + 4);
-                    gathered.wait().await;
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nupstream ok";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
+        answer_heads(stream, move || {
+            let gathered = gathered.clone();
+            async move {
+                gathered.wait().await;
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nupstream ok"[..]
             }
-        }
+        })
     })
     .await
 }
@@ -245,22 +257,10 @@ async fn concurrent_requests_each_get_a_connection_and_return_it() {
 /// A keep-alive upstream that answers every request with a chunked body;
 /// counts the connections it accepted.
 async fn chunked_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    counting_upstream(|mut stream| async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..end + 4);
-                let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nupstr\r\n6\r\neam ok\r\n0\r\n\r\n";
-                if stream.write_all(answer).await.is_err() {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+    counting_upstream(|stream| {
+        answer_heads(stream, || async {
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nupstr\r\n6\r\neam ok\r\n0\r\n\r\n"[..]
+        })
     })
     .await
 }
