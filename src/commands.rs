@@ -1,6 +1,7 @@
 //! What each `jwtgate` subcommand does (DESIGN.md §2). `main.rs` only parses
 //! the command line and calls these.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,9 +46,11 @@ pub fn check(path: &Path) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            // A closed stderr cannot be told anything: exit 1 says it all.
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}: {} error(s)", path.display(), errors.0.len());
             for e in errors.iter() {
-                eprintln!("  {e}");
+                let _ = writeln!(err, "  {e}");
             }
             Ok(ExitCode::FAILURE)
         }

@@ -3,6 +3,7 @@
 //! store, an ephemeral key, a 20-second access token.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -125,7 +126,11 @@ pub async fn run(listen: SocketAddr, access_ttl: &str) -> std::io::Result<()> {
         Err(e) => return Err(std::io::Error::new(e.kind(), format!("--listen {listen}: {e}"))),
     };
     let addr = listener.local_addr()?;
-    println!("jwtgate demo: open http://{addr}/  (log in as test / test; access tokens live {access_ttl})");
+    // A demo whose stdout went away (`| head -1`) still serves.
+    let _ = writeln!(
+        std::io::stdout(),
+        "jwtgate demo: open http://{addr}/  (log in as test / test; access tokens live {access_ttl})"
+    );
     crate::run(listener, gateway, async {
         let _ = tokio::signal::ctrl_c().await;
     })

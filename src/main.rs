@@ -1,6 +1,7 @@
 //! The `jwtgate` binary: parse the command line, set up logging, load the
 //! config and hand over to the library (DESIGN.md §2).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,7 +112,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("jwtgate: {e}");
+            // Not `eprintln!`, which panics (exit 101) on a closed stderr.
+            let _ = writeln!(std::io::stderr(), "jwtgate: {e}");
             ExitCode::FAILURE
         }
     }

@@ -134,6 +134,35 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
     }
 }
 
+/// Errors into a pipe nobody reads (`jwtgate check 2>&1 | true`, a log
+/// shipper that went away): still exit 1, never a panic (101). With both
+/// output pipes closed nothing can be said, and the exit code is the report.
+#[test]
+fn a_closed_stderr_still_exits_1_not_101() {
+    let dir = tempdir();
+    let bad = write(dir.path(), "bad.toml", "[server]\nlisten = 5\n");
+    let bad = bad.to_str().unwrap();
+    let commands: [&[&str]; 3] = [
+        // The config's errors, printed by `check` itself.
+        &["check", "-c", bad],
+        // A command's error, printed by main.
+        &["explain", "-c", bad, "GET", "/x"],
+        &["run", "-c", bad],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = jwtgate(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .output()
+            .expect("run jwtgate");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+}
+
 #[test]
 fn check_without_the_secret_names_the_key_and_the_variable() {
     let dir = tempdir();
