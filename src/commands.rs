@@ -246,7 +246,7 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
     let listen = rt.server.listen.clone();
     let admin = rt.admin.clone();
     let store = tokio::select! {
-        store = crate::store::open(&rt.store) => store.map_err(|e| CommandError::Usage(format!("store: {e}")))?,
+        store = crate::store::open(&rt.store) => store.map_err(|e| CommandError::Usage(format!("the store did not open: {}", e.reason)))?,
         () = signals.stopped() => return Ok(()),
     };
     let gw = Gateway::new(rt, store, Arc::new(SystemClock));

@@ -821,6 +821,36 @@ fn run_with_a_bad_config_exits_listing_every_error() {
     assert!(!stderr.contains("\"short\""), "{stderr}");
 }
 
+/// An embedded store that does not open names `store.path` and what to do:
+/// its directory missing, or the file held by another gateway.
+#[test]
+fn run_says_why_the_store_did_not_open_and_what_to_do() {
+    let dir = tempdir();
+    let secret = secret48();
+    let with_store = |path: &Path| {
+        config(&format!("secret = \"{secret}\""), CATCH_ALL).replace("127.0.0.1:8080", "127.0.0.1:0").replace(
+            "backend = \"memory\"",
+            &format!("backend = \"embedded\"\npath = {:?}", path.to_str().unwrap()),
+        )
+    };
+    let missing = dir.path().join("no-such-dir").join("jwtgate.redb");
+    let cfg = write(dir.path(), "missing.toml", &with_store(&missing));
+    let out = output(jwtgate(dir.path()).arg("run").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("store.path") && out.stderr.contains("create its directory"),
+        "{}",
+        out.stderr
+    );
+
+    let held = dir.path().join("held.redb");
+    let _first = jwtgate::store::EmbeddedStore::open(&held).expect("the first opener gets the file");
+    let cfg = write(dir.path(), "held.toml", &with_store(&held));
+    let out = output(jwtgate(dir.path()).arg("run").arg("-c").arg(&cfg));
+    out.expect_code(1);
+    assert!(out.stderr.contains("store.path") && out.stderr.contains("its own store.path"), "{}", out.stderr);
+}
+
 #[test]
 fn run_with_a_bad_worker_count_says_what_to_set_instead_of_panicking() {
     let dir = tempdir();

@@ -81,10 +81,30 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// What an operator can do about a store file that did not open.
+fn open_hint(e: &redb::DatabaseError) -> &'static str {
+    use std::io::ErrorKind;
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            "; another process (a second jwtgate?) has it open: stop that one, or give each gateway \
+             its own store.path (several gateways share one store through backend = \"redis\")"
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => match io.kind() {
+            ErrorKind::NotFound => "; create its directory, or point store.path into one that exists",
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                "; let jwtgate's user write it and its directory, or point store.path somewhere it may"
+            }
+            _ => "",
+        },
+        _ => "",
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the file and its tables.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path)
+            .map_err(|e| StoreError::new(format!("store.path {}: {e}{}", path.display(), open_hint(&e))))?;
         let txn = db.begin_write().map_err(StoreError::new)?;
         txn.open_table(FAMILIES).map_err(StoreError::new)?;
         txn.open_table(REVOKED_JTIS).map_err(StoreError::new)?;
