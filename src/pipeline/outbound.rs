@@ -120,7 +120,9 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     };
     // On a `refresh` route the refresh token IS the credential the app
     // refreshes with (AuthX / flask-jwt-extended apps behind jwtgate): the
-    // strip options never remove the credential a route authenticated with.
+    // strip options never remove the credential a route authenticated with,
+    // and only that one: a token beside it was never verified (and may be
+    // revoked, which the app cannot know).
     let refresh_route = ctx.route().is_some_and(|r| r.policy == crate::route::Policy::Refresh);
     let forwarded = fwd.token == Keep::Keep || refresh_route;
     match &ctx.credential {
@@ -138,9 +140,8 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
     if fwd.token == Keep::Strip {
         let in_header =
             ctx.credential.as_ref().is_some_and(|c| matches!(c.source, Source::Header | Source::Query));
-        if !refresh_route {
-            drop.push(&cookies.access);
-        }
+        // Never a refresh route's credential either: it reads the refresh cookie.
+        drop.push(&cookies.access);
         // Any Bearer token, not only the one that authenticated: when a
         // cookie decided, an unverified Bearer beside it would otherwise
         // reach an app that reads the header first.
@@ -149,7 +150,8 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
             hdrs.remove(AUTHORIZATION);
         }
     }
-    if fwd.refresh_cookie == Keep::Strip && !refresh_route {
+    let cookie_decided = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie);
+    if fwd.refresh_cookie == Keep::Strip && !(refresh_route && cookie_decided) {
         drop.push(&cookies.refresh);
     }
     // No Cookie header sent and none swapped in: nothing to remove or render.
