@@ -125,8 +125,35 @@ pub(crate) fn pkcs8(der: &[u8]) -> Option<(KeyKind, &[u8])> {
 
 /// SubjectPublicKeyInfo → (kind, the subjectPublicKey bits: PKCS#1, an EC point, or 32 Ed25519 bytes).
 pub(crate) fn spki(der: &[u8]) -> Option<(KeyKind, &[u8])> {
+    spki_contents(Reader(der).read(SEQUENCE)?)
+}
+
+/// The kind of the public key in an X.509 certificate.
+pub(crate) fn certificate_key(der: &[u8]) -> Option<KeyKind> {
+    let mut cert = Reader(Reader(der).read(SEQUENCE)?);
+    let mut tbs = Reader(cert.read(SEQUENCE)?);
+    if tbs.peek_tag() == Some(CONTEXT_0) {
+        tbs.skip()?; // version
+    }
+    tbs.read(INTEGER)?; // serialNumber
+    for _ in 0..4 {
+        tbs.read(SEQUENCE)?; // signature, issuer, validity, subject
+    }
+    spki_contents(tbs.read(SEQUENCE)?).map(|(kind, _)| kind)
+}
+
+/// A PKCS#1 `RSAPublicKey` and nothing else: a modulus of at least 1024 bits
+/// and an exponent (strict, so that no random secret reads as one).
+pub(crate) fn rsa_public_key(der: &[u8]) -> Option<usize> {
     let mut outer = Reader(der);
-    let mut info = Reader(outer.read(SEQUENCE)?);
+    let mut key = Reader(outer.read(SEQUENCE)?);
+    let modulus = unsigned_bits(key.read(INTEGER)?);
+    key.read(INTEGER)?;
+    (outer.0.is_empty() && key.0.is_empty() && modulus >= 1024).then_some(modulus)
+}
+
+fn spki_contents(info: &[u8]) -> Option<(KeyKind, &[u8])> {
+    let mut info = Reader(info);
     let alg_id = info.read(SEQUENCE)?;
     let bits = info.read(BIT_STRING)?;
     // The first byte counts unused bits; keys always use whole bytes.

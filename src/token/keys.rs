@@ -11,6 +11,7 @@ use std::path::Path;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Map, Value};
 
+use super::der;
 use super::pem_keys::{self, Material};
 use crate::config::{resolve_path, ConfigErrors};
 
@@ -374,7 +375,9 @@ const SSH_KEY_TYPES: [&[u8]; 8] = [
 /// What kind of key `secret` is, when it is one: a public key used as an
 /// HMAC secret is the classic algorithm-confusion hole, since the public key
 /// is no secret (PyJWT refuses the same). PEM (any `-----BEGIN` block:
-/// keys and certificates), OpenSSH public keys and JWKs are recognised.
+/// keys and certificates), OpenSSH public keys, JWKs, and keys and
+/// certificates in DER, raw (a `.der` file as `secret_file`) or in base64
+/// (a PEM's body pasted without its `-----` lines) are recognised.
 fn key_text(secret: &[u8]) -> Option<&'static str> {
     let text = secret.trim_ascii_start();
     let has = |needle: &[u8]| secret.windows(needle.len()).any(|w| w == needle);
@@ -384,7 +387,32 @@ fn key_text(secret: &[u8]) -> Option<&'static str> {
         Some("an OpenSSH key")
     } else if text.starts_with(b"{") && has(b"\"kty\"") {
         Some("a JSON Web Key")
+    } else if der_key(secret) || base64_body(secret).is_some_and(|der| der_key(&der)) {
+        Some("a key or certificate in DER (raw, or in base64 as a PEM without its -----BEGIN lines)")
     } else {
         None
     }
+}
+
+/// A public or private key, or a certificate, in DER. The parsers want the
+/// whole structure (algorithm OIDs, an RSA modulus of 1024 bits or more), so
+/// random secret bytes never read as one.
+fn der_key(der: &[u8]) -> bool {
+    der::spki(der).is_some()
+        || der::pkcs8(der).is_some()
+        || der::certificate_key(der).is_some()
+        || der::rsa_public_key(der).is_some()
+}
+
+/// `secret` read as base64, standard or URL-safe, padded or not, with line
+/// breaks and spaces ignored (as a PEM body has them).
+fn base64_body(secret: &[u8]) -> Option<Vec<u8>> {
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    let compact: Vec<u8> = secret.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    [STANDARD, URL_SAFE]
+        .iter()
+        .find_map(|alphabet| GeneralPurpose::new(alphabet, config).decode(&compact).ok())
 }

@@ -232,6 +232,54 @@ fn all_problems_are_reported_together() {
     }
 }
 
+/// The same keys without their PEM armour: raw DER (a `.der` file as
+/// `secret_file`), or its base64 (a PEM body pasted without the `-----`
+/// lines), standard or URL-safe, with line breaks or none. Base64 secrets
+/// that are no key (`openssl rand -base64 48`) still pass. (Found by a
+/// review of token handling: the body of a public key, published at
+/// `/jwks`, verified HS256 tokens forged with it.)
+#[test]
+fn a_key_without_its_pem_armour_is_refused_as_a_secret() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let dir = tempdir();
+    let signed = rcgen::generate_simple_self_signed(vec!["jwtgate.test".into()]).expect("certificate");
+    let rsa_public = pem::parse(super::fixtures::RSA_2048_PKCS1_PUBLIC).expect("fixture").into_contents();
+    let ders: [(&str, Vec<u8>); 4] = [
+        (
+            "SPKI public key",
+            pem::parse(signed.signing_key.public_key_pem()).expect("SPKI PEM").into_contents(),
+        ),
+        ("PKCS#8 private key", signed.signing_key.serialize_der()),
+        ("certificate", signed.cert.der().to_vec()),
+        ("PKCS#1 RSA public key", rsa_public),
+    ];
+    for (what, der) in ders {
+        let wrapped: Vec<String> = STANDARD
+            .encode(&der)
+            .as_bytes()
+            .chunks(64)
+            .map(|l| String::from_utf8(l.to_vec()).unwrap())
+            .collect();
+        for text in [wrapped.join("\n"), STANDARD.encode(&der), URL_SAFE_NO_PAD.encode(&der)] {
+            let msg = message(&build_errs(&raw_secret("HS256", &text), Path::new(".")), "tokens.secret")
+                .to_string();
+            assert!(msg.starts_with("holds a key or certificate in DER"), "{what}: {msg}");
+        }
+        std::fs::write(dir.path().join("key.der"), &der).unwrap();
+        let raw = RawTokens { secret_file: Some("key.der".into()), ..RawTokens::default() };
+        let msg = message(&build_errs(&raw, dir.path()), "tokens.secret_file").to_string();
+        assert!(msg.contains("in DER"), "{what} as a .der file: {msg}");
+    }
+    for len in [32, 48, 64, 256] {
+        for _ in 0..50 {
+            let mut bytes = vec![0u8; len];
+            aws_lc_rs::rand::fill(&mut bytes).unwrap();
+            build_ok(&raw_secret("HS256", &STANDARD.encode(&bytes)), Path::new("."));
+        }
+    }
+}
+
 /// Location names are words like every other word-valued key: compared
 /// without regard to case, as `log.format = "JSON"` is.
 #[test]
