@@ -284,9 +284,26 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
 /// Binds a listener; a failure names the key and the address ("address
 /// already in use" alone does not say which of several).
 async fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, CommandError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| CommandError::Usage(format!("{key}: cannot listen on {addr}: {e}")))
+    listen_on(addr).map_err(|e| CommandError::Usage(format!("{key}: cannot listen on {addr}: {e}")))
+}
+
+/// A listener as tokio's `TcpListener::bind` makes one (`SO_REUSEADDR`, a
+/// backlog of 1024), except that an IPv6 address takes IPv6 only
+/// (`IPV6_V6ONLY`), as nginx and Envoy bind `[::]`: otherwise Linux's `[::]:P`
+/// also claims IPv4's port P, and `["0.0.0.0:P", "[::]:P"]`, which the
+/// config accepts as two families, could not both bind.
+fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => {
+            let socket = tokio::net::TcpSocket::new_v6()?;
+            socket2::SockRef::from(&socket).set_only_v6(true)?;
+            socket
+        }
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// `watch_config`: reloads when the file's bytes change. Polling (1 s) sees

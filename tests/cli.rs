@@ -864,6 +864,48 @@ fn run_with_a_bad_worker_count_says_what_to_set_instead_of_panicking() {
     }
 }
 
+/// `listen = ["0.0.0.0:P", "[::]:P"]`, the example's dual-stack pair: each
+/// wildcard takes its own family (IPV6_V6ONLY, as nginx and Envoy bind
+/// `[::]`), so both bind and both serve. Without it Linux's `[::]` also
+/// claims IPv4's port, and the pair that `check` accepts failed at start.
+#[test]
+fn run_listens_on_both_wildcards_of_a_dual_stack_pair() {
+    let v6_loopback = std::net::TcpListener::bind("[::1]:0");
+    assert!(v6_loopback.is_ok(), "this test needs IPv6 on the loopback (::1): {v6_loopback:?}");
+    drop(v6_loopback);
+    let dir = tempdir();
+    let port = free_port().port();
+    let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
+        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]"));
+    let cfg = write(dir.path(), "gw.toml", &text);
+    let mut child = Running(
+        jwtgate(dir.path())
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(v4).is_err() || TcpStream::connect(v6).is_err() {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            panic!("jwtgate exited ({status}) before listening on both:\n{stderr}");
+        }
+        assert!(Instant::now() < deadline, "jwtgate did not listen on {v4} and {v6} within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for addr in [v4, v6] {
+        let response = http_get(addr, "/api/me");
+        assert!(response.starts_with("HTTP/1.1 401"), "{addr}: no token on an access route:\n{response}");
+    }
+}
+
 #[test]
 fn run_serves_until_sigterm_then_exits_0() {
     let dir = tempdir();
