@@ -438,3 +438,114 @@ mod cache {
         assert_eq!(s.verifier.cache.as_ref().unwrap().len(), 0);
     }
 }
+
+/// A token whose claims are `{"sub":"alice","type":"access","jti":"j1",`
+/// then `iat` and `exp` written as given (JSON text), then `extra`.
+fn timed(iat: &str, exp: &str, extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    forge_hs(
+        HS,
+        &format!(r#"{{"sub":"alice","type":"access","jti":"j1","iat":{iat},"exp":{exp}{sep}{extra}}}"#),
+    )
+}
+
+/// Time claims of every JSON type and size: only numbers count, and a number
+/// too large for a lifetime, or beyond what a float holds, is refused too.
+#[test]
+fn time_claims_that_are_no_usable_number_are_refused() {
+    let (now, later) = (NOW.to_string(), (NOW + 60).to_string());
+    let quoted_later = format!("\"{later}\"");
+    let quoted_now = format!("\"{now}\"");
+    for (iat, exp) in [(&now, &quoted_later), (&quoted_now, &later)] {
+        assert!(matches!(verify(&timed(iat, exp, "")), Err(TokenError::BadClaims(_))), "{iat} {exp}");
+    }
+    for exp in ["true", "[1]", "{}", "null"] {
+        assert!(verify(&timed(&now, exp, "")).is_err(), "exp {exp}");
+    }
+    assert!(matches!(verify(&timed(&now, "1e30", "")), Err(TokenError::LifetimeTooLong)));
+    assert!(matches!(verify(&timed(&now, "18446744073709551615", "")), Err(TokenError::LifetimeTooLong)));
+    assert!(matches!(verify(&timed("1e30", "1e30", "")), Err(TokenError::IssuedInFuture)));
+    assert!(matches!(verify(&timed(&now, "-1", "")), Err(TokenError::Expired(_))));
+    assert!(matches!(verify(&timed(&now, "1e400", "")), Err(TokenError::Malformed)));
+}
+
+/// `fresh` is a boolean or a time: `1` is neither and reads as not fresh,
+/// `"true"` is refused; neither makes a token fresh.
+#[test]
+fn fresh_spelled_as_another_type_is_never_fresh() {
+    let now = NOW.to_string();
+    let later = (NOW + 600).to_string();
+    let one = verify(&timed(&now, &later, r#""fresh":1"#));
+    assert!(one.as_ref().map_or(true, |c| !c.is_fresh(NOW)), "{one:?}");
+    assert!(matches!(verify(&timed(&now, &later, r#""fresh":"true""#)), Err(TokenError::BadClaims(_))));
+    assert!(verify(&timed(&now, &later, r#""fresh":true"#)).unwrap().is_fresh(NOW), "the control");
+}
+
+/// A `kid` is looked up, never used as a path, a query or a pattern: odd
+/// strings find no key, and a `kid` that is no string is malformed.
+#[test]
+fn kid_tricks_find_no_key() {
+    let body = payload("");
+    for kid in [r#""../../dev/null""#, r#""' OR 1=1 --""#, r#""k1\u0000""#, r#""""#, r#""*""#] {
+        let token = forge_hs(&format!(r#"{{"alg":"HS256","kid":{kid}}}"#), &body);
+        let settings =
+            build_ok(&RawTokens { kid: Some("k1".into()), ..raw_secret("HS256", SECRET) }, Path::new("."));
+        assert!(matches!(settings.verifier.verify(&token, NOW), Err(TokenError::UnknownKey)), "kid {kid}");
+    }
+    for kid in ["null", "1", r#"["k1"]"#] {
+        let token = forge_hs(&format!(r#"{{"alg":"HS256","kid":{kid}}}"#), &body);
+        assert!(matches!(verify(&token), Err(TokenError::Malformed)), "kid {kid}");
+    }
+}
+
+/// Signatures changed in the ways verifiers have been fooled by: an HS256
+/// MAC cut short or padded, ES256's all-zero and (n, n) signatures, and an
+/// Ed25519 signature whose S has the group order added (S + L, the classic
+/// malleability check).
+#[test]
+fn tampered_signatures_are_refused() {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let resign = |token: &str, sig: &[u8]| format!("{}.{}", token.rsplit_once('.').unwrap().0, b64(sig));
+    let sig_of = |token: &str| URL_SAFE_NO_PAD.decode(token.rsplit_once('.').unwrap().1).unwrap();
+
+    let hs = forge_hs(HS, &payload(""));
+    assert!(verify(&hs).is_ok(), "the control");
+    let mac = sig_of(&hs);
+    for cut in [1, 16, 31] {
+        assert!(matches!(verify(&resign(&hs, &mac[..cut])), Err(TokenError::BadSignature)), "{cut} bytes");
+    }
+    let padded = [mac.as_slice(), &[0]].concat();
+    assert!(matches!(verify(&resign(&hs, &padded)), Err(TokenError::BadSignature)));
+
+    let dir = tempdir();
+    let es = build_ok(&raw_private(dir.path(), Algorithm::ES256), dir.path());
+    let es_key = EncodingKey::from_ec_pem(pair(Algorithm::ES256).0.as_bytes()).unwrap();
+    let es_token = forge(r#"{"alg":"ES256"}"#, &payload(""), &es_key, Algorithm::ES256);
+    assert!(es.verifier.verify(&es_token, NOW).is_ok(), "the ES256 control");
+    const P256_N: [u8; 32] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xBC,
+        0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+    ];
+    for sig in [[0u8; 64].to_vec(), [P256_N, P256_N].concat()] {
+        assert!(matches!(es.verifier.verify(&resign(&es_token, &sig), NOW), Err(TokenError::BadSignature)));
+    }
+
+    let ed = build_ok(&raw_private(dir.path(), Algorithm::EdDSA), dir.path());
+    let ed_key = EncodingKey::from_ed_pem(pair(Algorithm::EdDSA).0.as_bytes()).unwrap();
+    let ed_token = forge(r#"{"alg":"EdDSA"}"#, &payload(""), &ed_key, Algorithm::EdDSA);
+    assert!(ed.verifier.verify(&ed_token, NOW).is_ok(), "the EdDSA control");
+    // L = 2^252 + 27742317777372353535851937790883648493, little-endian as S is.
+    const ED25519_L: [u8; 32] = [
+        0xED, 0xD3, 0xF5, 0x5C, 0x1A, 0x63, 0x12, 0x58, 0xD6, 0x9C, 0xF7, 0xA2, 0xDE, 0xF9, 0xDE, 0x14, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut sig = sig_of(&ed_token);
+    let mut carry = 0u16;
+    for (s, l) in sig[32..].iter_mut().zip(ED25519_L) {
+        let sum = u16::from(*s) + u16::from(l) + carry;
+        *s = sum as u8;
+        carry = sum >> 8;
+    }
+    assert!(matches!(ed.verifier.verify(&resign(&ed_token, &sig), NOW), Err(TokenError::BadSignature)));
+}
