@@ -757,6 +757,25 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// `jwtgate run -c cfg`, once every address in `addrs` accepts; if it
+    /// exits first, panics with what it printed.
+    fn serve(dir: &Path, cfg: &Path, addrs: &[SocketAddr]) -> Running {
+        let log = dir.join("run.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = jwtgate(dir).arg("run").arg("-c").arg(cfg).stdout(Stdio::null()).stderr(out).spawn();
+        let mut child = Running(child.expect("start jwtgate"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while addrs.iter().any(|a| TcpStream::connect(a).is_err()) {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("jwtgate exited ({status}) before listening on {addrs:?}:\n{said}");
+            }
+            assert!(Instant::now() < deadline, "jwtgate did not listen on {addrs:?} within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
     /// Exit code once it has exited within `limit`, else panic.
     fn wait_for_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
@@ -878,28 +897,9 @@ fn run_listens_on_both_wildcards_of_a_dual_stack_pair() {
     let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
         .replace("listen = \"127.0.0.1:8080\"", &format!("listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]"));
     let cfg = write(dir.path(), "gw.toml", &text);
-    let mut child = Running(
-        jwtgate(dir.path())
-            .arg("run")
-            .arg("-c")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
     let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(v4).is_err() || TcpStream::connect(v6).is_err() {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("jwtgate exited ({status}) before listening on both:\n{stderr}");
-        }
-        assert!(Instant::now() < deadline, "jwtgate did not listen on {v4} and {v6} within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _child = Running::serve(dir.path(), &cfg, &[v4, v6]);
     for addr in [v4, v6] {
         let response = http_get(addr, "/api/me");
         assert!(response.starts_with("HTTP/1.1 401"), "{addr}: no token on an access route:\n{response}");
@@ -914,23 +914,7 @@ fn run_serves_until_sigterm_then_exits_0() {
         .replace("127.0.0.1:8080", &addr.to_string())
         .replace("watch_config = false", "watch_config = false\nshutdown_grace = \"3s\"");
     let cfg = write(dir.path(), "gw.toml", &text);
-    let mut child = Running(
-        jwtgate(dir.path())
-            .arg("run")
-            .arg("-c")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(child.0.try_wait().unwrap().is_none(), "jwtgate exited before listening");
-        assert!(Instant::now() < deadline, "jwtgate did not listen on {addr} within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = Running::serve(dir.path(), &cfg, &[addr]);
     let response = http_get(addr, "/api/me");
     assert!(response.starts_with("HTTP/1.1 401"), "no token on an access route:\n{response}");
 
