@@ -114,29 +114,40 @@ impl GatewayError {
         }
     }
 
-    /// The RFC 6750 / RFC 9470 challenge, for the 401s and the 403 forbidden.
+    /// The RFC 6750 / RFC 9470 challenge, for the 401s and the 403 forbidden,
+    /// exactly as DESIGN §9's table writes it (a realm only where no error is
+    /// named; no description beside `insufficient_user_authentication`).
     pub fn challenge(&self) -> Option<String> {
         use GatewayError::*;
         match self {
             MissingToken => Some(r#"Bearer realm="jwtgate""#.into()),
             InvalidToken(_) | WrongTokenType(_) | TokenRevoked | RefreshReuse => {
-                Some(r#"Bearer realm="jwtgate", error="invalid_token""#.into())
+                Some(r#"Bearer error="invalid_token""#.into())
             }
-            TokenExpired => Some(
-                r#"Bearer realm="jwtgate", error="invalid_token", error_description="The access token expired""#.into(),
-            ),
+            TokenExpired => {
+                Some(r#"Bearer error="invalid_token", error_description="The access token expired""#.into())
+            }
             FreshTokenRequired { max_age, .. } => {
-                let mut c = String::from(
-                    r#"Bearer realm="jwtgate", error="insufficient_user_authentication", error_description="A more recent authentication is required""#,
-                );
+                let mut c = String::from(r#"Bearer error="insufficient_user_authentication""#);
                 if let Some(age) = max_age {
                     c.push_str(&format!(", max_age={age}"));
                 }
                 Some(c)
             }
-            Forbidden { .. } => Some(r#"Bearer realm="jwtgate", error="insufficient_scope""#.into()),
-            CsrfFailed(_) | BadRequest(_) | RequestTimeout | BodyTooLarge { .. } | NoRoute | MethodNotAllowed { .. } | HeadersTooLarge | UriTooLong
-            | NotImplemented | StoreUnavailable | BadIdentity(_) | UpstreamUnavailable | UpstreamTimeout
+            Forbidden { .. } => Some(r#"Bearer error="insufficient_scope""#.into()),
+            CsrfFailed(_)
+            | BadRequest(_)
+            | RequestTimeout
+            | BodyTooLarge { .. }
+            | NoRoute
+            | MethodNotAllowed { .. }
+            | HeadersTooLarge
+            | UriTooLong
+            | NotImplemented
+            | StoreUnavailable
+            | BadIdentity(_)
+            | UpstreamUnavailable
+            | UpstreamTimeout
             | Internal => None,
         }
     }
