@@ -472,6 +472,32 @@ async fn fresh_routes_never_refresh() {
     resp.assert_problem(401, "fresh_token_required");
 }
 
+/// DESIGN §7 / §9 state the fresh-route rule without a condition: with
+/// `implicit_refresh = false` too, a fresh route given a valid refresh
+/// cookie but no live access cookie answers fresh_token_required (log in
+/// again), while an access route, which would have refreshed, says the token
+/// is missing. (Found by a conformance audit: it said missing_token.)
+#[tokio::test]
+async fn without_implicit_refresh_a_fresh_route_still_asks_for_a_fresh_login() {
+    let env =
+        env_edited(&routes(), |cfg| cfg.replace("[sessions]\n", "[sessions]\nimplicit_refresh = false\n"))
+            .await;
+    let (_, jar) = env.login().await;
+    assert_eq!(env.with_jar("GET", "/account/x", &jar, &[]).await.status, 200, "just logged in: fresh");
+    let mut no_access = jar.clone();
+    no_access.0.remove("access_token_cookie");
+    let resp = env.with_jar("GET", "/account/x", &no_access, &[]).await;
+    resp.assert_problem(401, "fresh_token_required");
+    assert!(resp.all("set-cookie").is_empty(), "nothing rotates");
+    env.with_jar("GET", "/api/x", &no_access, &[]).await.assert_problem(401, "missing_token");
+    env.clock.advance(120);
+    let resp = env.with_jar("GET", "/account/x", &jar, &[]).await;
+    resp.assert_problem(401, "fresh_token_required");
+    let resp = env.with_jar("GET", "/api/x", &jar, &[]).await;
+    resp.assert_problem(401, "token_expired");
+    assert!(resp.all("set-cookie").is_empty(), "implicit_refresh = false: nothing rotates");
+}
+
 #[tokio::test]
 async fn unsafe_cookie_requests_need_csrf_before_anything_rotates() {
     let env = env().await;

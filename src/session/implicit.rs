@@ -92,29 +92,33 @@ fn wants_refresh(ctx: &RequestCtx) -> bool {
     }
 }
 
-/// The refresh phase. Access routes rotate; fresh routes never do, and an
-/// absent or expired access cookie there with a valid refresh cookie → 401
-/// fresh_token_required with nothing rotated.
+/// The refresh phase. Access routes rotate (with `implicit_refresh`); fresh
+/// routes never do, and an absent or expired access cookie there with a
+/// valid refresh cookie → 401 fresh_token_required with nothing rotated,
+/// whether or not `implicit_refresh` is on (DESIGN §7 and §9 state it without
+/// that condition: the client has a session, and needs a fresh login).
 pub async fn refresh_phase(ctx: &mut RequestCtx, jar: &CookieJar) -> Result<(), GatewayError> {
     let rt = &ctx.snap.runtime;
     let Some(policy) = ctx.route().filter(|r| r.handler.is_none()).map(|r| r.policy) else { return Ok(()) };
     let from_cookie_or_none = ctx.credential.as_ref().is_none_or(|c| c.source == Source::Cookie);
     if !matches!(policy, Policy::Access | Policy::Fresh)
         || !cookie_mode(rt)
-        || !rt.sessions.implicit_refresh
         || !from_cookie_or_none
         || !wants_refresh(ctx)
     {
         return Ok(());
     }
-    let Some(refresh) = usable_refresh(ctx, jar) else { return Ok(()) };
     if policy == Policy::Fresh {
-        if matches!(ctx.token, TokenState::Valid(_)) {
+        if matches!(ctx.token, TokenState::Valid(_)) || usable_refresh(ctx, jar).is_none() {
             return Ok(());
         }
         let max_age = ctx.route().and_then(|r| r.max_age).map(|d| d.as_secs());
         return Err(GatewayError::FreshTokenRequired { reason: "a fresh login is required", max_age });
     }
+    if !rt.sessions.implicit_refresh {
+        return Ok(());
+    }
+    let Some(refresh) = usable_refresh(ctx, jar) else { return Ok(()) };
     // Boxed: every request's future would otherwise carry the rotation's state.
     Box::pin(refresh_now(ctx, refresh)).await
 }
