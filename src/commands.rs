@@ -494,7 +494,9 @@ fn init_tracing(log: &LogSettings) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let _ = match log.format {
-        LogFormat::Json => builder.json().try_init(),
+        // Fields at the top level of each line (`{"status":401,"route":…}`), as
+        // log shippers index them, not under a "fields" object.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }

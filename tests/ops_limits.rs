@@ -148,7 +148,16 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
     for line in &access {
         let event: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert_eq!(event["fields"]["status"], 401, "{line}");
+        // DESIGN §11's fields, at the top level of the line.
+        assert_eq!(event["status"], 401, "{line}");
+        assert_eq!(
+            (event["route"].as_str(), event["policy"].as_str()),
+            (Some("/api/**"), Some("access")),
+            "{line}"
+        );
+        assert!(event["decision"].as_str().is_some_and(|d| d.ends_with("_token")), "{line}");
+        assert!(event["latency"].as_f64().is_some_and(|s| s > 0.0 && s < 10.0), "latency in seconds: {line}");
+        assert!(event["path"].as_str().is_some_and(|p| p.starts_with("/api/")), "{line}");
     }
     let paths: Vec<&str> =
         access.iter().filter_map(|l| l.split("\"path\":\"").nth(1)?.split('"').next()).collect();

@@ -428,8 +428,9 @@ pub fn access_log(ctx: &RequestCtx, resp: &Response<Body>) {
         policy = route.map_or("-", |r| policy_name(r)),
         decision = ctx.decision,
         status = resp.status().as_u16(),
-        latency_us = ctx.started.elapsed().as_micros() as u64,
-        upstream_us = ctx.upstream_time.map(|d| d.as_micros() as u64),
+        // Seconds, as the duration histograms (and nginx's $request_time) count.
+        latency = ctx.started.elapsed().as_secs_f64(),
+        upstream_latency = ctx.upstream_time.map(|d| d.as_secs_f64()),
         sub = ctx.claims().map(|c| c.sub.as_str()),
         peer = %ctx.conn.peer.ip(),
     );
