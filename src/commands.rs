@@ -188,8 +188,24 @@ pub fn mint(
         let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
         extra.insert(k.to_owned(), value);
     }
-    let spec =
-        MintSpec { sub, token_type, fresh, csrf: None, fid: None, auth_time: None, exp: None, extra: &extra };
+    // DESIGN §5: a minted token carries `csrf` when cookies are a location,
+    // so one set as a cookie can pass the double-submit check on POST. (No
+    // `fid`: `token mint` never opens the store, so there is no family.)
+    let csrf = rt
+        .tokens
+        .locations
+        .contains(&crate::token::Location::Cookies)
+        .then(|| uuid::Uuid::new_v4().to_string());
+    let spec = MintSpec {
+        sub,
+        token_type,
+        fresh,
+        csrf: csrf.as_deref(),
+        fid: None,
+        auth_time: None,
+        exp: None,
+        extra: &extra,
+    };
     let minted = rt.tokens.minter.mint(&spec, SystemClock.now())?;
     say!("{}", minted.token);
     Ok(ExitCode::SUCCESS)

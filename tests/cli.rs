@@ -556,6 +556,19 @@ fn minted_tokens_inspect_valid_with_their_claims() {
         assert!(claims.get(claim).is_some(), "{claim} missing: {claims}");
     }
     assert!(claims.get("nbf").is_none(), "no nbf (DESIGN §5)");
+    // Cookies are a location in the example: a csrf value, as DESIGN §5 has
+    // every minted token carry then, so the token works as a cookie on POST too.
+    let csrf = claims["csrf"].as_str().unwrap_or_else(|| panic!("no csrf: {claims}"));
+    assert!(uuid::Uuid::parse_str(csrf).is_ok(), "a uuid4: {csrf}");
+    // Where cookies are no location, none.
+    let headers_only = write(
+        dir.path(),
+        "headers.toml",
+        &config(&format!("secret = \"{secret}\"\nlocations = [\"headers\"]"), CATCH_ALL),
+    );
+    let t = mint(dir.path(), &headers_only, &secret, &["--sub", "alice"]);
+    let claims = inspected(&token(dir.path(), &headers_only, &secret, &["inspect", &t]), "claims");
+    assert!(claims.get("csrf").is_none(), "{claims}");
 }
 
 #[test]
