@@ -39,6 +39,15 @@ const SPOOFS: &[(&str, &str)] = &[
     ("X-Original-URL", "/admin"),
     ("X-Rewrite-URL", "/admin"),
     ("X-HTTP-Method-Override", "DELETE"),
+    ("X-Original-URI", "/admin"),
+    ("X-Envoy-Original-Path", "/admin"),
+    ("X-Method-Override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Client-IP", "1.2.3.4"),
+    ("X-Forwarded-Port", "443"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Forwarded-Server", "evil.test"),
+    ("X-Forwarded-Uri", "/admin"),
     ("X-Real-IP", "1.2.3.4"),
     ("True-Client-IP", "1.2.3.4"),
     ("X-Forwarded-For", "1.2.3.4"),
@@ -82,6 +91,17 @@ fn assert_clean(seen: &Recorded, subject: Option<&str>) {
         "x-url-scheme",
         "x-script-name",
         "x-forwarded-path",
+        // The rest of DESIGN §8's lists: always removed, and removed from a
+        // peer that is not a trusted proxy.
+        "x-original-uri",
+        "x-envoy-original-path",
+        "x-method-override",
+        "x-http-method",
+        "x-client-ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-uri",
     ] {
         assert!(seen.headers.get(name).is_none(), "{name} reached the upstream: {:?}", seen.headers);
     }
