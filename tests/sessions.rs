@@ -127,6 +127,12 @@ async fn login_mints_a_fresh_pair_sets_cookies_and_hides_the_identity_header() {
     assert!(cookies
         .iter()
         .any(|c| c.starts_with(&format!("csrf_access_token={}", access.csrf.clone().unwrap()))));
+    // DESIGN §7: Max-Age = the refresh lifetime (30 days here) on all four,
+    // so an expired access token still arrives and can be refreshed.
+    for c in &cookies {
+        let attrs: Vec<&str> = c.split("; ").collect();
+        assert!(attrs.contains(&"Max-Age=2592000"), "{c}");
+    }
 }
 
 /// `login_response = "upstream"`: the app's own answer goes back with the
@@ -496,6 +502,25 @@ async fn without_implicit_refresh_a_fresh_route_still_asks_for_a_fresh_login() {
     let resp = env.with_jar("GET", "/api/x", &jar, &[]).await;
     resp.assert_problem(401, "token_expired");
     assert!(resp.all("set-cookie").is_empty(), "implicit_refresh = false: nothing rotates");
+}
+
+/// Unsafe means every method but GET, HEAD, OPTIONS and TRACE: each needs
+/// the double-submit header with a cookie credential; the safe ones never do.
+#[tokio::test]
+async fn every_unsafe_method_needs_csrf_and_no_safe_one_does() {
+    let env = env().await;
+    let (_, jar) = env.login().await;
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    for method in ["POST", "PUT", "PATCH", "DELETE", "PROPFIND"] {
+        env.with_jar(method, "/api/x", &jar, &[]).await.assert_problem(403, "csrf_failed");
+        let resp = env.with_jar(method, "/api/x", &jar, &[("X-CSRF-TOKEN", &csrf)]).await;
+        assert_eq!(resp.status, 200, "{method} with the header: {}", resp.body);
+        assert_eq!(env.up.last().method, method);
+    }
+    for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
+        let resp = env.with_jar(method, "/api/x", &jar, &[]).await;
+        assert_eq!(resp.status, 200, "{method} needs no CSRF header: {}", resp.body);
+    }
 }
 
 #[tokio::test]
