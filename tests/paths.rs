@@ -104,6 +104,9 @@ async fn raw_backslash_and_absolute_form_are_refused() {
     let resp =
         send_raw(gw.addr, "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n").await;
     assert_eq!(resp.status, 400);
+    // HTTP/1.1 requires a Host.
+    let resp = send_raw(gw.addr, "GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    resp.assert_problem(400, "bad_request");
     assert_eq!(up.count(), 0);
 }
 
@@ -205,4 +208,12 @@ async fn overlong_target_is_414() {
     let resp = get(gw.addr, &target, &[]).await;
     assert_eq!(resp.status, 414, "{}", resp.body);
     assert_eq!(up.count(), 0);
+    // DESIGN §4 rule 2: ≤ 8 KiB passes, one byte more is 414; the query counts.
+    let at_limit = format!("/public/x?q={}", "a".repeat(8192 - "/public/x?q=".len()));
+    assert_eq!(at_limit.len(), 8192);
+    let resp = get(gw.addr, &at_limit, &[]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().target, at_limit, "forwarded whole");
+    get(gw.addr, &format!("{at_limit}a"), &[]).await.assert_problem(414, "uri_too_long");
+    assert_eq!(up.count(), 1);
 }
