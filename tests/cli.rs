@@ -2,6 +2,7 @@
 //! codes and what an operator reads on stdout / stderr. Every test works in
 //! its own temp dir and leaves no process behind (see [`Running`]).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -690,6 +691,43 @@ fn es256_keygen_writes_a_key_pair_that_check_mint_and_inspect_accept() {
     assert!(out.stdout.contains("verdict: valid"), "{}", out.stdout);
 }
 
+/// A bare `jwtgate -c FILE` serves (DESIGN §2: what `run` does), and a
+/// `jwks` route publishes the signing key's public half, which verifies the
+/// tokens `token mint` signs.
+#[test]
+fn a_bare_jwtgate_serves_and_publishes_its_key_at_the_jwks_route() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    keygen(dir.path(), "ES256", Some(&keys)).expect_code(0);
+    let addr = free_port();
+    let routes = format!("{CATCH_ALL}\n[[routes]]\npath = \"/.well-known/jwks.json\"\nhandler = \"jwks\"\n");
+    let text = config("algorithm = \"ES256\"\nprivate_key = \"signing.pem\"\nkid = \"k1\"", &routes)
+        .replace("127.0.0.1:8080", &addr.to_string());
+    let cfg = write(&keys, "gw.toml", &text);
+    let _child = Running::serve_as(dir.path(), &[OsStr::new("-c"), cfg.as_os_str()], &[addr]);
+    let response = http_get(addr, "/.well-known/jwks.json");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let jwks: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["kid"].as_str()),
+        (Some("EC"), Some("P-256"), Some("k1"))
+    );
+    assert!(key.get("d").is_none(), "never the private part: {key}");
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).expect("a JWK");
+    let t = mint(dir.path(), &cfg, "", &["--sub", "carol"]);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.validate_aud = false;
+    let decoded =
+        jsonwebtoken::decode::<Value>(&t, &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(), &validation);
+    assert_eq!(decoded.expect("the published key verifies a minted token").claims["sub"], "carol");
+    // The handler's route matches GET only (DESIGN §4 rule 6): a POST is the
+    // catch-all's, whose policy wants a token.
+    let resp = http_request(addr, "POST", "/.well-known/jwks.json", "", "");
+    assert!(resp.starts_with("HTTP/1.1 401") && resp.contains("missing_token"), "{resp}");
+}
+
 #[test]
 fn keygen_never_overwrites_a_key() {
     let dir = tempdir();
@@ -773,9 +811,14 @@ impl Running {
     /// `jwtgate run -c cfg`, once every address in `addrs` accepts; if it
     /// exits first, panics with what it printed.
     fn serve(dir: &Path, cfg: &Path, addrs: &[SocketAddr]) -> Running {
+        Running::serve_as(dir, &[OsStr::new("run"), OsStr::new("-c"), cfg.as_os_str()], addrs)
+    }
+
+    /// [`Running::serve`] with the command line `args`.
+    fn serve_as(dir: &Path, args: &[&OsStr], addrs: &[SocketAddr]) -> Running {
         let log = dir.join("run.log");
         let out = std::fs::File::create(&log).expect("log file");
-        let child = jwtgate(dir).arg("run").arg("-c").arg(cfg).stdout(Stdio::null()).stderr(out).spawn();
+        let child = jwtgate(dir).args(args).stdout(Stdio::null()).stderr(out).spawn();
         let mut child = Running(child.expect("start jwtgate"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while addrs.iter().any(|a| TcpStream::connect(a).is_err()) {
