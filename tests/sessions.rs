@@ -523,6 +523,68 @@ async fn every_unsafe_method_needs_csrf_and_no_safe_one_does() {
     }
 }
 
+/// DESIGN §7's Origin rules on a proxied route, beside the double submit:
+/// the request's own origin passes, `Sec-Fetch-Site: cross-site` is refused,
+/// an origin in `allowed_origins` passes; behind a trusted proxy the
+/// request's origin is the forwarded scheme and host.
+#[tokio::test]
+async fn origin_rules_on_an_access_route() {
+    let env = env_edited(&routes(), |cfg| {
+        cfg.replace("[store]\n", "[csrf]\nallowed_origins = [\"https://spa.test\"]\n\n[store]\n")
+            .replace("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+    })
+    .await;
+    let (_, jar) = env.login().await;
+    let csrf = jar.get("csrf_access_token").unwrap().to_owned();
+    let post = |extra: Vec<(&'static str, &'static str)>| {
+        let mut headers = vec![("X-CSRF-TOKEN", csrf.as_str())];
+        headers.extend(extra);
+        let jar = &jar;
+        let env = &env;
+        async move { env.with_jar("POST", "/api/x", jar, &headers).await }
+    };
+    assert_eq!(post(vec![("Origin", "http://app.test")]).await.status, 200, "same origin");
+    assert_eq!(post(vec![("Sec-Fetch-Site", "same-origin")]).await.status, 200);
+    assert_eq!(post(vec![("Origin", "https://spa.test")]).await.status, 200, "allowed_origins");
+    post(vec![("Sec-Fetch-Site", "cross-site")]).await.assert_problem(403, "csrf_failed");
+    post(vec![("Origin", "https://spa.test.evil")]).await.assert_problem(403, "csrf_failed");
+    // From the trusted proxy, the origin the browser saw is the forwarded one.
+    let forwarded = vec![("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "front.test")];
+    let with = |origin: &'static str| [forwarded.clone(), vec![("Origin", origin)]].concat();
+    assert_eq!(post(with("https://front.test")).await.status, 200, "the forwarded origin");
+    post(with("http://app.test")).await.assert_problem(403, "csrf_failed");
+}
+
+/// Implicit refresh serves navigations and same-site requests, never a
+/// cross-site subresource (an `<img>` on another site would otherwise
+/// rotate the victim's session); and the rotated cookies go out on a
+/// refusal jwtgate makes after rotating (403 `require` not met).
+#[tokio::test]
+async fn implicit_refresh_skips_cross_site_subresources_and_sets_cookies_on_a_later_refusal() {
+    let routes = format!(
+        "{}\n[[routes]]\npath = \"/admin/**\"\npolicy = \"access\"\nupstream = \"app\"\nrequire = {{ roles = \"root\" }}\n",
+        routes()
+    );
+    let env = env_with(&routes).await;
+    let (_, jar) = env.login().await;
+    let mut no_access = jar.clone();
+    no_access.0.remove("access_token_cookie");
+    let subresource = [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "cors")];
+    let resp = env.with_jar("GET", "/api/x", &no_access, &subresource).await;
+    resp.assert_problem(401, "missing_token");
+    assert!(resp.all("set-cookie").is_empty(), "a cross-site subresource rotates nothing");
+    let navigation = [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "navigate")];
+    let resp = env.with_jar("GET", "/api/x", &no_access, &navigation).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(set_cookies(&resp).len(), 4, "a top-level navigation refreshes");
+    let mut jar = no_access;
+    jar.absorb(&resp);
+    jar.0.remove("access_token_cookie");
+    let resp = env.with_jar("GET", "/admin/x", &jar, &[]).await;
+    resp.assert_problem(403, "forbidden");
+    assert_eq!(set_cookies(&resp).len(), 4, "the rotated pair still reaches the browser");
+}
+
 #[tokio::test]
 async fn unsafe_cookie_requests_need_csrf_before_anything_rotates() {
     let env = env().await;
