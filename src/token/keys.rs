@@ -299,10 +299,13 @@ fn unknown_algorithm(given: &str) -> String {
 }
 
 /// `secret_file` holds the secret bytes; trailing CR/LF (what `echo >` and
-/// editors add) are dropped, any other byte counts.
+/// editors add) are dropped, any other byte counts. A key in DER is kept
+/// whole: its last byte is data, 0x0A or 0x0D in about one key of 128, and
+/// cut short it would no longer read as the key it is (`key_text`).
 fn read_secret_file(key: &str, value: &str, base_dir: &Path, errs: &mut ConfigErrors) -> Option<Vec<u8>> {
     let path = resolve_path(base_dir, value);
     match std::fs::read(&path) {
+        Ok(bytes) if der_key(&bytes) => Some(bytes),
         Ok(mut bytes) => {
             while matches!(bytes.last(), Some(b'\n' | b'\r')) {
                 bytes.pop();

@@ -271,6 +271,16 @@ fn a_key_without_its_pem_armour_is_refused_as_a_secret() {
         let msg = message(&build_errs(&raw, dir.path()), "tokens.secret_file").to_string();
         assert!(msg.contains("in DER"), "{what} as a .der file: {msg}");
     }
+    // A DER key whose last byte is a line feed: trimmed as a text file's
+    // would be, it no longer parses, and would pass as a secret.
+    let ends_in_newline = (0..20_000)
+        .map(|_| rcgen::KeyPair::generate().expect("P-256 key"))
+        .map(|k| pem::parse(k.public_key_pem()).expect("SPKI PEM").into_contents())
+        .find(|der| der.last() == Some(&b'\n'))
+        .expect("about one P-256 key in 256 ends in 0x0A");
+    std::fs::write(dir.path().join("key.der"), &ends_in_newline).unwrap();
+    let raw = RawTokens { secret_file: Some("key.der".into()), ..RawTokens::default() };
+    assert!(message(&build_errs(&raw, dir.path()), "tokens.secret_file").contains("in DER"));
     for len in [32, 48, 64, 256] {
         for _ in 0..50 {
             let mut bytes = vec![0u8; len];
