@@ -344,6 +344,51 @@ async fn token_strip_on_a_refresh_route_keeps_only_the_credential_that_authentic
     assert_eq!(up.last().header("authorization"), Some(bearer.as_str()), "the header authenticated: kept");
 }
 
+/// With the query first among the locations, a `?token=` refresh credential
+/// beside a refresh cookie: the cookie was never verified and goes (the
+/// default `refresh_cookie = "strip"`), the query's token travels as the
+/// Bearer.
+#[tokio::test]
+async fn a_refresh_route_whose_query_decided_drops_the_refresh_cookie() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(&routes()).replace(
+        r#"locations = ["headers", "cookies", "query"]"#,
+        r#"locations = ["query", "headers", "cookies"]"#,
+    );
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let refresh = mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new());
+    let cookie = format!("a=1; refresh_token_cookie={}", mallory_token("refresh", "c", unix_now()));
+    let resp = get(gw.addr, &format!("/app-refresh?token={refresh}"), &[("Cookie", &cookie)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().header("authorization"), Some(format!("Bearer {refresh}").as_str()));
+    assert_eq!(up.last().header("cookie"), Some("a=1"));
+}
+
+/// Under `keep` too, a refresh route whose cookie decided drops a Bearer
+/// beside it: `keep` is about the access token, and this route's credential
+/// is the refresh cookie. An app reading the header first would otherwise
+/// refresh from a token jwtgate never verified, perhaps one it revoked.
+/// (Found by review.)
+#[tokio::test]
+async fn a_refresh_route_whose_cookie_decided_drops_a_bearer_beside_it_under_keep_too() {
+    let up = Upstream::start(UpstreamBehavior::Ok).await;
+    let cfg = base_config(&routes())
+        .replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["cookies", "headers"]"#);
+    let gw = start_gateway(&cfg, up.addr, None).await;
+    let refresh = mint(&gw, TokenType::Refresh, false, unix_now(), &Map::new());
+    let cookie = format!("refresh_token_cookie={refresh}");
+    let other = format!("Bearer {}", mallory_token("refresh", "c", unix_now()));
+    let resp = get(gw.addr, "/app-refresh", &[("Cookie", &cookie), ("Authorization", &other)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().header("cookie"), Some(cookie.as_str()), "the cookie authenticated: kept");
+    assert_eq!(up.last().header("authorization"), None, "the Bearer beside it was never verified");
+    // Elsewhere `keep` forwards the client's Authorization as sent.
+    let basic = "Basic dXNlcjpwYXNz";
+    let resp = get(gw.addr, "/public/x", &[("Authorization", basic)]).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().header("authorization"), Some(basic));
+}
+
 /// A refresh token from the query leaves the query (DESIGN §4 rule 3) and,
 /// under `strip` as under `keep`, reaches the app as its Bearer: the app
 /// refreshes with it, and given none would answer 401 (found by

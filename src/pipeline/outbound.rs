@@ -136,21 +136,27 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
         Some(c) if c.source == Source::Query && forwarded => respell_bearer(hdrs, &c.token),
         _ => {}
     }
+    let in_header =
+        ctx.credential.as_ref().is_some_and(|c| matches!(c.source, Source::Header | Source::Query));
+    let cookie_decided = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie);
     let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
-        let in_header =
-            ctx.credential.as_ref().is_some_and(|c| matches!(c.source, Source::Header | Source::Query));
-        // Never a refresh route's credential either: it reads the refresh cookie.
+        // The access token `strip` is about; on a refresh route it is no
+        // credential at all (that route reads the refresh cookie).
         drop.push(&cookies.access);
-        // Any Bearer token, not only the one that authenticated: when a
-        // cookie decided, an unverified Bearer beside it would otherwise
-        // reach an app that reads the header first.
-        let keep_header = refresh_route && in_header;
-        if !keep_header && hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
-            hdrs.remove(AUTHORIZATION);
-        }
     }
-    let cookie_decided = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie);
+    // A Bearer that did not authenticate goes, not only the one that did:
+    // where a cookie decided, an unverified Bearer beside it would reach an
+    // app that reads the header first. Under `strip` on every route; under
+    // `keep` on a refresh route, since `keep` is about the access token and
+    // that route's credential is the refresh cookie.
+    let drop_bearer = match fwd.token {
+        Keep::Strip => !(refresh_route && in_header),
+        Keep::Keep => refresh_route && cookie_decided,
+    };
+    if drop_bearer && hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
+        hdrs.remove(AUTHORIZATION);
+    }
     if fwd.refresh_cookie == Keep::Strip && !(refresh_route && cookie_decided) {
         drop.push(&cookies.refresh);
     }
