@@ -140,10 +140,36 @@ fn json_access_logs_never_carry_a_token_or_the_query() {
         let _ = s.read_to_string(&mut out);
         assert!(out.starts_with("HTTP/1.1 401"), "{out}");
     }
+    // A valid token to an upstream that refuses: 502, and a warning naming
+    // the address it could not reach.
+    let n = unix_now();
+    let valid = hs256_with_header(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &format!(r#"{{"sub":"alice","jti":"j1","iat":{n},"exp":{}}}"#, n + 60),
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!(
+        "GET /api/d HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {valid}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
     let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let out = child.wait_with_output().unwrap();
     let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let access: Vec<&str> = logs.lines().filter(|l| l.contains("jwtgate::access")).collect();
+    // Flattened JSON: an event's own fields must not repeat the line's keys
+    // (a field named `target` would hide which module spoke, or the reverse).
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        for key in ["\"target\":", "\"level\":", "\"timestamp\":"] {
+            assert_eq!(line.matches(key).count(), 1, "{key} once: {line}");
+        }
+    }
+    let failed = logs.lines().find(|l| l.contains("upstream target unreachable"));
+    let failed = failed.unwrap_or_else(|| panic!("the refused connect is not logged:\n{logs}"));
+    assert!(failed.contains("\"addr\":\"127.0.0.1:9\""), "{failed}");
+    let access: Vec<&str> =
+        logs.lines().filter(|l| l.contains("jwtgate::access") && !l.contains("\"status\":502")).collect();
     assert_eq!(access.len(), 5, "one access event per request:\n{logs}");
     for line in &access {
         let event: serde_json::Value =

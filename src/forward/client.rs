@@ -313,7 +313,7 @@ impl Upstream {
                 GatewayError::RequestTimeout
             }
             None => {
-                tracing::warn!(upstream = %self.name, target = %target.authority, error = %err, "upstream request failed");
+                tracing::warn!(upstream = %self.name, addr = %target.authority, error = %err, "upstream request failed");
                 GatewayError::UpstreamUnavailable
             }
         }
@@ -374,7 +374,7 @@ impl Upstream {
     fn mark_reachable(&self, target: &Target) {
         if target.failures.swap(0, Ordering::AcqRel) != 0 {
             target.paused_until.store(0, Ordering::Release);
-            tracing::info!(upstream = %self.name, target = %target.authority, "upstream target reachable again");
+            tracing::info!(upstream = %self.name, addr = %target.authority, "upstream target reachable again");
         }
     }
 
@@ -382,7 +382,7 @@ impl Upstream {
     fn mark_unreachable(&self, target: &Target, err: &(dyn std::error::Error + 'static)) {
         let pause = self.pause(target);
         let cause = err.to_string();
-        tracing::warn!(upstream = %self.name, target = %target.authority, ?pause, %cause, "upstream target unreachable; skipping it");
+        tracing::warn!(upstream = %self.name, addr = %target.authority, ?pause, %cause, "upstream target unreachable; skipping it");
     }
 
     /// 1 s, doubling per consecutive failure, at most 30 s.
