@@ -2,6 +2,7 @@
 //! the command line and calls these.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -270,15 +271,23 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
     if gw.snapshot().runtime.server.watch_config {
         tokio::spawn(watch_loop(gw.clone(), path.to_path_buf(), loaded));
     }
+    // Ports an IPv4 address listens on: an IPv6 listener of the same port
+    // takes IPv6 only, or Linux would give it IPv4's port too.
+    let v4_ports: Vec<u16> = listen
+        .iter()
+        .chain(admin.as_ref().map(|a| &a.listen))
+        .filter(|a| a.is_ipv4())
+        .map(|a| a.port())
+        .collect();
     if let Some(admin) = admin {
-        let listener = bind("admin.listen", admin.listen).await?;
+        let listener = bind("admin.listen", admin.listen, &v4_ports).await?;
         tracing::info!(addr = %listener.local_addr()?, "admin listening");
         tokio::spawn(crate::admin::serve(listener, gw.clone()));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for addr in listen {
-        let listener = bind("server.listen", addr).await?;
+        let listener = bind("server.listen", addr, &v4_ports).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let (gw, mut stop) = (gw.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -299,24 +308,34 @@ async fn serve(rt: Runtime, path: &Path, loaded: Vec<u8>) -> Result<(), CommandE
 
 /// Binds a listener; a failure names the key and the address ("address
 /// already in use" alone does not say which of several).
-async fn bind(key: &str, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, CommandError> {
-    listen_on(addr).map_err(|e| CommandError::Usage(format!("{key}: cannot listen on {addr}: {e}")))
+async fn bind(
+    key: &str,
+    addr: SocketAddr,
+    v4_ports: &[u16],
+) -> Result<tokio::net::TcpListener, CommandError> {
+    let v6_only = addr.is_ipv6() && addr.port() != 0 && v4_ports.contains(&addr.port());
+    listen_on(addr, v6_only).map_err(|e| CommandError::Usage(format!("{key}: cannot listen on {addr}: {e}")))
 }
 
-/// A listener as tokio's `TcpListener::bind` makes one (`SO_REUSEADDR`, a
-/// backlog of 1024), except that an IPv6 address takes IPv6 only
-/// (`IPV6_V6ONLY`), as nginx and Envoy bind `[::]`: otherwise Linux's `[::]:P`
-/// also claims IPv4's port P, and `["0.0.0.0:P", "[::]:P"]`, which the
-/// config accepts as two families, could not both bind.
-fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// A listener as tokio's `TcpListener::bind` makes one (`SO_REUSEADDR`, but
+/// not on Windows, where it would let another process take the port), with
+/// two differences:
+/// - a backlog of 1024, not std's 128 (nginx uses 511): a burst of connects
+///   past the backlog waits for a SYN retransmit, a second or more;
+/// - `v6_only` (`IPV6_V6ONLY`) for an IPv6 address whose port an IPv4 one
+///   also listens on. On Linux `[::]:P` alone takes IPv4 as well, as
+///   operators of containers expect; beside `0.0.0.0:P` (the example's
+///   dual-stack pair, accepted by the config as two families) it would
+///   claim IPv4's port too, and the pair could not both bind.
+fn listen_on(addr: SocketAddr, v6_only: bool) -> std::io::Result<tokio::net::TcpListener> {
     let socket = match addr {
-        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        std::net::SocketAddr::V6(_) => {
-            let socket = tokio::net::TcpSocket::new_v6()?;
-            socket2::SockRef::from(&socket).set_only_v6(true)?;
-            socket
-        }
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
+    if v6_only {
+        socket2::SockRef::from(&socket).set_only_v6(true)?;
+    }
+    #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)

@@ -939,26 +939,36 @@ fn run_with_a_bad_worker_count_says_what_to_set_instead_of_panicking() {
     }
 }
 
-/// `listen = ["0.0.0.0:P", "[::]:P"]`, the example's dual-stack pair: each
-/// wildcard takes its own family (IPV6_V6ONLY, as nginx and Envoy bind
-/// `[::]`), so both bind and both serve. Without it Linux's `[::]` also
-/// claims IPv4's port, and the pair that `check` accepts failed at start.
+/// `listen = ["0.0.0.0:P", "[::]:P"]`, the example's dual-stack pair: the
+/// IPv6 wildcard takes IPv6 only (IPV6_V6ONLY), so both bind and both serve.
+/// Without it Linux's `[::]` also claims IPv4's port, and the pair that
+/// `check` accepts failed at start. `[::]:P` alone keeps the system's
+/// default: on Linux (`bindv6only` 0) it serves IPv4 too.
 #[test]
 fn run_listens_on_both_wildcards_of_a_dual_stack_pair() {
     let v6_loopback = std::net::TcpListener::bind("[::1]:0");
     assert!(v6_loopback.is_ok(), "this test needs IPv6 on the loopback (::1): {v6_loopback:?}");
     drop(v6_loopback);
-    let dir = tempdir();
+    let serve = |listen: &str, port: u16| {
+        let dir = tempdir();
+        let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
+            .replace("listen = \"127.0.0.1:8080\"", &format!("listen = {listen}"));
+        let cfg = write(dir.path(), "gw.toml", &text);
+        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let child = Running::serve(dir.path(), &cfg, &[v4, v6]);
+        for addr in [v4, v6] {
+            let response = http_get(addr, "/api/me");
+            assert!(response.starts_with("HTTP/1.1 401"), "{listen}, {addr}: no token:\n{response}");
+        }
+        drop(child);
+    };
     let port = free_port().port();
-    let text = config(&format!("secret = \"{}\"", secret48()), CATCH_ALL)
-        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]"));
-    let cfg = write(dir.path(), "gw.toml", &text);
-    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-    let _child = Running::serve(dir.path(), &cfg, &[v4, v6]);
-    for addr in [v4, v6] {
-        let response = http_get(addr, "/api/me");
-        assert!(response.starts_with("HTTP/1.1 401"), "{addr}: no token on an access route:\n{response}");
+    serve(&format!("[\"0.0.0.0:{port}\", \"[::]:{port}\"]"), port);
+    let bindv6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+    if bindv6only.trim() == "0" {
+        let port = free_port().port();
+        serve(&format!("\"[::]:{port}\""), port);
     }
 }
 
