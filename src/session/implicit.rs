@@ -60,7 +60,9 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar, websocket: bool) -> Result<
     check_double_submit(&ctx.fetch, expected.as_deref())
 }
 
-/// A refresh cookie implicit refresh may use: valid, a refresh token, with a
+/// A refresh cookie implicit refresh may use, and the one that makes a fresh
+/// route answer fresh_token_required (with or without implicit refresh):
+/// valid, a refresh token, with a
 /// `fid` (AuthX / flask-jwt-extended cookies have none: ignored, not cleared),
 /// of the same session as the access cookie beside it, and not sent by a
 /// cross-site subresource request.
