@@ -364,13 +364,12 @@ async fn a_refresh_route_whose_query_decided_drops_the_refresh_cookie() {
     assert_eq!(up.last().header("cookie"), Some("a=1"));
 }
 
-/// Under `keep` too, a refresh route whose cookie decided drops a Bearer
-/// beside it: `keep` is about the access token, and this route's credential
-/// is the refresh cookie. An app reading the header first would otherwise
-/// refresh from a token jwtgate never verified, perhaps one it revoked.
-/// (Found by review.)
+/// Under `keep` too, a route whose cookie decided drops a Bearer beside it:
+/// `keep` forwards the token jwtgate verified, and an app reading the header
+/// first would otherwise run (or, on a refresh route, refresh) on a token
+/// jwtgate never verified, perhaps one it revoked. (Found by review.)
 #[tokio::test]
-async fn a_refresh_route_whose_cookie_decided_drops_a_bearer_beside_it_under_keep_too() {
+async fn a_route_whose_cookie_decided_drops_a_bearer_beside_it_under_keep_too() {
     let up = Upstream::start(UpstreamBehavior::Ok).await;
     let cfg = base_config(&routes())
         .replace(r#"locations = ["headers", "cookies", "query"]"#, r#"locations = ["cookies", "headers"]"#);
@@ -381,6 +380,14 @@ async fn a_refresh_route_whose_cookie_decided_drops_a_bearer_beside_it_under_kee
     let resp = get(gw.addr, "/app-refresh", &[("Cookie", &cookie), ("Authorization", &other)]).await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(up.last().header("cookie"), Some(cookie.as_str()), "the cookie authenticated: kept");
+    assert_eq!(up.last().header("authorization"), None, "the Bearer beside it was never verified");
+    // So does an access route whose cookie decided: `keep` forwards the
+    // token jwtgate verified, not another one beside it.
+    let access = format!("access_token_cookie={}", token(&gw));
+    let other = format!("Bearer {}", mallory_token("access", "c", unix_now()));
+    let resp = get(gw.addr, "/api/x", &[("Cookie", &access), ("Authorization", &other)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(up.last().header("cookie"), Some(access.as_str()), "the verified cookie travels (keep)");
     assert_eq!(up.last().header("authorization"), None, "the Bearer beside it was never verified");
     // Elsewhere `keep` forwards the client's Authorization as sent.
     let basic = "Basic dXNlcjpwYXNz";

@@ -145,14 +145,15 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
         // credential at all (that route reads the refresh cookie).
         drop.push(&cookies.access);
     }
-    // A Bearer that did not authenticate goes, not only the one that did:
-    // where a cookie decided, an unverified Bearer beside it would reach an
-    // app that reads the header first. Under `strip` on every route; under
-    // `keep` on a refresh route, since `keep` is about the access token and
-    // that route's credential is the refresh cookie.
+    // A Bearer that did not authenticate goes: where a cookie decided (or an
+    // implicit refresh swapped the cookies), an unverified Bearer beside it
+    // would reach an app that reads the header first, and the app would run
+    // (or refresh) on a token jwtgate never verified, perhaps one it revoked.
+    // `keep` forwards the token jwtgate verified, not another; under `strip`
+    // every Bearer goes but a refresh route's own credential.
     let drop_bearer = match fwd.token {
         Keep::Strip => !(refresh_route && in_header),
-        Keep::Keep => refresh_route && cookie_decided,
+        Keep::Keep => cookie_decided || ctx.refreshed.is_some(),
     };
     if drop_bearer && hdrs.get_all(AUTHORIZATION).iter().any(super::extract::is_bearer) {
         hdrs.remove(AUTHORIZATION);
