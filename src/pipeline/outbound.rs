@@ -136,9 +136,9 @@ fn rewrite_credentials(ctx: &RequestCtx, hdrs: &mut http::HeaderMap, jar: &Cooki
         Some(c) if c.source == Source::Query && forwarded => respell_bearer(hdrs, &c.token),
         _ => {}
     }
-    let in_header =
-        ctx.credential.as_ref().is_some_and(|c| matches!(c.source, Source::Header | Source::Query));
-    let cookie_decided = ctx.credential.as_ref().is_some_and(|c| c.source == Source::Cookie);
+    let source = ctx.credential.as_ref().map(|c| c.source);
+    let in_header = matches!(source, Some(Source::Header | Source::Query));
+    let cookie_decided = source == Some(Source::Cookie);
     let mut drop: SmallVec<[&str; 2]> = SmallVec::new();
     if fwd.token == Keep::Strip {
         // The access token `strip` is about; on a refresh route it is no

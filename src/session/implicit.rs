@@ -62,10 +62,9 @@ pub fn csrf_phase(ctx: &RequestCtx, jar: &CookieJar, websocket: bool) -> Result<
 
 /// A refresh cookie implicit refresh may use, and the one that makes a fresh
 /// route answer fresh_token_required (with or without implicit refresh):
-/// valid, a refresh token, with a
-/// `fid` (AuthX / flask-jwt-extended cookies have none: ignored, not cleared),
-/// of the same session as the access cookie beside it, and not sent by a
-/// cross-site subresource request.
+/// valid, a refresh token, with a `fid` (AuthX / flask-jwt-extended cookies
+/// have none: ignored, not cleared), of the same session as the access
+/// cookie beside it, and not sent by a cross-site subresource request.
 ///
 /// The same session: the csrf phase judged the request by the access
 /// cookie's `csrf` claim. A refresh cookie of another family (planted from a
